@@ -1,0 +1,422 @@
+"""Run configuration: one validated object the model, data and trainer consume.
+
+``RunConfig`` reads the note's JSON as written (``model.encoder.latent_channels``,
+``model.decoder_a.features``, ``trainer.loss_weights``, ``trainer.cross_domain_strategy``,
+``trainer.same_domain_use_skip``) and adds what the tool needs to run it: Plan A's ``up_mode`` and
+``skip_weight`` schedule, Plan D's discriminator, optimiser, budget, device and data.
+
+Every model forbids unknown keys; :func:`load_config` turns a pydantic error into a
+:class:`ConfigError` whose message names the field and, for a misspelt key, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DecoderConfig",
+    "DiscriminatorConfig",
+    "EncoderConfig",
+    "FastMRIData",
+    "HDF5Data",
+    "LossWeights",
+    "ModelConfig",
+    "RunConfig",
+    "SyntheticData",
+    "TrainerConfig",
+    "apply_overrides",
+    "describe_validation_error",
+    "load_config",
+    "read_config_file",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which field and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+class EncoderConfig(_Strict):
+    """Shared UNet encoder: ``features`` are the widths of the levels, shallow to deep."""
+
+    in_channels: int = Field(1, ge=1)
+    features: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64, 128, 256], min_length=1)
+    latent_channels: int = Field(256, ge=1)
+
+
+class DecoderConfig(_Strict):
+    """One domain's decoder: ``features`` are the widths of its ``Up`` blocks, deep to shallow."""
+
+    latent_channels: int = Field(256, ge=1)
+    features: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [256, 128, 64], min_length=1)
+    out_channels: int = Field(1, ge=1)
+
+
+class DiscriminatorConfig(_Strict):
+    """Plan D's patch discriminator (used only when ``trainer.loss_weights.adv > 0``)."""
+
+    features: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [32, 64], min_length=1)
+
+
+class ModelConfig(_Strict):
+    encoder: EncoderConfig = EncoderConfig()
+    decoder_a: DecoderConfig = DecoderConfig()
+    decoder_b: DecoderConfig = DecoderConfig()
+    up_mode: Literal["concat", "add"] = Field(
+        "concat", description="concat: the original UNet Up (zeros without a skip); add: Plan A"
+    )
+    upsample: Literal["transpose", "bilinear"] = "transpose"
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+
+    @model_validator(mode="after")
+    def _widths_agree(self) -> ModelConfig:
+        levels = len(self.encoder.features)
+        for name in ("decoder_a", "decoder_b"):
+            dec: DecoderConfig = getattr(self, name)
+            if dec.latent_channels != self.encoder.latent_channels:
+                raise ValueError(
+                    f"model.{name}.latent_channels ({dec.latent_channels}) must equal "
+                    f"model.encoder.latent_channels ({self.encoder.latent_channels}): the decoder reads the "
+                    "encoder's latent"
+                )
+            if len(dec.features) != levels:
+                raise ValueError(
+                    f"model.{name}.features has {len(dec.features)} levels but model.encoder.features has "
+                    f"{levels}: each Up block takes the skip of one encoder level"
+                )
+        return self
+
+
+# -------------------------------------------------------------------------------------------- trainer
+
+
+class LossWeights(_Strict):
+    content: float = Field(1.0, ge=0)
+    recon: float = Field(0.5, ge=0)
+    cross: float = Field(1.0, ge=0)
+    adv: float = Field(0.0, ge=0, description="Plan D: adversarial weight; 0 turns the discriminator off")
+
+
+class TrainerConfig(_Strict):
+    loss_weights: LossWeights = LossWeights()
+    cross_domain_strategy: Literal["use_source", "no_skip"] = "use_source"
+    same_domain_use_skip: bool = True
+    skip_weight: float = Field(1.0, ge=0, description="scale of the skip features at the start of training")
+    skip_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    skip_weight_final: float = Field(0.0, ge=0, description="skip weight reached at the end of the decay")
+    skip_decay_epochs: int | None = Field(
+        None, ge=1, description="epochs over which skip_weight decays to skip_weight_final (default: all)"
+    )
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    discriminator_lr: float = Field(2e-4, gt=0)
+    grad_clip: float | None = Field(None, gt=0)
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the training pairs")
+    batch_size: int = Field(16, ge=1)
+    seed: int = 0
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    image_samples: int = Field(
+        4, ge=0, description="pairs shown in the per-epoch x_a_from_b / x_b_from_a grids"
+    )
+    image_every: int = Field(1, ge=1, description="epochs between image grids")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainerConfig:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"trainer.device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        never_skips = self.skip_schedule == "constant" and self.skip_weight == 0
+        if never_skips and (self.cross_domain_strategy == "use_source" or self.same_domain_use_skip):
+            raise ValueError(
+                "trainer.skip_weight is 0 with a constant skip_schedule, so no skip ever reaches a decoder, "
+                "yet trainer.cross_domain_strategy='use_source' or trainer.same_domain_use_skip=true asks "
+                "for skips: set cross_domain_strategy='no_skip' and same_domain_use_skip=false instead"
+            )
+        if self.skip_schedule == "constant" and "skip_weight_final" in self.model_fields_set:
+            raise ValueError("trainer.skip_weight_final has no effect with skip_schedule='constant'")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+class SyntheticData(_Strict):
+    """Built-in paired PD/PDFS knee phantoms with known clean images (see ``model.phantom``)."""
+
+    source: Literal["synthetic"] = "synthetic"
+    pairs: int = Field(256, ge=2)
+    size: int = Field(64, ge=8)
+    noise: float | dict[Literal["a", "b"], float] = Field(
+        0.05, description="noise sigma relative to the mean foreground signal (1/SNR), or {a: .., b: ..}"
+    )
+    structural_difference: float = Field(0.0, ge=0, le=1)
+    misregistration: float = Field(0.0, ge=0, le=1)
+    fat_suppression: float = Field(0.95, ge=0, le=1)
+    fat_suppression_variation: float = Field(0.0, ge=0, le=1)
+    seed: int = 0
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _noise_non_negative(self) -> SyntheticData:
+        values = self.noise.values() if isinstance(self.noise, dict) else [self.noise]
+        if any(v < 0 for v in values):
+            raise ValueError(f"data.noise must be >= 0, got {self.noise}")
+        if isinstance(self.noise, dict) and set(self.noise) != {"a", "b"}:
+            raise ValueError("data.noise as a mapping needs both keys a and b")
+        return self
+
+    def noise_levels(self) -> tuple[float, float]:
+        """Noise sigma of domain a and b."""
+        if isinstance(self.noise, dict):
+            return float(self.noise["a"]), float(self.noise["b"])
+        return float(self.noise), float(self.noise)
+
+
+class HDF5Keys(_Strict):
+    a: str = "a"
+    b: str = "b"
+    clean_a: str | None = "clean_a"
+    clean_b: str | None = "clean_b"
+
+
+class HDF5Data(_Strict):
+    """Paired slices from one HDF5 file (datasets ``a`` and ``b`` of shape (N, H, W))."""
+
+    source: Literal["hdf5"]
+    path: Path
+    keys: HDF5Keys = HDF5Keys()
+    cache_mb: float = Field(
+        512, ge=0, description="load the file into memory when it fits in this many MiB, else stream"
+    )
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+class FastMRIData(_Strict):
+    """PD/PDFS pseudo-pairs from a directory of fastMRI knee volumes."""
+
+    source: Literal["fastmri"]
+    directory: Path
+    pairing: Path | None = Field(None, description="CSV of (PD file, PDFS file); default: sorted order")
+    key: Literal["reconstruction_rss", "reconstruction_esc"] = "reconstruction_rss"
+    crop: int = Field(320, ge=8)
+    size: int | None = Field(None, ge=8, description="resize the crop to this size (default: keep)")
+    cache_mb: float = Field(512, ge=0)
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+DataConfig = Annotated[Union[SyntheticData, HDF5Data, FastMRIData], Field(discriminator="source")]  # noqa: UP007
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs; the note's JSON is a valid (partial) RunConfig."""
+
+    model: ModelConfig = ModelConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    data: DataConfig = SyntheticData()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_source(cls, data: Any) -> Any:
+        # the note's JSON has no data section; a partial one without `source` means the built-in phantoms
+        if isinstance(data, dict) and isinstance(data.get("data"), dict) and "source" not in data["data"]:
+            data = {**data, "data": {**data["data"], "source": "synthetic"}}
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready mapping of every resolved field."""
+        return self.model_dump(mode="json")
+
+
+# -------------------------------------------------------------------------------------------- loading
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML mapping from ``path``.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, malformed or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted ``key=value`` overrides applied.
+
+    Values are parsed as YAML (``0.2`` is a float, ``false`` a bool, ``[1, 2]`` a list).
+
+    Raises:
+        ConfigError: an override is not ``key=value`` or names no field.
+    """
+    out = json.loads(json.dumps(data, default=str))
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for text in overrides:
+            key, sep, raw = text.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--set {text!r}: expected key=value, e.g. trainer.loss_weights.recon=0.2")
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
+            items.append((key.strip(), value))
+    for key, value in items:
+        _check_path(key)
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None
+) -> RunConfig:
+    """Build a validated :class:`RunConfig` from a file or mapping plus ``key=value`` overrides.
+
+    Raises:
+        ConfigError: the file or an override is invalid; the message names the field.
+    """
+    if source is None:
+        data: dict[str, Any] = {}
+        where = "config"
+    elif isinstance(source, dict):
+        data, where = source, "config"
+    else:
+        data, where = read_config_file(source), str(source)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {describe_validation_error(exc, RunConfig)}") from None
+
+
+# ------------------------------------------------------------------------------- error explanations
+
+
+def _model_of(annotation: Any, tag: Any = None) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (through Optional, Annotated and unions)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _model_of(typing.get_args(annotation)[0], tag)
+    if origin in (Union, types.UnionType):
+        members = [m for m in (_model_of(a) for a in typing.get_args(annotation)) if m is not None]
+        for member in members:
+            src = member.model_fields.get("source")
+            if tag is not None and src is not None and src.default == tag:
+                return member
+        return members[0] if len(members) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[str, ...]]:
+    """Walk ``loc`` from ``root``; return the model owning the last element and the path walked."""
+    model: type[BaseModel] | None = root
+    walked: list[str] = []
+    i = 0
+    while i < len(loc) - 1 and model is not None:
+        part = loc[i]
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None, tuple(walked)
+        walked.append(str(part))
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        sub = _model_of(field.annotation, tag=nxt)
+        # a discriminated union puts the tag into the loc: skip it
+        if sub is not None and "source" in sub.model_fields and nxt == sub.model_fields["source"].default:
+            i += 1
+        model = sub
+        i += 1
+    return model, tuple(walked)
+
+
+def _check_path(key: str) -> None:
+    """Raise ConfigError when a dotted override path names no RunConfig field."""
+    model: type[BaseModel] | None = RunConfig
+    walked: list[str] = []
+    for part in key.split("."):
+        if model is None:
+            return  # below a leaf that is itself a mapping (e.g. data.noise.a): let validation judge
+        field = model.model_fields.get(part)
+        if field is None:
+            raise ConfigError(f"--set {key}: {_unknown(part, model, walked)}")
+        walked.append(part)
+        model = _model_of(field.annotation)
+
+
+def _unknown(name: str, model: type[BaseModel], walked: list[str] | tuple[str, ...]) -> str:
+    valid = sorted(model.model_fields)
+    where = ".".join([*walked, name])
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean '{'.'.join([*walked, close[0]])}'?" if close else ""
+    return f"unknown key '{where}'{hint} (valid here: {', '.join(valid)})"
+
+
+def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
+    """One readable line per problem in ``exc``, with the closest valid key for unknown ones."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err["type"] == "extra_forbidden" and loc:
+            model, walked = _fields_at(root, loc)
+            if model is not None:
+                lines.append(_unknown(str(loc[-1]), model, walked))
+                continue
+        path = ".".join(
+            str(p) for p in loc if not (isinstance(p, str) and p in ("synthetic", "hdf5", "fastmri"))
+        )
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = (
+            "" if err["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
+        )
+        lines.append(f"{path}: {msg}{shown}" if path and not msg.startswith(path) else f"{msg}{shown}")
+    return "; ".join(lines)

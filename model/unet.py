@@ -1,0 +1,233 @@
+"""The note's shared UNet encoder and its two decoders.
+
+Shapes: images are (B, C, H, W). An encoder with ``features = [f0, ..., f_{n-1}]`` returns the latent
+``z`` of shape (B, latent_channels, H / 2**n, W / 2**n) and ``n`` skips, shallow to deep: skip ``i``
+has ``f_i`` channels at resolution H / 2**i. A decoder has ``n`` ``Up`` blocks, deep to shallow; block
+``i`` consumes skip ``n - 1 - i``.
+
+Two ``Up`` variants:
+
+- ``concat`` (the original, the familiar UNet ``Up``): upsample, centre-pad to the skip's size,
+  ``cat([skip, upsampled])``, DoubleConv. Without a skip it concatenates zeros of the skip's shape,
+  exactly the behaviour the note diagnoses (Problem 1).
+- ``add`` (Plan A): ``upsampled + skip_weight * interpolate(skip)``; nothing is concatenated, so a
+  missing skip loses no input channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import DecoderConfig, EncoderConfig, ModelConfig
+
+__all__ = ["CrossDomainAE", "Decoder", "DoubleConv", "Down", "Encoder", "Up"]
+
+Size = tuple[int, int]
+
+
+class DoubleConv(nn.Module):
+    """(conv 3x3 => BatchNorm => ReLU) * 2; keeps H and W."""
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None) -> None:
+        super().__init__()
+        mid = mid_channels or out_channels
+        self.conv1 = nn.Conv2d(in_channels, mid, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_conv1(self.conv1(x))
+
+    def after_conv1(self, h: torch.Tensor) -> torch.Tensor:
+        """The block from the first BatchNorm on, given the first convolution's output ``h``."""
+        h = F.relu(self.bn1(h))
+        return F.relu(self.bn2(self.conv2(h)))
+
+
+class Down(nn.Module):
+    """Max-pool by 2, then DoubleConv."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.conv = DoubleConv(in_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
+def _pad_to(x: torch.Tensor, size: Size) -> torch.Tensor:
+    """Centre-pad (or crop) ``x`` (B, C, h, w) to spatial ``size``, as the familiar UNet ``Up`` does."""
+    dy, dx = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    if dy == 0 and dx == 0:
+        return x
+    return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+
+
+class Up(nn.Module):
+    """Upsample the latent path and merge one skip.
+
+    Args:
+        in_channels: channels of the deeper input ``x1``.
+        skip_channels: channels of the skip ``x2``; the upsampled path has as many, so in ``concat``
+            mode the convolution sees half skip, half latent (the note's "roughly 50%").
+        out_channels: channels of the output.
+        mode: ``concat`` (original) or ``add`` (Plan A).
+        upsample: ``transpose`` (ConvTranspose2d) or ``bilinear`` (+ 1x1 conv).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        mode: str = "concat",
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        if mode not in ("concat", "add"):
+            raise ValueError(f"Up mode must be 'concat' or 'add', not {mode!r}")
+        self.mode = mode
+        self.skip_channels = skip_channels
+        if upsample == "transpose":
+            self.up: nn.Module = nn.ConvTranspose2d(in_channels, skip_channels, kernel_size=2, stride=2)
+        else:
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+                nn.Conv2d(in_channels, skip_channels, kernel_size=1),
+            )
+        conv_in = 2 * skip_channels if mode == "concat" else skip_channels
+        self.conv = DoubleConv(conv_in, out_channels)
+
+    def forward(
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor | None = None,
+        skip_weight: float = 1.0,
+        size: Size | None = None,
+    ) -> torch.Tensor:
+        """Merge ``x1`` (B, in, h, w) with the skip ``x2`` (B, skip, H, W) or, when absent, nothing.
+
+        Args:
+            size: output (H, W) when ``x2`` is None (default: twice ``x1``'s).
+
+        Returns:
+            (B, out, H, W)
+        """
+        x1 = self.up(x1)  # (B, skip, 2h, 2w)
+        target = tuple(x2.shape[-2:]) if x2 is not None else size
+        if target is not None:
+            x1 = _pad_to(x1, target)  # (B, skip, H, W)
+        if self.mode == "add":
+            if x2 is None:
+                return self.conv(x1)  # nothing is lost without a skip
+            if x2.shape[-2:] != x1.shape[-2:]:
+                x2 = F.interpolate(x2, size=x1.shape[-2:])
+            return self.conv(x1 + skip_weight * x2)
+        if x2 is None:
+            # The original concatenates zeros: cat([0, x1]). Their half of the first convolution
+            # contributes nothing, so convolve x1 with the upsampled half of the weights alone: the
+            # same numbers without the wasted work (tests check it against the explicit zeros).
+            conv1 = self.conv.conv1
+            h = F.conv2d(x1, conv1.weight[:, self.skip_channels :], conv1.bias, padding=1)
+            return self.conv.after_conv1(h)
+        if skip_weight != 1.0:
+            x2 = skip_weight * x2
+        return self.conv(torch.cat([x2, x1], dim=1))  # (B, 2 * skip, H, W) -> (B, out, H, W)
+
+    def forward_explicit_zeros(self, x1: torch.Tensor, size: Size | None = None) -> torch.Tensor:
+        """The original no-skip path, literally ``cat([zeros_like(x1), x1])`` (reference for tests)."""
+        x1 = self.up(x1)
+        if size is not None:
+            x1 = _pad_to(x1, size)
+        return self.conv(torch.cat([torch.zeros_like(x1), x1], dim=1))
+
+
+class Encoder(nn.Module):
+    """Shared UNet encoder: image -> (latent, skips)."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        f = cfg.features
+        self.inc = DoubleConv(cfg.in_channels, f[0])
+        self.downs = nn.ModuleList(Down(f[i - 1], f[i]) for i in range(1, len(f)))
+        self.bottleneck = Down(f[-1], cfg.latent_channels)
+        self.skip_channels = list(f)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encode ``x`` (B, C, H, W).
+
+        Returns:
+            ``z`` (B, latent, H / 2**n, W / 2**n) and skips, shallow to deep: skip i is
+            (B, features[i], H / 2**i, W / 2**i).
+        """
+        h = self.inc(x)
+        skips = [h]
+        for down in self.downs:
+            h = down(h)
+            skips.append(h)
+        return self.bottleneck(h), skips
+
+
+class Decoder(nn.Module):
+    """One domain's decoder: latent (+ optional skips) -> image."""
+
+    def __init__(
+        self,
+        cfg: DecoderConfig,
+        skip_channels: Sequence[int],
+        up_mode: str = "concat",
+        upsample: str = "transpose",
+    ) -> None:
+        super().__init__()
+        skips_deep_first = list(reversed(skip_channels))
+        ins = [cfg.latent_channels, *cfg.features[:-1]]
+        self.ups = nn.ModuleList(
+            Up(ins[i], skips_deep_first[i], cfg.features[i], up_mode, upsample)
+            for i in range(len(cfg.features))
+        )
+        self.outc = nn.Conv2d(cfg.features[-1], cfg.out_channels, kernel_size=1)
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        skips: Sequence[torch.Tensor] | None = None,
+        *,
+        sizes: Sequence[Size] | None = None,
+        skip_weight: float = 1.0,
+    ) -> torch.Tensor:
+        """Decode ``z`` (B, latent, h, w).
+
+        Args:
+            skips: the encoder's skips, shallow to deep, or None (the cross path without skips).
+            sizes: spatial size of each encoder level, shallow to deep; used without skips so the
+                output has the input's size for any H, W.
+            skip_weight: scale of the skips (Plan A's schedule).
+
+        Returns:
+            (B, out_channels, H, W)
+        """
+        h = z
+        n = len(self.ups)
+        for i, up in enumerate(self.ups):
+            level = n - 1 - i
+            skip = skips[level] if skips is not None else None
+            size = tuple(sizes[level]) if sizes is not None else None
+            h = up(h, skip, skip_weight=skip_weight, size=size)
+        return self.outc(h)
+
+
+class CrossDomainAE(nn.Module):
+    """The note's model: one shared encoder, ``decoder_a`` (PD) and ``decoder_b`` (PDFS)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.encoder = Encoder(cfg.encoder)
+        skip_ch = self.encoder.skip_channels
+        self.decoder_a = Decoder(cfg.decoder_a, skip_ch, cfg.up_mode, cfg.upsample)
+        self.decoder_b = Decoder(cfg.decoder_b, skip_ch, cfg.up_mode, cfg.upsample)

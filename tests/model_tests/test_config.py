@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.config import ConfigError, RunConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", ["original", "no_skip", "no_skip_everywhere", "pure_n2n"])
+def test_note_configs_load(name: str) -> None:
+    cfg = load_config(CONFIGS / f"{name}.json")
+    assert isinstance(cfg, RunConfig)
+
+
+def test_note_table_values() -> None:
+    """The four shipped configs are the note's table, row by row."""
+    table = {
+        "original": (True, "use_source", 0.5, 1.0, 256),
+        "no_skip": (True, "no_skip", 0.5, 1.0, 256),
+        "no_skip_everywhere": (False, "no_skip", 0.05, 1.0, 512),
+        "pure_n2n": (True, "no_skip", 0.2, 1.0, 256),
+    }
+    for name, (same, cross_skip, recon, cross, latent) in table.items():
+        c = load_config(CONFIGS / f"{name}.json")
+        got = (
+            c.trainer.same_domain_use_skip,
+            c.trainer.cross_domain_strategy,
+            c.trainer.loss_weights.recon,
+            c.trainer.loss_weights.cross,
+            c.model.encoder.latent_channels,
+        )
+        assert got == (same, cross_skip, recon, cross, latent), name
+    assert load_config(CONFIGS / "no_skip_everywhere.json").model.decoder_a.features == [512, 256, 128]
+
+
+def test_misspelt_key_names_nearest(tmp_path: Path) -> None:
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"trainer": {"loss_weigths": {"recon": 0.1}}}))
+    with pytest.raises(ConfigError, match=r"trainer\.loss_weigths.*did you mean 'trainer\.loss_weights'"):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"trainer": {"lr": "fast"}}, r"trainer\.lr"),
+        ({"trainer": {"cross_domain_strategy": "sometimes"}}, r"cross_domain_strategy.*use_source"),
+        ({"model": {"encoder": {"latent_channels": 512}}}, r"decoder_a\.latent_channels \(256\).*512"),
+        ({"model": {"decoder_b": {"features": [8, 4]}}}, r"decoder_b\.features has 2 levels"),
+        (
+            {"trainer": {"skip_weight": 0.0, "cross_domain_strategy": "use_source"}},
+            r"skip_weight is 0.*use_source",
+        ),
+        ({"trainer": {"loss_weights": {"recon": -1}}}, r"loss_weights\.recon"),
+        ({"data": {"source": "s3"}}, r"data"),
+    ],
+)
+def test_inconsistent_settings_rejected(data: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(data)
+
+
+def test_overrides_parse_values_and_reject_unknown_paths() -> None:
+    c = load_config(
+        None, ["trainer.loss_weights.recon=0.2", "data.size=32", "trainer.same_domain_use_skip=false"]
+    )
+    assert (
+        c.trainer.loss_weights.recon == 0.2 and c.data.size == 32 and c.trainer.same_domain_use_skip is False
+    )
+    with pytest.raises(ConfigError, match=r"did you mean 'trainer\.loss_weights\.recon'"):
+        load_config(None, ["trainer.loss_weights.recn=0.2"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["trainer.lr"])
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"), [("{not json", "invalid JSON at line 1"), ("[1, 2]", "mapping")]
+)
+def test_malformed_files(tmp_path: Path, text: str, pattern: str) -> None:
+    p = tmp_path / "c.json"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(p)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.json")

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import load_config
+from model.data import InMemoryPairs, Pairs
+from model.trainer import NonFiniteLossError, Trainer, fit, skip_weight_at
+
+
+def _pairs(n: int = 24, size: int = 16, seed: int = 0) -> InMemoryPairs:
+    """Blobs shared by both domains, different contrast, independent noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    clean = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        cy, cx, r = rng.uniform(0.3, 0.7, 3) * [1, 1, 0.5]
+        clean[i] = ((yy - cy) ** 2 + (xx - cx) ** 2 < r**2) * rng.uniform(0.5, 1.0)
+    clean_b = (0.4 * clean).astype(np.float32)
+    noise = lambda: (0.05 * rng.standard_normal(clean.shape)).astype(np.float32)  # noqa: E731
+    return InMemoryPairs(Pairs(clean + noise(), clean_b + noise(), clean, clean_b))
+
+
+def _l1(x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((x - y).abs().mean())
+
+
+@pytest.mark.parametrize("strategy", ["use_source", "no_skip"])
+@pytest.mark.parametrize("same_skip", [True, False])
+def test_losses_are_the_notes_definitions(tiny: dict, strategy: str, same_skip: bool) -> None:
+    tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
+    tr = Trainer(load_config(tiny), _pairs())
+    tr.model.eval()
+    batch = tr.val.take(np.arange(4))
+    x_a, x_b = batch["a"], batch["b"]
+    with torch.no_grad():
+        out = tr.forward(x_a, x_b, 1.0)
+        m = tr.model
+        z_a, s_a = m.encoder(x_a)
+        z_b, s_b = m.encoder(x_b)
+        sizes = [tuple(s.shape[-2:]) for s in s_a]
+        ra = m.decoder_a(z_a, s_a if same_skip else None, sizes=sizes)
+        rb = m.decoder_b(z_b, s_b if same_skip else None, sizes=sizes)
+        ab = m.decoder_a(z_b, s_b if strategy == "use_source" else None, sizes=sizes)
+        ba = m.decoder_b(z_a, s_a if strategy == "use_source" else None, sizes=sizes)
+    content = _l1(z_a, z_b)
+    recon = 0.5 * (_l1(ra, x_a) + _l1(rb, x_b))
+    cross = 0.5 * (_l1(ab, x_a) + _l1(ba, x_b))
+    lo = out.losses
+    assert math.isclose(float(lo["content"]), content, rel_tol=1e-5)
+    assert math.isclose(float(lo["recon"]), recon, rel_tol=1e-5)
+    assert math.isclose(float(lo["cross"]), cross, rel_tol=1e-5)
+    w = tr.config.trainer.loss_weights
+    assert math.isclose(
+        float(lo["total"]), w.content * content + w.recon * recon + w.cross * cross, rel_tol=1e-5
+    )
+
+
+def test_l1_on_hand_computed_tensor() -> None:
+    """content = mean |z_a - z_b| exactly as the note writes it."""
+    from model.trainer import _l1 as l1
+
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    b = torch.tensor([[1.5, 2.0], [1.0, 6.0]])
+    assert float(l1(a, b)) == pytest.approx((0.5 + 0 + 2 + 2) / 4)
+
+
+def test_few_epochs_reduce_recon(tiny: dict) -> None:
+    tiny["trainer"] |= {"epochs": 6, "lr": 3e-3}
+    result = fit(load_config(tiny), source=_pairs(48))
+    assert result.status == "finished"
+    recon = [e.metrics["train_recon"] for e in result.epochs[1:]]
+    assert recon[-1] < 0.8 * recon[0]
+
+
+def test_epoch_zero_is_before_any_update(tiny: dict) -> None:
+    cfg = load_config(tiny)
+    src = _pairs()
+    tr = Trainer(cfg, src)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    first = next(iter(tr.run()))
+    assert first.epoch == 0 and "train_total" not in first.metrics
+    for k, v in tr.model.state_dict().items():
+        if "num_batches_tracked" not in k:
+            torch.testing.assert_close(v, before[k])
+
+
+def test_same_seed_same_numbers(tiny: dict) -> None:
+    a = fit(load_config(tiny), source=_pairs())
+    b = fit(load_config(tiny), source=_pairs())
+    assert [e.metrics["cross"] for e in a.epochs] == [e.metrics["cross"] for e in b.epochs]
+    tiny["trainer"]["seed"] = 1
+    c = fit(load_config(tiny), source=_pairs())
+    assert [e.metrics["cross"] for e in a.epochs][1:] != [e.metrics["cross"] for e in c.epochs][1:]
+
+
+def test_clean_metrics_and_images(tiny: dict) -> None:
+    result = fit(load_config(tiny), source=_pairs())
+    m = result.epochs[-1].metrics
+    for name in ("cross_floor", "cross_clean", "cross_psnr_clean", "noise_leak", "recon_a", "cross_b"):
+        assert math.isfinite(m[name])
+    assert -1 <= m["noise_leak"] <= 1
+    assert m["cross_floor"] == pytest.approx(0.05 * math.sqrt(2 / math.pi), rel=0.15)  # L1 of N(0, 0.05)
+    grid = result.epochs[-1].images["x_a_from_b"]
+    assert grid.shape == (2 * 16, 4 * 16) and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_noise_leak_sees_source_noise_through_skips(tiny: dict) -> None:
+    """An untrained use_source decoder passes the source's noise on; no_skip cannot."""
+    leaks = {}
+    for strategy in ("use_source", "no_skip"):
+        tiny["trainer"] |= {"cross_domain_strategy": strategy, "epochs": 1}
+        leaks[strategy] = fit(load_config(tiny), source=_pairs()).epochs[0].metrics["noise_leak"]
+    assert abs(leaks["no_skip"]) < 0.05
+    assert abs(leaks["use_source"]) > abs(leaks["no_skip"])
+
+
+def test_nan_stops_with_term_epoch_and_step(tiny: dict) -> None:
+    tiny["trainer"] |= {"lr": 1e30, "epochs": 3, "optimizer": "sgd"}
+    result = fit(load_config(tiny), source=_pairs())
+    assert result.status == "diverged"
+    assert "non-finite" in result.reason and "epoch" in result.reason and "step" in result.reason
+
+
+def test_nonfinite_error_names_term() -> None:
+    err = NonFiniteLossError("cross", 3, 7)
+    assert str(err) == "non-finite cross loss at epoch 3, step 7"
+
+
+def test_adversarial_plan_d_trains(tiny: dict) -> None:
+    tiny["trainer"]["loss_weights"] = {"adv": 0.1}
+    result = fit(load_config(tiny), source=_pairs())
+    assert result.status == "finished"
+    assert "adv" in result.epochs[-1].metrics and "train_disc" in result.epochs[-1].metrics
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [("constant", [1.0, 1.0, 1.0, 1.0, 1.0]), ("linear", [1.0, 1.0, 0.5, 0.0, 0.0]), ("cosine", None)],
+)
+def test_skip_weight_schedule(tiny: dict, schedule: str, expected: list | None) -> None:
+    tiny["trainer"] |= {"epochs": 4, "skip_schedule": schedule}
+    if schedule != "constant":
+        tiny["trainer"] |= {"skip_weight_final": 0.0, "skip_decay_epochs": 3}
+    tc = load_config(tiny).trainer
+    got = [skip_weight_at(tc, e) for e in range(5)]
+    if expected is not None:
+        assert got == pytest.approx(expected)
+    else:
+        assert got[0] == got[1] == 1.0 and got[3] == pytest.approx(0.0) and 0 < got[2] < 1
