@@ -150,8 +150,6 @@ class TrainerConfig(_Strict):
                 "yet trainer.cross_domain_strategy='use_source' or trainer.same_domain_use_skip=true asks "
                 "for skips: set cross_domain_strategy='no_skip' and same_domain_use_skip=false instead"
             )
-        if self.skip_schedule == "constant" and "skip_weight_final" in self.model_fields_set:
-            raise ValueError("trainer.skip_weight_final has no effect with skip_schedule='constant'")
         return self
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "Trainer",
     "fit",
     "load_checkpoint",
+    "noise_leak_terms",
     "resolve_device",
     "skip_weight_at",
 ]
@@ -62,7 +63,8 @@ class EpochResult:
 
     ``metrics`` holds the validation values (``content``, ``recon``, ``cross``, ``total``, per-direction
     ``recon_a`` ... ``cross_b``, and for data with clean images ``cross_floor``, ``cross_clean``,
-    ``cross_psnr_clean``, ``noise_leak``), the epoch's training means (``train_*``), ``skip_weight``
+    ``cross_psnr_clean``, ``noise_leak``: the fraction of the source image's noise found in the cross output's
+    error), the epoch's training means (``train_*``), ``skip_weight``
     and ``epoch_seconds``. ``images`` maps ``x_a_from_b`` / ``x_b_from_a`` to float grids in [0, 1]
     of shape (rows * H, cols * W): columns source, output, target (and clean target when known).
     """
@@ -310,7 +312,7 @@ class Trainer:
         bs = max(self.config.trainer.batch_size, 64)
         sums: dict[str, float] = {}
         weight = 0
-        leak_num = leak_den_a = leak_den_b = None
+        leak_num = leak_den = None
         psnr_sum = 0.0
         for batch in self.val.sequential(bs):
             b = batch["a"].shape[0]
@@ -328,20 +330,18 @@ class Trainer:
                 sums["cross_floor"] = sums.get("cross_floor", 0.0) + float(floor.sum())
                 sums["cross_clean"] = sums.get("cross_clean", 0.0) + float(clean.sum())
                 psnr_sum += float(0.5 * (_psnr(out.a_from_b, ca) + _psnr(out.b_from_a, cb)).sum())
-                # noise leak: does the cross output's error follow the *source* image's noise?
-                pairs = ((out.a_from_b - ca, batch["b"] - cb), (out.b_from_a - cb, batch["a"] - ca))
-                for err, noise in pairs:
-                    err = err - err.mean()
-                    noise = noise - noise.mean()
-                    num, da, db = (err * noise).sum(), (err * err).sum(), (noise * noise).sum()
+                pairs = ((out.a_from_b - ca, batch["b"] - cb, cb), (out.b_from_a - cb, batch["a"] - ca, ca))
+                for err, noise, src_clean in pairs:
+                    num, den = noise_leak_terms(err, noise, src_clean)
                     leak_num = num if leak_num is None else leak_num + num
-                    leak_den_a = da if leak_den_a is None else leak_den_a + da
-                    leak_den_b = db if leak_den_b is None else leak_den_b + db
+                    leak_den = den if leak_den is None else leak_den + den
             weight += b
         metrics = {k: v / weight for k, v in sums.items()}
         if self.has_clean:
             metrics["cross_psnr_clean"] = psnr_sum / weight
-            denom = float(torch.sqrt(leak_den_a * leak_den_b))
+            # regression slope of the error on the source noise: the fraction of the source's noise
+            # that reaches the cross output (0: none, 1: all of it)
+            denom = float(leak_den)
             metrics["noise_leak"] = float(leak_num) / denom if denom > 0 else 0.0
         metrics["skip_weight"] = sw
         return metrics
@@ -393,6 +393,23 @@ class Trainer:
         if self.adversarial:
             state["disc_a"], state["disc_b"] = self.disc_a.state_dict(), self.disc_b.state_dict()
         torch.save(state, path)
+
+
+def noise_leak_terms(
+    err: torch.Tensor, noise: torch.Tensor, src_clean: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Numerator and denominator of the noise leak: the regression slope of the cross output's error
+    ``err`` on the source image's noise ``noise`` (all (B, 1, H, W)); ``num / den`` is the fraction of
+    the source's noise that reaches the output (0: none, 1: all of it).
+
+    Only bright source pixels count: there magnitude (Rician) noise is unbiased, while in dark ones its
+    bias follows the anatomy and would correlate with any structural error.
+    """
+    mask = (src_clean > 0.2 * src_clean.amax((1, 2, 3), keepdim=True)).float()
+    k = mask.sum().clamp_min(1)
+    err = (err - (err * mask).sum() / k) * mask
+    noise = (noise - (noise * mask).sum() / k) * mask
+    return (err * noise).sum(), (noise * noise).sum()
 
 
 def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# logs and CI are not terminals: give tables room instead of rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
@@ -114,6 +115,159 @@ def train(
         )
     if outcome.status != "finished":
         raise fail(f"run {outcome.status}: {outcome.reason}", code=1)
+
+
+@app.command()
+def sweep(
+    matrix: Annotated[Path, typer.Argument(help="matrix YAML, e.g. matrices/test_matrix.yaml")],
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="runs at once (default: one per CPU core)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="run everything again, even finished runs")] = False,
+) -> None:
+    """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
+    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.progress import SweepDisplay, plan_table
+    from orchestrator.sweep import plan_sweep, run_sweep
+    from orchestrator.tracking import Tracker, TrackingError, prepare_store
+
+    try:
+        mx, specs = load_matrix(matrix)
+    except MatrixError as exc:
+        raise fail(str(exc)) from None
+    uri = tracking_uri()
+    if dry_run:
+        try:
+            tracker = Tracker(prepare_store(uri)) if _store_exists(uri) else None
+        except TrackingError as exc:
+            raise fail(str(exc)) from None
+        plan = plan_sweep(specs, tracker, mx.name, fresh=fresh) if tracker else None
+        if plan is None:
+            from orchestrator.sweep import PlanItem
+
+            plan = [PlanItem(s, "todo") for s in specs]
+        console.print(
+            plan_table(plan, f"{mx.name}: {len(specs)} runs ({len(set(s.cell for s in specs))} cells)")
+        )
+        todo = sum(p.state != "done" for p in plan)
+        console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
+        return
+    display = SweepDisplay(console, len(specs))
+
+    def on_plan(plan: list) -> None:
+        done = sum(p.state == "done" for p in plan)
+        display.total = len(plan) - done
+        console.print(
+            f"[bold]{mx.name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
+            f"(store: {uri})",
+            highlight=False,
+        )
+
+    try:
+        with display.live():
+            outcome = run_sweep(
+                mx,
+                specs,
+                tracking_uri=uri,
+                matrix_path=matrix,
+                workers=workers,
+                fresh=fresh,
+                on_event=display,
+                on_plan=on_plan,
+            )
+    except TrackingError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
+        )
+        raise typer.Exit(130) from None
+    console.print(
+        f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged {outcome.diverged}, "
+        f"crashed {outcome.crashed}), skipped {outcome.skipped} already finished"
+    )
+    _print_report(mx, specs, uri, outcome.parent_run_id)
+    if outcome.crashed:
+        for cell, seed, reason in outcome.failures:
+            err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _store_exists(uri: str) -> bool:
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).exists()
+    return True
+
+
+def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # noqa: ANN001
+    from orchestrator.reporting import ReportError, build_report
+
+    try:
+        report = build_report(uri, mx.name, mx.verdict, specs=specs, parent_run_id=parent_run_id)
+    except ReportError as exc:
+        err_console.print(f"no verdicts: {exc}")
+        return
+    console.print(report.table())
+    console.print(f"figures: {', '.join(str(p) for p in report.figures.values())}")
+
+
+@app.command()
+def report(
+    matrix: Annotated[Path | None, typer.Argument(help="matrix YAML (judges that matrix's runs)")] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="any MLflow experiment with orch.cell/orch.seed tags")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="metric to judge (default: the matrix's, else cross)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | markdown | csv | json | html")] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="write the report here (default: print; html: runs/reports/)")
+    ] = None,
+) -> None:
+    """The verdict table: per cell, does the metric really fall after the warm-up?"""
+    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.reporting import FORMATS, ReportError, build_report
+    from orchestrator.verdict import VerdictSettings
+
+    if fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if (matrix is None) == (experiment is None):
+        raise fail("give a matrix YAML or --experiment NAME (one of them)")
+    specs = None
+    settings = VerdictSettings()
+    name = experiment
+    if matrix is not None:
+        try:
+            mx, specs = load_matrix(matrix)
+        except MatrixError as exc:
+            raise fail(str(exc)) from None
+        settings, name = mx.verdict, mx.name
+    if metric:
+        settings = settings.model_copy(update={"metric": metric})
+    uri = tracking_uri()
+    if not _store_exists(uri):
+        raise fail(f"no tracking store at {uri}: run `orch sweep` first or pass --tracking-uri")
+    try:
+        rep = build_report(uri, name, settings, specs=specs, out_dir=out.parent if out else None)
+    except ReportError as exc:
+        raise fail(str(exc)) from None
+    if fmt == "table":
+        console.print(rep.table())
+        console.print(f"figures: {', '.join(str(p) for p in rep.figures.values())}")
+        if out:
+            out.write_text(rep.render("markdown"))
+        return
+    text = rep.render(fmt)
+    if out is None and fmt == "html":
+        out = rep.out_dir / "report.html"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    console.print(f"wrote {out}")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m orchestrator.cli`

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sqlite3
 import subprocess
 import time
@@ -40,6 +41,9 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
+
+for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
+    logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
 
 __all__ = [
     "RunRecord",
@@ -147,6 +151,7 @@ class RunRecord:
     sweep: str
     tags: dict[str, str]
     params: dict[str, str]
+    start_time: int = 0
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def curve(self, metric: str) -> np.ndarray:
@@ -332,6 +337,7 @@ class Tracker:
                 sweep=tags.get(TAG_SWEEP, ""),
                 tags=dict(tags),
                 params=dict(run.data.params),
+                start_time=run.info.start_time or 0,
             )
             for name in wanted:
                 if name in run.data.metrics:
@@ -348,18 +354,17 @@ class Tracker:
             files = _retry(self.client.list_artifacts, run_id, "images")
         except MlflowException:
             return None
-        pngs = sorted(
-            (
-                f.path
-                for f in files
-                if f.path.rsplit("/", 1)[-1].startswith(f"{key}%step%") and f.path.endswith(".png")
-            ),
-            key=lambda p: int(p.rsplit("%step%", 1)[1].split("%", 1)[0]),
-        )
-        if not pngs:
+        # log_image(key=, step=) names files "<key>+step+<n>+timestamp+...png" ('%' in older MLflow)
+        pattern = re.compile(rf"^{re.escape(key)}[+%]step[+%](\d+)[+%].*(?<!compressed)\.png$")
+        steps = {}
+        for f in files:
+            match = pattern.match(f.path.rsplit("/", 1)[-1])
+            if match:
+                steps[int(match.group(1))] = f.path
+        if not steps:
             return None
         local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=pngs[-1], tracking_uri=self.uri
+            run_id=run_id, artifact_path=steps[max(steps)], tracking_uri=self.uri
         )
         from PIL import Image
 

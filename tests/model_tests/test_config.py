@@ -87,3 +87,12 @@ def test_malformed_files(tmp_path: Path, text: str, pattern: str) -> None:
         load_config(p)
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.json")
+
+
+def test_resolved_config_round_trips() -> None:
+    """What a run stores (config.json, worker payloads) validates back to the same config."""
+    for name in ("original", "no_skip_everywhere"):
+        cfg = load_config(
+            CONFIGS / f"{name}.json", ["trainer.skip_schedule=cosine", "data.noise={a: 0.1, b: 0.2}"]
+        )
+        assert RunConfig.model_validate(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -1,0 +1,323 @@
+"""Experiment matrices: the YAML schema, axis aliases, expansion into runs, and run keys.
+
+A matrix names a ``base`` config, ``seeds``, and points to run: the cartesian product of ``axes``,
+named ``cells``, or each cell crossed with the axes. Every point is resolved into a full
+:class:`~model.config.RunConfig` and validated before anything runs; each (point, seed) becomes a
+:class:`RunSpec` with a stable run key (hash of the resolved config, seed included).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from model.config import ConfigError, RunConfig, apply_overrides, describe_validation_error, read_config_file
+from orchestrator.verdict import Guard, VerdictSettings
+
+__all__ = [
+    "AXIS_ALIASES",
+    "Budget",
+    "Cell",
+    "Matrix",
+    "MatrixError",
+    "RunSpec",
+    "expand",
+    "load_matrix",
+    "run_key",
+]
+
+AXIS_ALIASES: dict[str, tuple[str, ...]] = {
+    "same_domain_skip": ("trainer.same_domain_use_skip",),
+    "cross_skip": ("trainer.cross_domain_strategy",),
+    "recon_weight": ("trainer.loss_weights.recon",),
+    "content_weight": ("trainer.loss_weights.content",),
+    "cross_weight": ("trainer.loss_weights.cross",),
+    "adv_weight": ("trainer.loss_weights.adv",),
+    "latent_width": (
+        "model.encoder.latent_channels",
+        "model.decoder_a.latent_channels",
+        "model.decoder_b.latent_channels",
+    ),
+    "decoder_features": ("model.decoder_a.features", "model.decoder_b.features"),
+    "encoder_features": ("model.encoder.features",),
+    "up_mode": ("model.up_mode",),
+    "skip_weight": ("trainer.skip_weight",),
+    "skip_schedule": ("trainer.skip_schedule",),
+    "skip_weight_final": ("trainer.skip_weight_final",),
+    "skip_decay_epochs": ("trainer.skip_decay_epochs",),
+    "lr": ("trainer.lr",),
+    "batch_size": ("trainer.batch_size",),
+    "epochs": ("trainer.epochs",),
+    "noise": ("data.noise",),
+    "structural_difference": ("data.structural_difference",),
+    "misregistration": ("data.misregistration",),
+    "fat_suppression": ("data.fat_suppression",),
+}
+
+
+class MatrixError(ValueError):
+    """A matrix that cannot be run; the message names the file, cell, axis and value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cell(_Strict):
+    """A named point: axis values plus the note's expectation for it."""
+
+    values: dict[str, Any] = Field(default_factory=dict)
+    expect: Literal["pass", "fail", "partial"] | None = None
+    note: str | None = None
+    guards: list[Guard] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_values(cls, data: Any) -> Any:
+        # cells are written flat: {recon_weight: 0.5, expect: fail, note: ...}
+        if isinstance(data, dict) and "values" not in data:
+            reserved = {"expect", "note", "guards"}
+            data = {
+                **{k: v for k, v in data.items() if k in reserved},
+                "values": {k: v for k, v in data.items() if k not in reserved},
+            }
+        return data
+
+
+class Budget(_Strict):
+    epochs: int | None = Field(None, ge=1, description="trainer.epochs for every run")
+    steps_per_epoch: int | None = Field(None, ge=1)
+    early_stop: bool = Field(False, description="stop a run once its verdict can no longer change")
+
+
+class Matrix(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    base: dict[str, Any] | str = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    cells: dict[str, Cell] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    verdict: VerdictSettings = VerdictSettings()
+    budget: Budget = Budget()
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @field_validator("axes")
+    @classmethod
+    def _non_empty_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in axes.items():
+            if not values:
+                raise ValueError(f"axis {name!r} has no values")
+        return axes
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (cell, seed) to run."""
+
+    cell: str
+    seed: int
+    axes: dict[str, Any]
+    config: RunConfig
+    run_key: str
+    expect: str | None = None
+    note: str | None = None
+    guards: tuple[Guard, ...] = field(default_factory=tuple)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Plain data to hand to a worker process."""
+        return {
+            "cell": self.cell,
+            "seed": self.seed,
+            "axes": self.axes,
+            "config": self.config.to_dict(),
+            "run_key": self.run_key,
+        }
+
+
+def run_key(config: RunConfig) -> str:
+    """Stable hash of the fully resolved config (the seed is ``trainer.seed``)."""
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MatrixError(f"{path}: no such matrix file")
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise MatrixError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise MatrixError(f"{path}: a matrix must be a mapping with at least 'name'")
+    return data
+
+
+def load_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, list[RunSpec]]:
+    """Read, validate and expand a matrix.
+
+    Returns:
+        The matrix and every run it asks for, each validated as a RunConfig.
+
+    Raises:
+        MatrixError: anything wrong, with file, cell, axis and value named; nothing is started.
+    """
+    where, root = "matrix", Path.cwd()
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        data, where, root = _read_yaml(path), str(path), path.resolve().parent
+    try:
+        matrix = Matrix.model_validate(data)
+    except ValidationError as exc:
+        raise MatrixError(f"{where}: {describe_validation_error(exc, Matrix)}") from None
+    try:
+        specs = expand(matrix, root=root)
+    except MatrixError as exc:
+        raise MatrixError(f"{where}: {exc}") from None
+    return matrix, specs
+
+
+def _base_mapping(base: dict[str, Any] | str, root: Path) -> dict[str, Any]:
+    if isinstance(base, dict):
+        return base
+    for candidate in (root / base, Path(base)):
+        if candidate.is_file():
+            try:
+                return read_config_file(candidate)
+            except ConfigError as exc:
+                raise MatrixError(f"base: {exc}") from None
+    raise MatrixError(f"base: no such config file {base!r} (looked next to the matrix and in {Path.cwd()})")
+
+
+def _axis_paths(axis: str) -> tuple[str, ...]:
+    if axis in AXIS_ALIASES:
+        return AXIS_ALIASES[axis]
+    if "." in axis:
+        return (axis,)
+    close = difflib.get_close_matches(axis, list(AXIS_ALIASES), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise MatrixError(
+        f"unknown axis '{axis}'{hint} (axes: {', '.join(sorted(AXIS_ALIASES))}, or a dotted config path "
+        "such as trainer.lr)"
+    )
+
+
+def _points(matrix: Matrix) -> list[tuple[str, dict[str, Any], Cell | None]]:
+    """(name, axis values, cell) for every point, in a deterministic order."""
+    names = sorted(matrix.axes)
+    product = [
+        dict(zip(names, combo, strict=True)) for combo in itertools.product(*(matrix.axes[n] for n in names))
+    ]
+    product = product or [{}]
+
+    def label(values: dict[str, Any]) -> str:
+        return ",".join(f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items())
+
+    points: list[tuple[str, dict[str, Any], Cell | None]] = []
+    if matrix.cells:
+        for cell_name, cell in matrix.cells.items():
+            for values in product:
+                name = cell_name if not values else f"{cell_name}/{label(values)}"
+                points.append((name, {**cell.values, **values}, cell))
+    elif matrix.axes:
+        points = [(label(values), values, None) for values in product]
+    excluded = [
+        p for p in points if any(all(p[1].get(k) == v for k, v in ex.items()) for ex in matrix.exclude)
+    ]
+    return [p for p in points if p not in excluded]
+
+
+def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
+    """Resolve every (point, seed) of ``matrix`` into a validated :class:`RunSpec`.
+
+    Raises:
+        MatrixError: unknown axis, invalid value, empty product.
+    """
+    base = _base_mapping(matrix.base, root or Path.cwd())
+    for axis in {*matrix.axes, *(k for c in matrix.cells.values() for k in c.values)}:
+        _axis_paths(axis)
+    for ex in matrix.exclude:
+        for axis in ex:
+            _axis_paths(axis)
+    points = _points(matrix)
+    if not points:
+        raise MatrixError(
+            "the matrix has no points to run: give 'axes' or 'cells' (or 'exclude' removed all)"
+        )
+    budget: dict[str, Any] = {}
+    if matrix.budget.epochs:
+        budget["trainer.epochs"] = matrix.budget.epochs
+    if matrix.budget.steps_per_epoch:
+        budget["trainer.steps_per_epoch"] = matrix.budget.steps_per_epoch
+    specs: list[RunSpec] = []
+    for name, values, cell in points:
+        overrides: dict[str, Any] = dict(budget)
+        for axis, value in values.items():
+            for path in _axis_paths(axis):
+                overrides[path] = value
+        for seed in matrix.seeds:
+            try:
+                mapping = apply_overrides(base, {**overrides, "trainer.seed": seed})
+                config = RunConfig.model_validate(mapping)
+            except ConfigError as exc:
+                raise MatrixError(f"cell {name!r}: {exc}") from None
+            except ValidationError as exc:
+                detail = describe_validation_error(exc, RunConfig)
+                shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+                raise MatrixError(f"cell {name!r} ({shown}): {detail}") from None
+            specs.append(
+                RunSpec(
+                    cell=name,
+                    seed=seed,
+                    axes=dict(values),
+                    config=config,
+                    run_key=run_key(config),
+                    expect=cell.expect if cell else None,
+                    note=cell.note if cell else None,
+                    guards=tuple(cell.guards) if cell else (),
+                )
+            )
+    return specs

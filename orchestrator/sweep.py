@@ -1,0 +1,342 @@
+"""Executing a matrix: plan, resume, parallel workers, failure capture.
+
+One path for one machine or many: the coordinator enqueues every (cell, seed) still to run in a
+:class:`~orchestrator.queue.WorkQueue` (an Optuna storage), and worker processes claim items from it.
+Workers train and send their epochs back over a pipe; the coordinator is the only process that writes
+to the MLflow store (no SQLite write contention), and the store is the record of what is done: a
+FINISHED run with the same run key is never run again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.trainer import EpochResult
+from orchestrator.matrix import Matrix, RunSpec
+from orchestrator.queue import WorkQueue, open_storage
+from orchestrator.tracking import TAG_CELL, TAG_KEY, TAG_SEED, TAG_SWEEP, Tracker, prepare_store
+
+__all__ = [
+    "PlanItem",
+    "SweepEvent",
+    "SweepOutcome",
+    "default_workers",
+    "plan_sweep",
+    "run_sweep",
+    "run_workers",
+]
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    spec: RunSpec
+    state: str  # done | todo | failed | killed
+    previous_run: str | None = None
+
+
+@dataclass
+class SweepOutcome:
+    parent_run_id: str | None
+    ran: int = 0
+    finished: int = 0
+    diverged: int = 0
+    crashed: int = 0
+    stopped: int = 0
+    skipped: int = 0
+    interrupted: bool = False
+    failures: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, seed, reason)
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    """What the display hears: ``kind`` in start | step | epoch | end."""
+
+    kind: str
+    item: int
+    spec: RunSpec
+    epoch: int | None = None
+    step: int | None = None
+    steps: int | None = None
+    status: str | None = None
+    reason: str | None = None
+
+
+def default_workers(n_runs: int, device: str = "auto") -> int:
+    """One worker per CPU core on CPU (each gets one thread); one on a single GPU."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return max(1, min(n_runs, torch.cuda.device_count()))
+    return max(1, min(n_runs, os.cpu_count() or 1))
+
+
+def plan_sweep(
+    specs: list[RunSpec], tracker: Tracker, experiment: str, *, fresh: bool = False
+) -> list[PlanItem]:
+    """What a sweep would do with each run: ``done`` (a FINISHED run has its key), ``failed`` (its
+    last attempt failed: retried), ``killed`` (interrupted: retried) or ``todo``."""
+    states = tracker.run_states(experiment)
+    plan = []
+    for spec in specs:
+        runs = states.get(spec.run_key, [])
+        finished = [rid for rid, status in runs if status == "FINISHED"]
+        if finished and not fresh:
+            plan.append(PlanItem(spec, "done", finished[-1]))
+        elif runs and not fresh:
+            status = runs[-1][1]
+            plan.append(PlanItem(spec, "failed" if status == "FAILED" else "killed", runs[-1][0]))
+        else:
+            plan.append(PlanItem(spec, "todo"))
+    return plan
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
+def _worker_main(
+    storage_url: str, queue_name: str, payloads: list[dict[str, Any]], events: Any, threads: int, parent: int
+) -> None:
+    """A worker process: claim items until none is left; report everything over ``events``."""
+    import signal
+
+    import torch
+
+    from model.config import RunConfig
+    from model.data import open_source
+    from model.trainer import fit
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    torch.set_num_threads(threads)
+    work = WorkQueue(open_storage(storage_url), queue_name)
+    sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
+
+    def orphaned() -> bool:
+        return os.getppid() != parent
+
+    while not orphaned():
+        claimed = work.claim()
+        if claimed is None:
+            return
+        trial_id, item = claimed
+        index = item["index"]
+        events.put(("start", index, os.getpid()))
+        last_step = [0.0]
+
+        def on_step(
+            epoch: int, step: int, steps: int, index: int = index, last_step: list = last_step
+        ) -> None:
+            if orphaned():
+                os._exit(3)  # the coordinator was killed: stop, the next sweep re-runs this item
+            now = time.monotonic()
+            if now - last_step[0] > 0.5 or step == steps:
+                last_step[0] = now
+                events.put(("step", index, epoch, step, steps))
+
+        def on_epoch(result: EpochResult, index: int = index) -> None:
+            events.put(("epoch", index, result))
+
+        try:
+            config = RunConfig.model_validate(payloads[index]["config"])
+            data_key = config.data.model_dump_json()
+            if data_key not in sources:
+                sources[data_key] = open_source(config.data)
+            result = fit(config, source=sources[data_key], on_epoch=on_epoch, on_step=on_step)
+            final = result.epochs[-1].metrics.get("cross") if result.epochs else None
+            events.put(("end", index, result.status, result.reason, None))
+            work.done(trial_id, ok=result.status != "diverged", value=final)
+        except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
+            events.put(("end", index, "crashed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            work.done(trial_id, ok=False)
+
+
+# -------------------------------------------------------------------------------------- coordinator
+
+
+def run_workers(
+    specs: list[RunSpec],
+    *,
+    storage_url: str,
+    queue_name: str,
+    tracker: Tracker,
+    experiment: str,
+    parent_run_id: str | None,
+    sweep_id: str,
+    workers: int,
+    threads: int,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    outcome: SweepOutcome,
+) -> SweepOutcome:
+    """Start ``workers`` processes on the queue and track what they report until all are done.
+
+    ``specs`` is indexed by the queue items' ``index``. Runs in flight when this is interrupted are
+    marked KILLED in the store and KeyboardInterrupt is re-raised.
+    """
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    payloads = [s.to_payload() for s in specs]
+    procs = [
+        ctx.Process(
+            target=_worker_main,
+            args=(storage_url, queue_name, payloads, events, threads, os.getpid()),
+            daemon=True,
+            name=f"orch-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    run_ids: dict[int, str] = {}
+    owner: dict[int, int] = {}  # item -> worker pid
+    open_items: set[int] = set()
+
+    def emit(event: SweepEvent) -> None:
+        if on_event is not None:
+            on_event(event)
+
+    def handle(msg: tuple[Any, ...]) -> None:
+        kind, index = msg[0], msg[1]
+        spec = specs[index]
+        if kind == "start":
+            tags = {TAG_SWEEP: sweep_id, TAG_CELL: spec.cell, TAG_SEED: str(spec.seed), TAG_KEY: spec.run_key}
+            tags |= {f"orch.axis.{k}": str(v) for k, v in spec.axes.items()}
+            if spec.expect:
+                tags["orch.expect"] = spec.expect
+            run_ids[index] = tracker.start_run(
+                experiment,
+                spec.config,
+                name=f"{spec.cell}/seed{spec.seed}",
+                tags=tags,
+                parent_id=parent_run_id,
+            )
+            owner[index] = msg[2]
+            open_items.add(index)
+            emit(SweepEvent("start", index, spec))
+        elif kind == "step":
+            emit(SweepEvent("step", index, spec, epoch=msg[2], step=msg[3], steps=msg[4]))
+        elif kind == "epoch":
+            result: EpochResult = msg[2]
+            tracker.log_epoch(run_ids[index], result)
+            emit(SweepEvent("epoch", index, spec, epoch=result.epoch))
+        elif kind == "end":
+            status, reason, tb = msg[2], msg[3], msg[4]
+            tracker.finish(run_ids[index], status, reason, tb)
+            open_items.discard(index)
+            outcome.ran += 1
+            if status == "finished":
+                outcome.finished += 1
+            elif status == "stopped":
+                outcome.stopped += 1
+            elif status == "diverged":
+                outcome.diverged += 1
+                outcome.failures.append((spec.cell, spec.seed, reason or "diverged"))
+            else:
+                outcome.crashed += 1
+                outcome.failures.append((spec.cell, spec.seed, reason or "crashed"))
+            emit(SweepEvent("end", index, spec, status=status, reason=reason))
+
+    try:
+        while True:
+            try:
+                handle(events.get(timeout=0.2))
+                continue
+            except queue_mod.Empty:
+                pass
+            alive = [p for p in procs if p.is_alive()]
+            for p in procs:
+                if p.is_alive() or p.exitcode in (0, None):
+                    continue
+                for index in [i for i in open_items if owner.get(i) == p.pid]:
+                    # the worker died mid-run (killed, out of memory...): record it, the others go on
+                    handle(("end", index, "crashed", f"worker process died (exit code {p.exitcode})", None))
+            if not alive:
+                while True:  # drain what the last workers sent before exiting
+                    try:
+                        handle(events.get(timeout=0.05))
+                    except queue_mod.Empty:
+                        break
+                break
+    except BaseException:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+        for index in list(open_items):
+            tracker.finish(run_ids[index], "killed", "sweep interrupted")
+        raise
+    return outcome
+
+
+def run_sweep(
+    matrix: Matrix,
+    specs: list[RunSpec],
+    *,
+    tracking_uri: str,
+    matrix_path: Path | None = None,
+    workers: int | None = None,
+    fresh: bool = False,
+    queue_dir: Path = Path("runs/queue"),
+    on_event: Callable[[SweepEvent], None] | None = None,
+    on_plan: Callable[[list[PlanItem]], None] | None = None,
+) -> SweepOutcome:
+    """Run every (cell, seed) of ``matrix`` not already FINISHED in the store.
+
+    Runs left RUNNING by a killed sweep are marked KILLED first and run again, as are failed ones.
+
+    Raises:
+        orchestrator.tracking.TrackingError: the store cannot be opened (nothing started).
+        KeyboardInterrupt: interrupted; in-flight runs are marked KILLED.
+    """
+    tracker = Tracker(prepare_store(tracking_uri))
+    experiment = matrix.name
+    tracker.experiment_id(experiment)
+    stale = [rid for runs in tracker.run_states(experiment).values() for rid, st in runs if st == "RUNNING"]
+    tracker.mark_killed(stale, "left RUNNING by an interrupted sweep")
+    plan = plan_sweep(specs, tracker, experiment, fresh=fresh)
+    if on_plan is not None:
+        on_plan(plan)
+    todo = [p.spec for p in plan if p.state != "done"]
+    sweep_id = uuid.uuid4().hex[:12]
+    parent = tracker.start_sweep(
+        experiment,
+        name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={TAG_SWEEP: sweep_id, "orch.runs_planned": str(len(todo)), "orch.fresh": str(fresh).lower()},
+        artifacts=[matrix_path] if matrix_path else [],
+    )
+    outcome = SweepOutcome(parent, skipped=len(specs) - len(todo))
+    if todo:
+        n = workers or default_workers(len(todo), todo[0].config.trainer.device)
+        n = max(1, min(n, len(todo)))
+        threads = max(1, (os.cpu_count() or 1) // n)
+        storage_path = queue_dir / f"{sweep_id}.journal"
+        WorkQueue.create(open_storage(storage_path), sweep_id, [{"index": i} for i in range(len(todo))])
+        try:
+            run_workers(
+                todo,
+                storage_url=str(storage_path),
+                queue_name=sweep_id,
+                tracker=tracker,
+                experiment=experiment,
+                parent_run_id=parent,
+                sweep_id=sweep_id,
+                workers=n,
+                threads=threads,
+                on_event=on_event,
+                outcome=outcome,
+            )
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            tracker.finish(parent, "killed", "interrupted")
+            raise
+    tracker.set_tags(parent, {"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
+    tracker.finish(parent, "finished")
+    return outcome

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.matrix import MatrixError, load_matrix
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, data: dict | str) -> Path:
+    p = tmp_path / "m.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_axes_cartesian_product_and_seeds(tmp_path: Path, tiny: dict) -> None:
+    m = {
+        "name": "t",
+        "base": tiny,
+        "seeds": [0, 1],
+        "axes": {"recon_weight": [0.5, 0.05], "up_mode": ["concat", "add"]},
+    }
+    _, specs = load_matrix(_write(tmp_path, m))
+    assert len(specs) == 2 * 2 * 2
+    assert {s.cell for s in specs} == {
+        "recon_weight=0.5,up_mode=concat", "recon_weight=0.5,up_mode=add",
+        "recon_weight=0.05,up_mode=concat", "recon_weight=0.05,up_mode=add",
+    }  # fmt: skip
+    assert len({s.run_key for s in specs}) == 8
+    s = next(s for s in specs if s.cell == "recon_weight=0.05,up_mode=add" and s.seed == 1)
+    assert s.config.trainer.loss_weights.recon == 0.05 and s.config.model.up_mode == "add"
+    assert s.config.trainer.seed == 1
+
+
+def test_run_keys_are_stable_and_depend_on_config(tmp_path: Path, tiny: dict) -> None:
+    m = {"name": "t", "base": tiny, "axes": {"lr": [0.001, 0.002]}}
+    _, a = load_matrix(_write(tmp_path, m))
+    _, b = load_matrix(_write(tmp_path, m))
+    assert [s.run_key for s in a] == [s.run_key for s in b]
+    assert a[0].run_key != a[1].run_key
+
+
+def test_latent_width_sets_encoder_and_both_decoders(tmp_path: Path, tiny: dict) -> None:
+    _, specs = load_matrix(_write(tmp_path, {"name": "t", "base": tiny, "axes": {"latent_width": [24]}}))
+    model = specs[0].config.model
+    assert (
+        model.encoder.latent_channels
+        == model.decoder_a.latent_channels
+        == model.decoder_b.latent_channels
+        == 24
+    )
+
+
+def test_cells_with_expectations_and_exclude(tmp_path: Path, tiny: dict) -> None:
+    m = {
+        "name": "t",
+        "base": tiny,
+        "seeds": [0],
+        "cells": {
+            "orig": {"cross_skip": "use_source", "expect": "fail", "note": "noise leak"},
+            "nse": {"cross_skip": "no_skip", "same_domain_skip": False, "expect": "pass"},
+        },
+        "axes": {"lr": [0.001, 0.01]},
+        "exclude": [{"cross_skip": "use_source", "lr": 0.01}],
+    }
+    _, specs = load_matrix(_write(tmp_path, m))
+    assert [s.cell for s in specs] == ["orig/lr=0.001", "nse/lr=0.001", "nse/lr=0.01"]
+    assert specs[0].expect == "fail" and specs[0].note == "noise leak"
+
+
+def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
+    (tmp_path / "base.json").write_text('{"trainer": {"epochs": 3}}')
+    _, specs = load_matrix(_write(tmp_path, {"name": "t", "base": "base.json", "axes": {"lr": [0.1]}}))
+    assert specs[0].config.trainer.epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("matrix", "pattern"),
+    [
+        (
+            {"name": "t", "axes": {"recon_wieght": [0.1]}},
+            r"unknown axis 'recon_wieght'; did you mean 'recon_weight'",
+        ),
+        (
+            {"name": "t", "axes": {"cross_skip": ["sometimes"]}},
+            r"cross_skip='sometimes'.*'use_source' or 'no_skip'",
+        ),
+        ({"name": "t", "axes": {"recon_weight": [-1]}}, r"recon_weight=-1.*greater than or equal to 0"),
+        ({"name": "t", "axes": {"lr": []}}, r"axis 'lr' has no values"),
+        ({"name": "t"}, r"no points to run"),
+        ({"name": "t", "axes": {"lr": [0.1]}, "exclude": [{"lr": 0.1}]}, r"no points to run"),
+        ({"name": "t", "axis": {"lr": [0.1]}}, r"unknown key 'axis'; did you mean 'axes'"),
+        ({"name": "t", "base": "nowhere.json", "axes": {"lr": [0.1]}}, r"no such config file 'nowhere.json'"),
+        ({"name": "t", "seeds": [1, 1], "axes": {"lr": [0.1]}}, r"seeds must be distinct"),
+        ({"name": "t", "cells": {"a": {"expect": "maybe"}}}, r"expect"),
+    ],
+)
+def test_bad_matrices(tmp_path: Path, matrix: dict, pattern: str) -> None:
+    with pytest.raises(MatrixError, match=pattern):
+        load_matrix(_write(tmp_path, matrix))
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    p = _write(tmp_path, "name: t\naxes:\n  lr: [0.1\n")
+    with pytest.raises(MatrixError, match=r"m\.yaml: line \d+"):
+        load_matrix(p)
+
+
+def test_duplicate_cell_names_rejected(tmp_path: Path) -> None:
+    p = _write(tmp_path, "name: t\ncells:\n  a: {lr: 0.1}\n  a: {lr: 0.2}\n")
+    with pytest.raises(MatrixError, match=r"duplicate key 'a'"):
+        load_matrix(p)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(MatrixError, match="no such matrix file"):
+        load_matrix(Path("does/not/exist.yaml"))
+
+
+@pytest.mark.parametrize("name", ["test_matrix", "plan_a", "plan_d"])
+def test_shipped_matrices_expand(name: str) -> None:
+    matrix, specs = load_matrix(ROOT / "matrices" / f"{name}.yaml")
+    assert len({s.seed for s in specs}) >= 3
+    assert len(specs) == len({s.run_key for s in specs})
+
+
+def test_test_matrix_is_the_notes_table() -> None:
+    _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
+    rows = {}
+    for s in specs:
+        t = s.config.trainer
+        rows[s.cell] = (
+            t.same_domain_use_skip, t.cross_domain_strategy, t.loss_weights.recon, t.loss_weights.cross,
+            s.config.model.encoder.latent_channels, s.expect,
+        )  # fmt: skip
+    assert rows == {
+        "original": (True, "use_source", 0.5, 1.0, 256, "fail"),
+        "no_skip": (True, "no_skip", 0.5, 1.0, 256, "fail"),
+        "no_skip_everywhere": (False, "no_skip", 0.05, 1.0, 512, "pass"),
+        "pure_n2n": (True, "no_skip", 0.2, 1.0, 256, "partial"),
+    }
