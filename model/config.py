@@ -338,6 +338,15 @@ def load_config(
 # ------------------------------------------------------------------------------- error explanations
 
 
+def _tag_of(model: type[BaseModel]) -> Any:
+    """The ``source`` literal of a data model (its union tag), or None."""
+    field = model.model_fields.get("source")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return args[0] if args else field.default
+
+
 def _model_of(annotation: Any, tag: Any = None) -> type[BaseModel] | None:
     """The pydantic model inside ``annotation`` (through Optional, Annotated and unions)."""
     origin = typing.get_origin(annotation)
@@ -346,8 +355,7 @@ def _model_of(annotation: Any, tag: Any = None) -> type[BaseModel] | None:
     if origin in (Union, types.UnionType):
         members = [m for m in (_model_of(a) for a in typing.get_args(annotation)) if m is not None]
         for member in members:
-            src = member.model_fields.get("source")
-            if tag is not None and src is not None and src.default == tag:
+            if tag is not None and _tag_of(member) == tag:
                 return member
         return members[0] if len(members) == 1 else None
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -369,7 +377,7 @@ def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseMo
         nxt = loc[i + 1] if i + 1 < len(loc) else None
         sub = _model_of(field.annotation, tag=nxt)
         # a discriminated union puts the tag into the loc: skip it
-        if sub is not None and "source" in sub.model_fields and nxt == sub.model_fields["source"].default:
+        if sub is not None and nxt is not None and _tag_of(sub) == nxt:
             i += 1
         model = sub
         i += 1

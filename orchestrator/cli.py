@@ -270,6 +270,17 @@ def report(
     console.print(f"wrote {out}")
 
 
+def _register_subcommands() -> None:
+    from orchestrator.cli_data import data_app
+    from orchestrator.cli_diagnose import diagnose
+
+    app.add_typer(data_app, name="data", help="synthesise and inspect paired HDF5 data")
+    app.command()(diagnose)
+
+
+_register_subcommands()
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m orchestrator.cli`
     app(prog_name="orch")
 

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+runner = CliRunner()
+
+
+def _config(tmp_path: Path, tiny: dict) -> Path:
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(tiny))
+    return p
+
+
+def test_train_prints_epochs_writes_outputs_and_tracks(tmp_path: Path, tiny: dict, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = _config(tmp_path, tiny)
+    res = runner.invoke(app, ["train", "--config", str(cfg), "--epochs", "2", "--set", "trainer.loss_weights.recon=0.2"])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.output.splitlines() if line.startswith("epoch")]
+    assert [r.split()[1] for r in rows] == ["0", "1", "2"]
+    for name in ("content", "recon", "cross", "total", "floor", "psnr_clean", "leak"):
+        assert name in rows[-1]
+    out = next((tmp_path / "runs" / "train").iterdir())
+    assert f"outputs: {out.relative_to(tmp_path)}" in res.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["trainer"]["loss_weights"]["recon"] == 0.2 and saved["trainer"]["epochs"] == 2
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert (out / "checkpoint.pt").exists() and any((out / "images").iterdir())
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/runs/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("orch-train").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "cross")] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "missing.json"], "no such config file"),
+        (["--config", "{cfg}", "--set", "trainer.loss_weights.recn=0.2"], "did you mean 'trainer.loss_weights.recon'"),
+        (["--config", "{cfg}", "--set", "trainer.lr=fast"], "trainer.lr"),
+        (["--config", "{cfg}", "--set", "nonsense"], "expected key=value"),
+        (["--config", "{bad}"], "invalid JSON at line 1"),
+        (["--config", "{cfg}", "--set", "data={{source: hdf5, path: nope.h5}}"], "nope.h5"),
+        (["--config", "{cfg}", "--set", "data.source=hdf5", "--set", "data.path=x.h5"], "unknown key 'data.pairs'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message_and_writes_nothing(
+    tmp_path: Path, tiny: dict, monkeypatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = _config(tmp_path, tiny)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    args = [a.format(cfg=cfg, bad=bad) for a in args]
+    res = runner.invoke(app, ["train", "--no-track", *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_diverged_run_exits_1_with_reason(tmp_path: Path, tiny: dict, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = _config(tmp_path, tiny)
+    res = runner.invoke(
+        app, ["train", "--no-track", "--config", str(cfg), "--set", "trainer.lr=1e30", "--set", "trainer.optimizer=sgd"]
+    )
+    assert res.exit_code == 1
+    assert "diverged" in res.output and "non-finite" in res.output
