@@ -13,7 +13,6 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from model.trainer import EpochResult
 from orchestrator.matrix import Matrix, RunSpec
 from orchestrator.queue import WorkQueue, open_storage
 from orchestrator.tracking import TAG_CELL, TAG_KEY, TAG_SEED, TAG_SWEEP, Tracker, prepare_store
+from orchestrator.worker import worker_main
 
 __all__ = [
     "PlanItem",
@@ -99,65 +99,6 @@ def plan_sweep(
     return plan
 
 
-# ------------------------------------------------------------------------------------------- worker
-
-
-def _worker_main(
-    storage_url: str, queue_name: str, payloads: list[dict[str, Any]], events: Any, threads: int, parent: int
-) -> None:
-    """A worker process: claim items until none is left; report everything over ``events``."""
-    import signal
-
-    import torch
-
-    from model.config import RunConfig
-    from model.data import open_source
-    from model.trainer import fit
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    torch.set_num_threads(threads)
-    work = WorkQueue(open_storage(storage_url), queue_name)
-    sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
-
-    def orphaned() -> bool:
-        return os.getppid() != parent
-
-    while not orphaned():
-        claimed = work.claim()
-        if claimed is None:
-            return
-        trial_id, item = claimed
-        index = item["index"]
-        events.put(("start", index, os.getpid()))
-        last_step = [0.0]
-
-        def on_step(
-            epoch: int, step: int, steps: int, index: int = index, last_step: list = last_step
-        ) -> None:
-            if orphaned():
-                os._exit(3)  # the coordinator was killed: stop, the next sweep re-runs this item
-            now = time.monotonic()
-            if now - last_step[0] > 0.5 or step == steps:
-                last_step[0] = now
-                events.put(("step", index, epoch, step, steps))
-
-        def on_epoch(result: EpochResult, index: int = index) -> None:
-            events.put(("epoch", index, result))
-
-        try:
-            config = RunConfig.model_validate(payloads[index]["config"])
-            data_key = config.data.model_dump_json()
-            if data_key not in sources:
-                sources[data_key] = open_source(config.data)
-            result = fit(config, source=sources[data_key], on_epoch=on_epoch, on_step=on_step)
-            final = result.epochs[-1].metrics.get("cross") if result.epochs else None
-            events.put(("end", index, result.status, result.reason, None))
-            work.done(trial_id, ok=result.status != "diverged", value=final)
-        except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
-            events.put(("end", index, "crashed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-            work.done(trial_id, ok=False)
-
-
 # -------------------------------------------------------------------------------------- coordinator
 
 
@@ -185,7 +126,7 @@ def run_workers(
     payloads = [s.to_payload() for s in specs]
     procs = [
         ctx.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(storage_url, queue_name, payloads, events, threads, os.getpid()),
             daemon=True,
             name=f"orch-worker-{i}",

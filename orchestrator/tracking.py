@@ -50,6 +50,7 @@ __all__ = [
     "TrackingError",
     "Tracker",
     "flatten",
+    "normalize_uri",
     "open_single_run",
     "prepare_store",
 ]
@@ -72,6 +73,12 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def normalize_uri(uri: str) -> str:
+    """Make a relative SQLite store absolute (MLflow caches stores by URI, whatever the cwd)."""
+    db = _sqlite_path(uri)
+    return f"sqlite:///{db.resolve()}" if db is not None and not db.is_absolute() else uri
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -97,6 +104,7 @@ def prepare_store(uri: str) -> str:
     Raises:
         TrackingError: the store cannot be opened.
     """
+    uri = normalize_uri(uri)
     db = _sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +178,7 @@ class Tracker:
     """Writes sweeps and runs to one MLflow store."""
 
     def __init__(self, uri: str) -> None:
-        self.uri = uri
+        self.uri = uri = normalize_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
 
     # ------------------------------------------------------------------------------- experiments

@@ -21,7 +21,9 @@ def _config(tmp_path: Path, tiny: dict) -> Path:
 def test_train_prints_epochs_writes_outputs_and_tracks(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     cfg = _config(tmp_path, tiny)
-    res = runner.invoke(app, ["train", "--config", str(cfg), "--epochs", "2", "--set", "trainer.loss_weights.recon=0.2"])
+    res = runner.invoke(
+        app, ["train", "--config", str(cfg), "--epochs", "2", "--set", "trainer.loss_weights.recon=0.2"]
+    )
     assert res.exit_code == 0, res.output
     rows = [line for line in res.output.splitlines() if line.startswith("epoch")]
     assert [r.split()[1] for r in rows] == ["0", "1", "2"]
@@ -43,12 +45,18 @@ def test_train_prints_epochs_writes_outputs_and_tracks(tmp_path: Path, tiny: dic
     ("args", "message"),
     [
         (["--config", "missing.json"], "no such config file"),
-        (["--config", "{cfg}", "--set", "trainer.loss_weights.recn=0.2"], "did you mean 'trainer.loss_weights.recon'"),
+        (
+            ["--config", "{cfg}", "--set", "trainer.loss_weights.recn=0.2"],
+            "did you mean 'trainer.loss_weights.recon'",
+        ),
         (["--config", "{cfg}", "--set", "trainer.lr=fast"], "trainer.lr"),
         (["--config", "{cfg}", "--set", "nonsense"], "expected key=value"),
         (["--config", "{bad}"], "invalid JSON at line 1"),
         (["--config", "{cfg}", "--set", "data={{source: hdf5, path: nope.h5}}"], "nope.h5"),
-        (["--config", "{cfg}", "--set", "data.source=hdf5", "--set", "data.path=x.h5"], "unknown key 'data.pairs'"),
+        (
+            ["--config", "{cfg}", "--set", "data.source=hdf5", "--set", "data.path=x.h5"],
+            "unknown key 'data.pairs'",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_message_and_writes_nothing(
@@ -69,7 +77,17 @@ def test_diverged_run_exits_1_with_reason(tmp_path: Path, tiny: dict, monkeypatc
     monkeypatch.chdir(tmp_path)
     cfg = _config(tmp_path, tiny)
     res = runner.invoke(
-        app, ["train", "--no-track", "--config", str(cfg), "--set", "trainer.lr=1e30", "--set", "trainer.optimizer=sgd"]
+        app,
+        [
+            "train",
+            "--no-track",
+            "--config",
+            str(cfg),
+            "--set",
+            "trainer.lr=1e30",
+            "--set",
+            "trainer.optimizer=sgd",
+        ],
     )
     assert res.exit_code == 1
     assert "diverged" in res.output and "non-finite" in res.output
