@@ -121,17 +121,32 @@ def train(
 def sweep(
     matrix: Annotated[Path, typer.Argument(help="matrix YAML, e.g. matrices/test_matrix.yaml")],
     workers: Annotated[
-        int | None, typer.Option(min=1, help="runs at once (default: one per CPU core)")
+        int | None,
+        typer.Option(
+            min=0, help="runs at once here (default: one per CPU core; 0 with --storage: coordinate only)"
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="run everything again, even finished runs")] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="queue in this Optuna RDB (postgresql://...) so `orch worker` on other machines join"
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        float, typer.Option(min=1, help="with --storage: seconds between worker heartbeats")
+    ] = 10,
 ) -> None:
     """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
     from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.progress import SweepDisplay, plan_table
+    from orchestrator.queue import QueueError
     from orchestrator.sweep import plan_sweep, run_sweep
     from orchestrator.tracking import Tracker, TrackingError, prepare_store
 
+    if workers == 0 and storage is None:
+        raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
     try:
         mx, specs = load_matrix(matrix)
     except MatrixError as exc:
@@ -175,8 +190,10 @@ def sweep(
                 fresh=fresh,
                 on_event=display,
                 on_plan=on_plan,
+                storage=storage,
+                heartbeat=heartbeat,
             )
-    except TrackingError as exc:
+    except (TrackingError, QueueError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -191,6 +208,49 @@ def sweep(
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    matrix: Annotated[Path, typer.Argument(help="the same matrix YAML the coordinator runs")],
+    storage: Annotated[str, typer.Option(help="the coordinator's --storage (postgresql://...)")],
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="runs at once here (default: one per CPU core)")
+    ] = None,
+    heartbeat: Annotated[
+        float, typer.Option(min=1, help="seconds between heartbeats (as the coordinator)")
+    ] = 10,
+    wait: Annotated[float, typer.Option(min=0, help="seconds to wait for a sweep to join")] = 60,
+) -> None:
+    """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
+    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.progress import SweepDisplay
+    from orchestrator.queue import QueueError
+    from orchestrator.sweep import join_sweep
+    from orchestrator.tracking import TrackingError
+
+    try:
+        mx, specs = load_matrix(matrix)
+    except MatrixError as exc:
+        raise fail(str(exc)) from None
+    display = SweepDisplay(console, len(specs))
+    try:
+        with display.live():
+            outcome = join_sweep(
+                mx,
+                specs,
+                tracking_uri=tracking_uri(),
+                storage=storage,
+                workers=workers,
+                heartbeat=heartbeat,
+                wait=wait,
+                on_event=display,
+            )
+    except (QueueError, TrackingError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"worker done: ran {outcome.ran} (crashed {outcome.crashed})")
+    if outcome.crashed:
         raise typer.Exit(1)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from model.trainer import EpochResult
 from orchestrator.matrix import Matrix, RunSpec
-from orchestrator.queue import WorkQueue, open_storage
+from orchestrator.queue import PREFIX, QueueError, WorkQueue, find_sweep_queue, open_storage
 from orchestrator.tracking import TAG_CELL, TAG_KEY, TAG_SEED, TAG_SWEEP, Tracker, prepare_store
 from orchestrator.worker import worker_main
 
@@ -30,6 +30,7 @@ __all__ = [
     "SweepEvent",
     "SweepOutcome",
     "default_workers",
+    "join_sweep",
     "plan_sweep",
     "run_sweep",
     "run_workers",
@@ -113,13 +114,14 @@ def run_workers(
     sweep_id: str,
     workers: int,
     threads: int,
-    on_event: Callable[[SweepEvent], None] | None = None,
     outcome: SweepOutcome,
+    on_event: Callable[[SweepEvent], None] | None = None,
+    heartbeat: float = 10.0,
 ) -> SweepOutcome:
-    """Start ``workers`` processes on the queue and track what they report until all are done.
+    """Start ``workers`` processes on the queue and track what they report until they are done.
 
-    ``specs`` is indexed by the queue items' ``index``. Runs in flight when this is interrupted are
-    marked KILLED in the store and KeyboardInterrupt is re-raised.
+    Queue items name an index into ``specs`` (the matrix's full expansion). Runs in flight when this
+    is interrupted are marked KILLED in the store and KeyboardInterrupt is re-raised.
     """
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
@@ -127,7 +129,7 @@ def run_workers(
     procs = [
         ctx.Process(
             target=worker_main,
-            args=(storage_url, queue_name, payloads, events, threads, os.getpid()),
+            args=(storage_url, queue_name, payloads, events, threads, os.getpid(), heartbeat),
             daemon=True,
             name=f"orch-worker-{i}",
         )
@@ -135,8 +137,9 @@ def run_workers(
     ]
     for p in procs:
         p.start()
+    work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
     run_ids: dict[int, str] = {}
-    owner: dict[int, int] = {}  # item -> worker pid
+    owner: dict[int, tuple[int, int]] = {}  # item -> (worker pid, trial id)
     open_items: set[int] = set()
 
     def emit(event: SweepEvent) -> None:
@@ -158,7 +161,7 @@ def run_workers(
                 tags=tags,
                 parent_id=parent_run_id,
             )
-            owner[index] = msg[2]
+            owner[index] = (msg[2], msg[3])
             open_items.add(index)
             emit(SweepEvent("start", index, spec))
         elif kind == "step":
@@ -171,6 +174,9 @@ def run_workers(
             status, reason, tb = msg[2], msg[3], msg[4]
             tracker.finish(run_ids[index], status, reason, tb)
             open_items.discard(index)
+            if status == "killed":  # its item goes back to the queue for another worker
+                emit(SweepEvent("end", index, spec, status=status, reason=reason))
+                return
             outcome.ran += 1
             if status == "finished":
                 outcome.finished += 1
@@ -184,6 +190,17 @@ def run_workers(
                 outcome.failures.append((spec.cell, spec.seed, reason or "crashed"))
             emit(SweepEvent("end", index, spec, status=status, reason=reason))
 
+    def buried(p: mp.process.BaseProcess) -> None:
+        """A worker died mid-run (killed, out of memory...): record it; the others go on."""
+        for index in [i for i in open_items if owner[i][0] == p.pid]:
+            why = f"worker process died (exit code {p.exitcode})"
+            if work.heartbeats:
+                # many machines: the item's heartbeat goes stale and another worker retries it
+                handle(("end", index, "killed", f"{why}; handed to another worker", None))
+            else:
+                work.done(owner[index][1], ok=False)
+                handle(("end", index, "crashed", why, None))
+
     try:
         while True:
             try:
@@ -191,14 +208,10 @@ def run_workers(
                 continue
             except queue_mod.Empty:
                 pass
-            alive = [p for p in procs if p.is_alive()]
             for p in procs:
-                if p.is_alive() or p.exitcode in (0, None):
-                    continue
-                for index in [i for i in open_items if owner.get(i) == p.pid]:
-                    # the worker died mid-run (killed, out of memory...): record it, the others go on
-                    handle(("end", index, "crashed", f"worker process died (exit code {p.exitcode})", None))
-            if not alive:
+                if not p.is_alive() and p.exitcode not in (0, None):
+                    buried(p)
+            if not any(p.is_alive() for p in procs):
                 while True:  # drain what the last workers sent before exiting
                     try:
                         handle(events.get(timeout=0.05))
@@ -217,6 +230,11 @@ def run_workers(
     return outcome
 
 
+def _threads(workers: int) -> int:
+    """CPU threads per worker: the cores split between the workers, no oversubscription."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 def run_sweep(
     matrix: Matrix,
     specs: list[RunSpec],
@@ -225,18 +243,26 @@ def run_sweep(
     matrix_path: Path | None = None,
     workers: int | None = None,
     fresh: bool = False,
+    storage: str | None = None,
+    heartbeat: float = 10.0,
     queue_dir: Path = Path("runs/queue"),
     on_event: Callable[[SweepEvent], None] | None = None,
     on_plan: Callable[[list[PlanItem]], None] | None = None,
+    on_wait: Callable[[dict[str, int]], None] | None = None,
 ) -> SweepOutcome:
     """Run every (cell, seed) of ``matrix`` not already FINISHED in the store.
 
     Runs left RUNNING by a killed sweep are marked KILLED first and run again, as are failed ones.
+    The queue lives in a journal file under ``queue_dir``, or in ``storage`` (an RDB URL such as
+    ``postgresql://...``) where ``orch worker`` processes on other machines join it; ``workers=0``
+    then only coordinates. The call returns once every item is done, wherever it ran.
 
     Raises:
-        orchestrator.tracking.TrackingError: the store cannot be opened (nothing started).
+        orchestrator.tracking.TrackingError: the tracking store cannot be opened (nothing started).
+        orchestrator.queue.QueueError: the queue storage cannot be opened (nothing started).
         KeyboardInterrupt: interrupted; in-flight runs are marked KILLED.
     """
+    queue_storage = open_storage(storage, heartbeat=heartbeat) if storage else None
     tracker = Tracker(prepare_store(tracking_uri))
     experiment = matrix.name
     tracker.experiment_id(experiment)
@@ -245,7 +271,7 @@ def run_sweep(
     plan = plan_sweep(specs, tracker, experiment, fresh=fresh)
     if on_plan is not None:
         on_plan(plan)
-    todo = [p.spec for p in plan if p.state != "done"]
+    todo = [i for i, p in enumerate(plan) if p.state != "done"]
     sweep_id = uuid.uuid4().hex[:12]
     parent = tracker.start_sweep(
         experiment,
@@ -255,29 +281,113 @@ def run_sweep(
     )
     outcome = SweepOutcome(parent, skipped=len(specs) - len(todo))
     if todo:
-        n = workers or default_workers(len(todo), todo[0].config.trainer.device)
-        n = max(1, min(n, len(todo)))
-        threads = max(1, (os.cpu_count() or 1) // n)
-        storage_path = queue_dir / f"{sweep_id}.journal"
-        WorkQueue.create(open_storage(storage_path), sweep_id, [{"index": i} for i in range(len(todo))])
+        if workers is None:
+            workers = default_workers(len(todo), specs[todo[0]].config.trainer.device)
+        n = min(workers, len(todo))
+        storage_url = storage or str(queue_dir / f"{sweep_id}.journal")
+        queue_name = f"{PREFIX}:{experiment}:{sweep_id}"
+        attrs = {"matrix": experiment, "sweep_id": sweep_id, "parent_run_id": parent, "active": True}
+        work = WorkQueue.create(
+            queue_storage or open_storage(storage_url),
+            queue_name,
+            [{"index": i, "run_key": specs[i].run_key} for i in todo],
+            attrs | {"created": time.time()},
+        )
         try:
-            run_workers(
-                todo,
-                storage_url=str(storage_path),
-                queue_name=sweep_id,
-                tracker=tracker,
-                experiment=experiment,
-                parent_run_id=parent,
-                sweep_id=sweep_id,
-                workers=n,
-                threads=threads,
-                on_event=on_event,
-                outcome=outcome,
-            )
+            if n > 0:
+                run_workers(
+                    specs,
+                    storage_url=storage_url,
+                    queue_name=queue_name,
+                    tracker=tracker,
+                    experiment=experiment,
+                    parent_run_id=parent,
+                    sweep_id=sweep_id,
+                    workers=n,
+                    threads=_threads(n),
+                    on_event=on_event,
+                    outcome=outcome,
+                    heartbeat=heartbeat,
+                )
+            work.wait_drained(on_poll=on_wait)  # items other machines still run
         except KeyboardInterrupt:
             outcome.interrupted = True
             tracker.finish(parent, "killed", "interrupted")
             raise
+        finally:
+            work.close()
+        _settle_remote(tracker, experiment, sweep_id, outcome, own=n > 0)
     tracker.set_tags(parent, {"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
     tracker.finish(parent, "finished")
+    return outcome
+
+
+def _settle_remote(
+    tracker: Tracker, experiment: str, sweep_id: str, outcome: SweepOutcome, own: bool
+) -> None:
+    """After the queue drained: runs of this sweep still RUNNING belong to dead workers (KILLED), and
+    counts include what other machines ran."""
+    runs = [r for r in tracker.sweep_runs(experiment, sweep_id)]
+    dead = [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    tracker.mark_killed(dead, "worker died; its item was retried by another worker")
+    logged_here = outcome.ran
+    remote = [r for r in runs if r.info.status in ("FINISHED", "FAILED")]
+    if len(remote) > logged_here:  # other machines' runs
+        outcome.ran = len(remote)
+        outcome.finished = sum(r.info.status == "FINISHED" for r in remote)
+        failed = [r for r in remote if r.info.status == "FAILED"]
+        outcome.diverged = sum(r.data.tags.get("orch.failure", "").startswith("nan") for r in failed)
+        outcome.crashed = len(failed) - outcome.diverged
+
+
+def join_sweep(
+    matrix: Matrix,
+    specs: list[RunSpec],
+    *,
+    tracking_uri: str,
+    storage: str,
+    workers: int | None = None,
+    heartbeat: float = 10.0,
+    wait: float = 60.0,
+    on_event: Callable[[SweepEvent], None] | None = None,
+) -> SweepOutcome:
+    """`orch worker`: join the newest active sweep of ``matrix`` in ``storage`` and run its items.
+
+    Raises:
+        orchestrator.queue.QueueError: unreachable storage, no sweep to join within ``wait`` seconds,
+            or a matrix that differs from the coordinator's.
+    """
+    queue_storage = open_storage(storage, heartbeat=heartbeat)
+    deadline = time.monotonic() + wait
+    while (name := find_sweep_queue(queue_storage, matrix.name)) is None:
+        if time.monotonic() > deadline:
+            raise QueueError(f"no active sweep of {matrix.name!r} in the queue storage after {wait:g} s")
+        time.sleep(1.0)
+    work = WorkQueue(queue_storage, name)
+    attrs = work._study.user_attrs
+    keys = {s.run_key for s in specs}
+    items = [t.user_attrs["item"] for t in queue_storage.get_all_trials(work.study_id, deepcopy=False)]
+    foreign = [it["run_key"] for it in items if it["run_key"] not in keys]
+    if foreign:
+        raise QueueError(
+            f"the sweep's runs are not this matrix's ({len(foreign)} unknown run keys): give the worker "
+            "the same matrix file (and base config) as the coordinator"
+        )
+    tracker = Tracker(tracking_uri)
+    n = workers or default_workers(len(items), specs[0].config.trainer.device)
+    outcome = SweepOutcome(attrs.get("parent_run_id"))
+    run_workers(
+        specs,
+        storage_url=storage,
+        queue_name=name,
+        tracker=tracker,
+        experiment=matrix.name,
+        parent_run_id=attrs.get("parent_run_id"),
+        sweep_id=attrs.get("sweep_id", ""),
+        workers=n,
+        threads=_threads(n),
+        on_event=on_event,
+        outcome=outcome,
+        heartbeat=heartbeat,
+    )
     return outcome

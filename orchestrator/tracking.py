@@ -309,6 +309,10 @@ class Tracker:
             n += 1
         return n
 
+    def sweep_runs(self, experiment: str, sweep_id: str) -> list[Any]:
+        """The child runs one sweep logged (from any machine)."""
+        return self._search(experiment, f"tags.`{TAG_SWEEP}` = '{sweep_id}'")
+
     def latest_sweep(self, experiment: str) -> str | None:
         """Run id of the most recent sweep parent run in ``experiment``."""
         runs = self._search(experiment, children=False)

@@ -19,9 +19,19 @@ __all__ = ["worker_main"]
 
 
 def worker_main(
-    storage_url: str, queue_name: str, payloads: list[dict[str, Any]], events: Any, threads: int, parent: int
+    storage_url: str,
+    queue_name: str,
+    payloads: list[dict[str, Any]],
+    events: Any,
+    threads: int,
+    parent: int,
+    heartbeat: float = 10.0,
 ) -> None:
-    """A worker process: claim items until none is left; report everything over ``events``."""
+    """A worker process: claim items until none is left; report everything over ``events``.
+
+    On a storage with heartbeats (RDB, many machines) it also waits while other workers still run
+    items, so that the item of a worker that dies is retried here.
+    """
     import torch
 
     from model.config import RunConfig
@@ -30,8 +40,9 @@ def worker_main(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     torch.set_num_threads(threads)
-    work = WorkQueue(open_storage(storage_url), queue_name)
+    work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
     sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
+    by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
 
     def orphaned() -> bool:
         return os.getppid() != parent
@@ -39,14 +50,21 @@ def worker_main(
     while not orphaned():
         claimed = work.claim()
         if claimed is None:
+            if work.heartbeats and work.pending():
+                time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
+                continue
             return
         trial_id, item = claimed
-        index = item["index"]
-        events.put(("start", index, os.getpid()))
+        index = by_key[item["run_key"]]
+        events.put(("start", index, os.getpid(), trial_id))
         last_step = [0.0]
 
         def on_step(
-            epoch: int, step: int, steps: int, index: int = index, last_step: list = last_step
+            epoch: int,
+            step: int,
+            steps: int,
+            index: int = index,
+            last_step: list = last_step,
         ) -> None:
             if orphaned():
                 os._exit(3)  # the coordinator was killed: stop, the next sweep re-runs this item
@@ -58,15 +76,16 @@ def worker_main(
         def on_epoch(result: EpochResult, index: int = index) -> None:
             events.put(("epoch", index, result))
 
-        try:
-            config = RunConfig.model_validate(payloads[index]["config"])
-            data_key = config.data.model_dump_json()
-            if data_key not in sources:
-                sources[data_key] = open_source(config.data)
-            result = fit(config, source=sources[data_key], on_epoch=on_epoch, on_step=on_step)
-            final = result.epochs[-1].metrics.get("cross") if result.epochs else None
-            events.put(("end", index, result.status, result.reason, None))
-            work.done(trial_id, ok=result.status != "diverged", value=final)
-        except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
-            events.put(("end", index, "crashed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-            work.done(trial_id, ok=False)
+        with work.keep_alive(trial_id):
+            try:
+                config = RunConfig.model_validate(payloads[index]["config"])
+                data_key = config.data.model_dump_json()
+                if data_key not in sources:
+                    sources[data_key] = open_source(config.data)
+                result = fit(config, source=sources[data_key], on_epoch=on_epoch, on_step=on_step)
+                final = result.epochs[-1].metrics.get("cross") if result.epochs else None
+                events.put(("end", index, result.status, result.reason, None))
+                work.done(trial_id, ok=result.status != "diverged", value=final)
+            except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
+                events.put(("end", index, "crashed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                work.done(trial_id, ok=False)
