@@ -14,7 +14,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +26,13 @@ __all__ = [
     "AXIS_ALIASES",
     "Budget",
     "Cell",
+    "Choices",
+    "Range",
+    "SearchSettings",
+    "base_config",
+    "check_axes",
+    "resolve_point",
+    "read_matrix",
     "Matrix",
     "MatrixError",
     "RunSpec",
@@ -92,6 +99,47 @@ class Cell(_Strict):
         return data
 
 
+class Range(_Strict):
+    """A continuous (or integer) axis for `orch search`: ``{low: 0.01, high: 1.0, log: true}``."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"range low ({self.low:g}) must be below high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("a range cannot have both log and step")
+        return self
+
+    def describe(self) -> str:
+        return f"{{low: {self.low:g}, high: {self.high:g}{', log' if self.log else ''}}}"
+
+
+class Choices(_Strict):
+    """A categorical axis for `orch search`: ``{choices: [128, 256, 512]}``."""
+
+    choices: list[Any] = Field(min_length=1)
+
+
+class SearchSettings(_Strict):
+    """The ``search:`` section: what `orch search` optimises."""
+
+    objective: Literal["final", "drop"] = Field(
+        "final",
+        description="final: the verdict metric at the last epoch (mean over seeds); drop: its relative "
+        "change over the verdict window (more negative is better)",
+    )
+    pruner: Literal["median", "none"] = "median"
+    startup_trials: int = Field(3, ge=0, description="trials before pruning starts")
+    sampler_seed: int | None = 0
+
+
 class Budget(_Strict):
     epochs: int | None = Field(None, ge=1, description="trainer.epochs for every run")
     steps_per_epoch: int | None = Field(None, ge=1)
@@ -103,11 +151,14 @@ class Matrix(_Strict):
     description: str = ""
     base: dict[str, Any] | str = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    axes: dict[str, Annotated[Range | Choices | list[Any], Field(union_mode="left_to_right")]] = Field(
+        default_factory=dict
+    )
     cells: dict[str, Cell] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     verdict: VerdictSettings = VerdictSettings()
     budget: Budget = Budget()
+    search: SearchSettings = SearchSettings()
 
     @field_validator("seeds")
     @classmethod
@@ -118,11 +169,27 @@ class Matrix(_Strict):
 
     @field_validator("axes")
     @classmethod
-    def _non_empty_axes(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    def _non_empty_axes(cls, axes: dict[str, Any]) -> dict[str, Any]:
         for name, values in axes.items():
-            if not values:
+            if isinstance(values, list) and not values:
                 raise ValueError(f"axis {name!r} has no values")
         return axes
+
+    def grid_axes(self) -> dict[str, list[Any]]:
+        """Axes as value lists (``choices`` included).
+
+        Raises:
+            MatrixError: an axis is a range, which only `orch search` can explore.
+        """
+        out: dict[str, list[Any]] = {}
+        for name, values in self.axes.items():
+            if isinstance(values, Range):
+                raise MatrixError(
+                    f"axis {name!r} is a range {values.describe()}: ranges are for `orch search`; "
+                    "give a list of values to sweep"
+                )
+            out[name] = values.choices if isinstance(values, Choices) else values
+        return out
 
 
 @dataclass(frozen=True)
@@ -194,6 +261,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, Path]:
+    """Read and validate a matrix without expanding it; returns it and the folder its paths are
+    relative to.
+
+    Raises:
+        MatrixError: missing file, bad YAML, schema errors.
+    """
+    where, root = "matrix", Path.cwd()
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        data, where, root = _read_yaml(path), str(path), path.resolve().parent
+    try:
+        return Matrix.model_validate(data), root
+    except ValidationError as exc:
+        raise MatrixError(f"{where}: {describe_validation_error(exc, Matrix)}") from None
+
+
 def load_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, list[RunSpec]]:
     """Read, validate and expand a matrix.
 
@@ -203,16 +289,8 @@ def load_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, list[RunSp
     Raises:
         MatrixError: anything wrong, with file, cell, axis and value named; nothing is started.
     """
-    where, root = "matrix", Path.cwd()
-    if isinstance(source, dict):
-        data = source
-    else:
-        path = Path(source)
-        data, where, root = _read_yaml(path), str(path), path.resolve().parent
-    try:
-        matrix = Matrix.model_validate(data)
-    except ValidationError as exc:
-        raise MatrixError(f"{where}: {describe_validation_error(exc, Matrix)}") from None
+    matrix, root = read_matrix(source)
+    where = "matrix" if isinstance(source, dict) else str(source)
     try:
         specs = expand(matrix, root=root)
     except MatrixError as exc:
@@ -247,10 +325,9 @@ def _axis_paths(axis: str) -> tuple[str, ...]:
 
 def _points(matrix: Matrix) -> list[tuple[str, dict[str, Any], Cell | None]]:
     """(name, axis values, cell) for every point, in a deterministic order."""
-    names = sorted(matrix.axes)
-    product = [
-        dict(zip(names, combo, strict=True)) for combo in itertools.product(*(matrix.axes[n] for n in names))
-    ]
+    axes = matrix.grid_axes()
+    names = sorted(axes)
+    product = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[n] for n in names))]
     product = product or [{}]
 
     def label(values: dict[str, Any]) -> str:
@@ -270,54 +347,76 @@ def _points(matrix: Matrix) -> list[tuple[str, dict[str, Any], Cell | None]]:
     return [p for p in points if p not in excluded]
 
 
-def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
-    """Resolve every (point, seed) of ``matrix`` into a validated :class:`RunSpec`.
+def base_config(matrix: Matrix, root: Path | None = None) -> dict[str, Any]:
+    """The matrix's base as a mapping (read from its file when ``base`` is a path)."""
+    return _base_mapping(matrix.base, root or Path.cwd())
+
+
+def check_axes(matrix: Matrix) -> None:
+    """Every axis name (in axes, cells and exclude) is an alias or a dotted path.
 
     Raises:
-        MatrixError: unknown axis, invalid value, empty product.
+        MatrixError: an unknown axis, with the closest alias.
     """
-    base = _base_mapping(matrix.base, root or Path.cwd())
     for axis in {*matrix.axes, *(k for c in matrix.cells.values() for k in c.values)}:
         _axis_paths(axis)
     for ex in matrix.exclude:
         for axis in ex:
             _axis_paths(axis)
+
+
+def resolve_point(
+    matrix: Matrix, base: dict[str, Any], name: str, values: dict[str, Any], cell: Cell | None = None
+) -> list[RunSpec]:
+    """One point (axis values) of ``matrix`` as a validated :class:`RunSpec` per seed.
+
+    Raises:
+        MatrixError: a value the RunConfig schema rejects, naming cell, axis, value and the rule.
+    """
+    overrides: dict[str, Any] = {}
+    if matrix.budget.epochs:
+        overrides["trainer.epochs"] = matrix.budget.epochs
+    if matrix.budget.steps_per_epoch:
+        overrides["trainer.steps_per_epoch"] = matrix.budget.steps_per_epoch
+    for axis, value in values.items():
+        for path in _axis_paths(axis):
+            overrides[path] = value
+    specs = []
+    for seed in matrix.seeds:
+        try:
+            config = RunConfig.model_validate(apply_overrides(base, {**overrides, "trainer.seed": seed}))
+        except ConfigError as exc:
+            raise MatrixError(f"cell {name!r}: {exc}") from None
+        except ValidationError as exc:
+            detail = describe_validation_error(exc, RunConfig)
+            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            raise MatrixError(f"cell {name!r} ({shown}): {detail}") from None
+        specs.append(
+            RunSpec(
+                cell=name,
+                seed=seed,
+                axes=dict(values),
+                config=config,
+                run_key=run_key(config),
+                expect=cell.expect if cell else None,
+                note=cell.note if cell else None,
+                guards=tuple(cell.guards) if cell else (),
+            )
+        )
+    return specs
+
+
+def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
+    """Resolve every (point, seed) of ``matrix`` into a validated :class:`RunSpec`.
+
+    Raises:
+        MatrixError: unknown axis, invalid value, a range axis, empty product.
+    """
+    base = base_config(matrix, root)
+    check_axes(matrix)
     points = _points(matrix)
     if not points:
         raise MatrixError(
             "the matrix has no points to run: give 'axes' or 'cells' (or 'exclude' removed all)"
         )
-    budget: dict[str, Any] = {}
-    if matrix.budget.epochs:
-        budget["trainer.epochs"] = matrix.budget.epochs
-    if matrix.budget.steps_per_epoch:
-        budget["trainer.steps_per_epoch"] = matrix.budget.steps_per_epoch
-    specs: list[RunSpec] = []
-    for name, values, cell in points:
-        overrides: dict[str, Any] = dict(budget)
-        for axis, value in values.items():
-            for path in _axis_paths(axis):
-                overrides[path] = value
-        for seed in matrix.seeds:
-            try:
-                mapping = apply_overrides(base, {**overrides, "trainer.seed": seed})
-                config = RunConfig.model_validate(mapping)
-            except ConfigError as exc:
-                raise MatrixError(f"cell {name!r}: {exc}") from None
-            except ValidationError as exc:
-                detail = describe_validation_error(exc, RunConfig)
-                shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
-                raise MatrixError(f"cell {name!r} ({shown}): {detail}") from None
-            specs.append(
-                RunSpec(
-                    cell=name,
-                    seed=seed,
-                    axes=dict(values),
-                    config=config,
-                    run_key=run_key(config),
-                    expect=cell.expect if cell else None,
-                    note=cell.note if cell else None,
-                    guards=tuple(cell.guards) if cell else (),
-                )
-            )
-    return specs
+    return [spec for name, values, cell in points for spec in resolve_point(matrix, base, name, values, cell)]
