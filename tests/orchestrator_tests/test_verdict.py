@@ -1,0 +1,427 @@
+"""Unit tests of the trend statistics and of ``judge_cell`` on constructed curves."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from scipy import stats
+
+from orchestrator.verdict import (
+    CellVerdict,
+    Guard,
+    Verdict,
+    VerdictSettings,
+    default_warmup,
+    hierarchical_bootstrap_rel_change,
+    judge_cell,
+    mann_kendall_hamed_rao,
+    theil_sen,
+)
+
+SETTINGS = VerdictSettings()
+
+
+def _noise(rng: np.random.Generator, n: int, sd: float, phi: float = 0.0) -> np.ndarray:
+    e = rng.normal(0.0, sd, size=n)
+    for i in range(1, n):
+        e[i] = phi * e[i - 1] + math.sqrt(1 - phi * phi) * e[i]
+    return e
+
+
+def _falling(seeds: int = 4, epochs: int = 20, sd: float = 0.01, seed: int = 0) -> list[np.ndarray]:
+    """Exponential decay from 1.5 toward 0.3 that keeps going through the window."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(epochs)
+    return [0.3 + 1.2 * np.exp(-t / 8.0) + _noise(rng, epochs, sd) for _ in range(seeds)]
+
+
+def _stalled(seeds: int = 4, epochs: int = 20, sd: float = 0.01, plateau: float = 1.0,
+             seed: int = 0) -> list[np.ndarray]:
+    """The note's symptom: one drop at epoch 1 (the mean image), then flat."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(seeds):
+        c = np.full(epochs, plateau) + _noise(rng, epochs, sd * plateau)
+        c[0] = 1.5 * plateau
+        out.append(c)
+    return out
+
+
+def _rising(seeds: int = 4, epochs: int = 20, sd: float = 0.01, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(epochs)
+    return [1.0 + 0.03 * t + _noise(rng, epochs, sd) for _ in range(seeds)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building blocks
+
+
+@pytest.mark.parametrize(
+    ("epochs", "warmup"), [(0, 2), (2, 2), (5, 2), (10, 2), (11, 3), (15, 3), (20, 4), (30, 6), (100, 20)]
+)
+def test_default_warmup(epochs: int, warmup: int) -> None:
+    assert default_warmup(epochs) == warmup
+
+
+def test_default_warmup_rejects_negative() -> None:
+    with pytest.raises(ValueError):
+        default_warmup(-1)
+
+
+def test_theil_sen_exact_robust_and_nan() -> None:
+    y = 2.0 - 0.25 * np.arange(12)
+    assert theil_sen(y) == pytest.approx(-0.25)
+    y_out = y.copy()
+    y_out[5] = 50.0  # one wild epoch barely moves the median of pairwise slopes
+    assert theil_sen(y_out) == pytest.approx(-0.25, abs=0.03)
+    y_nan = y.copy()
+    y_nan[[2, 7]] = np.nan  # skipped; the remaining epochs keep their indices
+    assert theil_sen(y_nan) == pytest.approx(-0.25)
+    assert math.isnan(theil_sen([1.0]))
+
+
+def test_mann_kendall_monotone_and_constant() -> None:
+    tau, p = mann_kendall_hamed_rao(np.linspace(1.0, 0.5, 20))
+    assert tau == pytest.approx(-1.0)
+    assert p < 1e-4
+    tau, p = mann_kendall_hamed_rao(np.ones(10))
+    assert tau == 0.0 and p == 1.0
+    assert mann_kendall_hamed_rao([1.0, 2.0]) == (pytest.approx(float("nan"), nan_ok=True), 1.0)
+
+
+def test_mann_kendall_without_correction_is_kendall_tau() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = rng.normal(size=25)
+        ref = stats.kendalltau(np.arange(25), y, method="asymptotic")
+        # no lag is significant at this level, so the Hamed-Rao factor is 1: plain Mann-Kendall
+        tau, p = mann_kendall_hamed_rao(y, acf_alpha=1e-12)
+        assert tau == pytest.approx(ref.statistic, abs=1e-12)
+        s = ref.statistic * 25 * 24 / 2
+        z = (abs(s) - 1.0) / math.sqrt(25 * 24 * 55 / 18)  # with the continuity correction
+        assert p == pytest.approx(2 * stats.norm.sf(z), rel=1e-9)
+        # the correction only ever widens the null distribution
+        assert mann_kendall_hamed_rao(y)[1] >= p - 1e-12
+
+
+def test_hamed_rao_correction_deflates_autocorrelated_trends() -> None:
+    rng = np.random.default_rng(5)
+    rejections_hr = rejections_plain = 0
+    for _ in range(300):
+        y = _noise(rng, 30, 1.0, phi=0.8)  # no trend, strong autocorrelation
+        rejections_hr += mann_kendall_hamed_rao(y)[1] < 0.05
+        rejections_plain += stats.kendalltau(np.arange(30), y, method="asymptotic").pvalue < 0.05
+    # fewer false trends than plain Mann-Kendall (still well above 5% at n=30, phi=0.8: see docs/verdicts.md)
+    assert rejections_hr < 0.85 * rejections_plain
+
+
+def test_bootstrap_noise_free_line_is_exact() -> None:
+    t = np.arange(12)
+    curves = [1.0 - 0.02 * t, 2.0 - 0.04 * t, 0.5 - 0.01 * t]
+    est, low, high = hierarchical_bootstrap_rel_change(curves, (2, 11))
+    start = np.mean([c[2] for c in curves])
+    end = np.mean([c[11] for c in curves])
+    expected = end / start - 1.0
+    assert est == pytest.approx(expected)
+    assert low == pytest.approx(expected) and high == pytest.approx(expected)
+
+
+def test_bootstrap_interval_covers_truth_and_is_deterministic() -> None:
+    rng = np.random.default_rng(11)
+    t = np.arange(20)
+    truth = (1.0 - 0.015 * 19) / (1.0 - 0.015 * 4) - 1.0
+    covered = 0
+    for i in range(100):
+        curves = [1.0 - 0.015 * t + _noise(rng, 20, 0.02, 0.5) for _ in range(5)]
+        est, low, high = hierarchical_bootstrap_rel_change(curves, (4, 19), n_boot=500, seed=i)
+        assert low <= est <= high
+        covered += low < truth < high
+    assert covered >= 85  # nominal 95%; about 94% measured at 5 seeds
+    assert hierarchical_bootstrap_rel_change(curves, (4, 19), n_boot=500, seed=99) == (est, low, high)
+    noisy = [c + _noise(rng, 20, 0.1, 0.5) for c in curves]
+    _, low_n, high_n = hierarchical_bootstrap_rel_change(noisy, (4, 19), n_boot=500, seed=99)
+    assert high_n - low_n > high - low
+
+
+@pytest.mark.parametrize("block_length", [1, 3, 7, 16])
+def test_bootstrap_block_lengths(block_length: int) -> None:
+    rng = np.random.default_rng(2)
+    curves = [np.linspace(1.0, 0.6, 16) + _noise(rng, 16, 0.01) for _ in range(3)]
+    est, low, high = hierarchical_bootstrap_rel_change(curves, (0, 15), block_length=block_length)
+    assert low <= est <= high
+    assert high < -0.3
+
+
+def test_bootstrap_rejects_bad_window() -> None:
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap_rel_change([np.ones(5)] * 3, (3, 7))
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap_rel_change([np.ones(5)] * 3, (3, 3))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Settings and guards
+
+
+def test_settings_are_a_strict_frozen_schema() -> None:
+    s = VerdictSettings.model_validate(
+        {"metric": "cross", "warmup": 3, "min_change": 0.1, "guards": [{"metric": "noise_leak", "max": 0.02}]}
+    )
+    assert s.guards == [Guard(metric="noise_leak", max=0.02)]
+    with pytest.raises(ValidationError):
+        VerdictSettings.model_validate({"window": 3})
+    with pytest.raises(ValidationError):
+        VerdictSettings(min_change=0.0)
+    with pytest.raises(ValidationError):
+        s.metric = "recon"  # type: ignore[misc]
+
+
+def test_guard_needs_a_bound() -> None:
+    with pytest.raises(ValidationError):
+        Guard(metric="noise_leak")
+    with pytest.raises(ValidationError):
+        Guard(metric="x", min=2.0, max=1.0)
+    with pytest.raises(ValidationError):
+        Guard.model_validate({"metric": "x", "max": 1.0, "above": 0.0})
+    assert Guard(metric="cross_psnr_clean", min=25).describe() == "cross_psnr_clean>=25"
+
+
+def test_verdict_is_a_string_enum() -> None:
+    assert Verdict.FALLS == "falls"
+    assert Verdict("inconclusive") is Verdict.INCONCLUSIVE
+    assert {v.value for v in Verdict} == {"falls", "flat", "rises", "diverged", "inconclusive"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# judge_cell on constructed curves
+
+
+def test_monotone_falling_falls() -> None:
+    v = judge_cell("no_skip_everywhere", _falling(), SETTINGS, expect="pass", axes={"recon_weight": 0.05})
+    assert v.verdict is Verdict.FALLS
+    assert v.ci is not None and v.ci[1] < -SETTINGS.min_change
+    assert v.p_value is not None and v.p_value < 0.05
+    assert v.theil_sen is not None and v.theil_sen < 0
+    assert v.window == (4, 19) and v.warmup == 4 and v.epochs == 20
+    assert v.seed_agreement == 1.0
+    assert v.agrees is True and v.observed == "pass"
+    assert v.axes == {"recon_weight": 0.05}
+
+
+def test_stalled_curve_is_flat_not_falls() -> None:
+    v = judge_cell("no_skip", _stalled(), SETTINGS)
+    assert v.verdict is Verdict.FLAT
+    # the first-epoch drop is reported beside the verdict, never in its place
+    assert v.whole_run_change is not None and v.whole_run_change < -0.3
+    assert v.ci is not None and -0.05 < v.ci[0] and v.ci[1] < 0.05
+    assert v.state is None and "floor unknown" in v.reason
+    assert v.observed is None
+
+
+def test_stalled_far_above_floor_is_stalled_and_fails() -> None:
+    v = judge_cell("no_skip", _stalled(plateau=1.0), SETTINGS, floor=0.4, expect="fail")
+    assert v.verdict is Verdict.FLAT
+    assert v.state == "stalled" and v.at_floor is False
+    assert v.progress is not None and 0.3 < v.progress < 0.6  # 1.5 -> 1.0 of the way to 0.4
+    assert v.observed == "fail" and v.agrees is True
+    assert "stalled" in v.reason
+
+
+def test_flat_at_floor_has_converged_and_passes() -> None:
+    v = judge_cell("pure_n2n", _stalled(plateau=0.4), SETTINGS, floor=0.39, expect="pass")
+    assert v.verdict is Verdict.FLAT
+    assert v.state == "converged" and v.at_floor is True
+    assert v.observed == "pass" and v.agrees is True
+
+
+def test_floor_read_from_finals() -> None:
+    curves = _stalled(plateau=0.4)
+    finals = {"cross_floor": [0.39, 0.395, 0.4, np.nan]}
+    v = judge_cell("pure_n2n", curves, SETTINGS, finals=finals)
+    assert v.floor == pytest.approx(np.mean([0.39, 0.395, 0.4]))
+    assert v.state == "converged"
+    no_floor = judge_cell("x", curves, SETTINGS.model_copy(update={"floor_metric": None}), finals=finals)
+    assert no_floor.floor is None and no_floor.state is None
+
+
+def test_rising_rises() -> None:
+    v = judge_cell("bad", _rising(), SETTINGS, expect="fail")
+    assert v.verdict is Verdict.RISES
+    assert v.ci is not None and v.ci[0] > SETTINGS.min_change
+    assert v.observed == "fail" and v.agrees is True
+
+
+def test_nan_is_diverged() -> None:
+    curves = _falling(seeds=3)
+    for c in curves[:2]:
+        c[7:] = np.nan
+    v = judge_cell("adv", curves, SETTINGS, expect="pass", seeds=[10, 11, 12])
+    assert v.verdict is Verdict.DIVERGED
+    assert v.seeds_failed == 2 and v.seeds_diverged == [10, 11] and v.seeds == [12]
+    assert v.observed == "fail" and v.agrees is False
+    inf = _falling(seeds=3)
+    inf[0][5] = np.inf
+    assert judge_cell("adv", inf, SETTINGS, diverged_seeds=1).verdict is Verdict.DIVERGED
+
+
+def test_one_diverged_seed_of_five_is_left_out() -> None:
+    curves = _falling(seeds=5)
+    curves[3][9] = np.nan
+    v = judge_cell("x", curves, SETTINGS)
+    assert v.verdict is Verdict.FALLS
+    assert v.seeds == [0, 1, 2, 4] and v.seeds_failed == 1
+    assert any("diverged" in n for n in v.notes)
+
+
+def test_diverged_seeds_without_curves_count() -> None:
+    v = judge_cell("x", _falling(seeds=3), SETTINGS, diverged_seeds=3, crashed_seeds=1)
+    assert v.verdict is Verdict.DIVERGED and v.seeds_failed == 4
+
+
+@pytest.mark.parametrize(
+    ("curves", "why"),
+    [
+        (_falling(seeds=1), "too few seeds"),
+        ([], "too few seeds"),
+        ([c[:2] for c in _falling(seeds=4)], "too short"),
+        ([c[:5] for c in _falling(seeds=4)], "too short"),
+        (_stalled(seeds=3, sd=0.25, seed=4), "too noisy"),
+    ],
+    ids=["one_seed", "no_seed", "two_epochs", "five_epochs", "very_noisy"],
+)
+def test_inconclusive_says_why(curves: list[np.ndarray], why: str) -> None:
+    v = judge_cell("x", curves, SETTINGS, expect="fail")
+    assert v.verdict is Verdict.INCONCLUSIVE
+    assert v.reason.startswith(why), v.reason
+    assert v.agrees is None and v.observed is None
+
+
+def test_two_seeds_of_three_with_one_diverged_is_too_few() -> None:
+    curves = _falling(seeds=3)
+    curves[0][4] = np.nan
+    v = judge_cell("x", curves, SETTINGS)
+    assert v.verdict is Verdict.INCONCLUSIVE and "too few seeds" in v.reason and "1 diverged" in v.reason
+
+
+def test_seeds_that_disagree_are_inconclusive() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(20)
+    curves = [1.0 - 0.02 * t + _noise(rng, 20, 0.002) for _ in range(3)]
+    curves.append(np.ones(20) + _noise(rng, 20, 0.002))  # one seed stays flat
+    v = judge_cell("x", curves, SETTINGS.model_copy(update={"seed_agreement": 0.8}))
+    assert v.ci is not None and v.ci[1] < -0.05
+    assert v.verdict is Verdict.INCONCLUSIVE and v.reason.startswith("seeds disagree"), v.reason
+    assert v.seed_agreement == 0.75
+    assert judge_cell("x", curves, SETTINGS).verdict is Verdict.FALLS  # 3 of 4 is "most" by default
+
+
+def test_unequal_lengths_use_the_common_prefix() -> None:
+    curves = _falling(seeds=4, epochs=20)
+    curves[1] = curves[1][:14]  # early-stopped
+    v = judge_cell("x", curves, SETTINGS)
+    assert v.epochs == 14 and v.window == (3, 13)
+    assert any("common 14" in n for n in v.notes)
+    assert v.verdict is Verdict.FALLS
+
+
+def test_explicit_warmup() -> None:
+    v = judge_cell("x", _stalled(), SETTINGS.model_copy(update={"warmup": 0}))
+    assert v.window == (0, 19)
+    assert v.verdict is not Verdict.FLAT  # counting epoch 0 the first-epoch drop shows up again
+
+
+def test_failing_guard_flips_agreement_and_is_named() -> None:
+    finals = {"noise_leak": [0.05, 0.06, 0.04, 0.05], "cross_psnr_clean": [28.0, 27.5, 28.2, 28.1]}
+    ok = judge_cell("original", _falling(), SETTINGS, expect="pass", finals=finals,
+                    cell_guards=[Guard(metric="cross_psnr_clean", min=25.0)])
+    assert ok.agrees is True and ok.guards[0].holds is True
+    assert ok.finals["cross_psnr_clean"] == pytest.approx(27.95)
+    bad = judge_cell("original", _falling(), SETTINGS.model_copy(update={"guards": [Guard(metric="noise_leak",
+                     max=0.02)]}), expect="pass", finals=finals)
+    assert bad.verdict is Verdict.FALLS
+    assert bad.observed == "fail" and bad.agrees is False
+    assert [g.metric for g in bad.failed_guards] == ["noise_leak"]
+    assert bad.guards[0].value == pytest.approx(0.05)
+    assert "noise_leak" in bad.reason
+    expect_fail = judge_cell("original", _falling(), SETTINGS, expect="fail", finals=finals,
+                             cell_guards=[Guard(metric="noise_leak", max=0.02)])
+    assert expect_fail.agrees is True  # the note's "fail (noise leak)" is checkable
+
+
+def test_missing_guard_metric_cannot_confirm_pass() -> None:
+    guard = Guard(metric="noise_leak", max=0.1)
+    v = judge_cell("x", _falling(), SETTINGS, expect="pass", cell_guards=[guard])
+    assert v.guards[0].value is None and v.guards[0].holds is None
+    assert v.agrees is None
+    assert judge_cell("x", _rising(), SETTINGS, expect="fail",
+                      cell_guards=[Guard(metric="noise_leak", max=0.1)]).agrees is True
+
+
+def test_partial_is_a_fall_that_stops_far_from_the_floor() -> None:
+    t = np.arange(20)
+    rng = np.random.default_rng(1)
+    # 1.5 at epoch 0, about 1.2 at epoch 4, 0.95 at the end; floor 0.2: falls but closes < half the gap
+    curves = [1.2 - 0.25 * np.clip((t - 4) / 15, 0, 1) + _noise(rng, 20, 0.005) for _ in range(4)]
+    for c in curves:
+        c[0] = 1.5
+    v = judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="partial")
+    assert v.verdict is Verdict.FALLS and v.state == "approaching"
+    assert v.progress is not None and v.progress < SETTINGS.partial_progress
+    assert v.observed == "partial" and v.agrees is True
+    assert judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="pass").agrees is True
+    assert judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="fail").agrees is False
+    near = judge_cell("pure_n2n", curves, SETTINGS, floor=0.9, expect="partial")  # closes most of the gap
+    assert near.observed == "pass" and near.agrees is False
+    unknown = judge_cell("pure_n2n", curves, SETTINGS, expect="partial")
+    assert unknown.observed == "pass" and unknown.agrees is None
+    stalled = judge_cell("pure_n2n", _stalled(), SETTINGS, floor=0.2, expect="partial")
+    assert stalled.observed == "fail" and stalled.agrees is False
+    leak = judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="partial", finals={"noise_leak": [1.0]},
+                      cell_guards=[Guard(metric="noise_leak", max=0.5)])
+    assert leak.observed == "fail" and leak.agrees is False
+
+
+def test_require_trend_can_veto() -> None:
+    v = judge_cell("x", _falling(), SETTINGS.model_copy(update={"require_trend": True}))
+    assert v.verdict is Verdict.FALLS
+
+
+def test_judge_cell_is_deterministic_and_serialises() -> None:
+    finals = {"noise_leak": [0.01, np.nan, 0.02, 0.015]}
+    a = judge_cell("x", _falling(), SETTINGS, finals=finals, axes={"up_mode": "add", "latent": np.int64(512)})
+    b = judge_cell("x", _falling(), SETTINGS, finals=finals, axes={"up_mode": "add", "latent": np.int64(512)})
+    assert a == b or a.to_dict() == b.to_dict()
+    d = json.loads(json.dumps(a.to_dict(), allow_nan=False))
+    for key in ("cell", "axes", "seeds", "epochs", "window", "start", "end", "rel_change", "ci", "p_value",
+                "theil_sen", "whole_run_change", "floor", "progress", "state", "verdict", "reason", "guards",
+                "expected", "agrees", "seeds_failed"):
+        assert key in d
+    assert d["verdict"] == "falls" and d["axes"]["latent"] == 512 and d["window"] == [4, 19]
+    assert d["start"]["mean"] > d["end"]["mean"] and len(d["start"]["per_seed"]) == 4
+    diverged = judge_cell("y", [np.full(10, np.nan)] * 3, SETTINGS)
+    assert json.loads(json.dumps(diverged.to_dict(), allow_nan=False))["rel_change"] is None
+
+
+def test_judge_cell_is_fast() -> None:
+    rng = np.random.default_rng(0)
+    curves = [1.0 - 0.01 * np.arange(30) + _noise(rng, 30, 0.02, 0.5) for _ in range(5)]
+    judge_cell("warm", curves, SETTINGS)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        judge_cell("x", curves, SETTINGS)
+        times.append(time.perf_counter() - t0)
+    assert sorted(times)[3] < 0.05, times
+
+
+def test_cell_verdict_is_frozen() -> None:
+    v = judge_cell("x", _falling(), SETTINGS)
+    assert isinstance(v, CellVerdict)
+    with pytest.raises(AttributeError):
+        v.verdict = Verdict.FLAT  # type: ignore[misc]
