@@ -1,0 +1,122 @@
+"""From a real tiny sweep to reports: verdicts that match what the cells were built to do."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sweep with a cell that learns, one that cannot move (lr 0) and one that diverges."""
+    from tests.conftest import TINY
+
+    tmp = tmp_path_factory.mktemp("report")
+    base = json.loads(json.dumps(TINY))
+    base["data"]["pairs"] = 48
+    base["trainer"]["lr"] = 0.003
+    m = {
+        "name": "constructed",
+        "base": base,
+        "seeds": [0, 1, 2],
+        "cells": {
+            "learns": {"lr": 0.001, "expect": "pass"},
+            # lr ~ 0: the weights do not move; BatchNorm's running statistics settle within the warm-up
+            "frozen": {"lr": 1.0e-12, "expect": "fail"},
+            "explodes": {"lr": 1.0e30, "trainer.optimizer": "sgd", "expect": "fail"},
+        },
+        "verdict": {"warmup": 5},
+        "budget": {"epochs": 12, "steps_per_epoch": 12},
+    }
+    (tmp / "m.yaml").write_text(yaml.safe_dump(m, sort_keys=False))
+    uri = f"sqlite:///{tmp}/runs/mlflow.db"
+    res = runner.invoke(app, ["--tracking-uri", uri, "sweep", str(tmp / "m.yaml"), "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    return tmp
+
+
+def _report(tmp: Path, *args: str) -> CliRunner:
+    uri = f"sqlite:///{tmp}/runs/mlflow.db"
+    return runner.invoke(app, ["--tracking-uri", uri, "report", *args])
+
+
+def test_json_verdicts_match_the_constructed_behaviour(swept: Path) -> None:
+    res = _report(swept, str(swept / "m.yaml"), "--format", "json")
+    assert res.exit_code == 0, res.output
+    verdicts = {v["cell"]: v for v in json.loads(res.output)}
+    assert verdicts["learns"]["verdict"] == "falls"
+    assert verdicts["frozen"]["verdict"] == "flat"
+    assert verdicts["frozen"]["state"] == "stalled"  # far above the clean-target floor
+    assert verdicts["explodes"]["verdict"] == "diverged"
+    assert verdicts["learns"]["agrees"] is True and verdicts["frozen"]["agrees"] is True
+    for v in verdicts.values():  # the DESIGN.md contract
+        contract = ("cell", "axes", "seeds", "epochs", "window", "start", "end", "rel_change", "ci")
+        contract += ("p_value", "whole_run_change", "verdict", "guards", "expected", "agrees")
+        for key in contract:
+            assert key in v, key
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv", "json", "html"])
+def test_every_format_is_written_and_rereadable(swept: Path, fmt: str) -> None:
+    out = swept / f"report.{fmt}"
+    res = _report(swept, str(swept / "m.yaml"), "--format", fmt, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    if fmt == "json":
+        assert {v["cell"] for v in json.loads(text)} == {"learns", "frozen", "explodes"}
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert {r["cell"] for r in rows} == {"learns", "frozen", "explodes"}
+    elif fmt == "markdown":
+        assert "| learns |" in text and "falls" in text
+    else:
+        assert "<table" in text and text.count("<img") >= 2 and "learns" in text
+
+
+def test_report_by_experiment_and_figures_logged_to_the_sweep(swept: Path) -> None:
+    res = _report(swept, "--experiment", "constructed")
+    assert res.exit_code == 0, res.output
+    assert "learns" in res.output and "falls" in res.output
+    client = MlflowClient(tracking_uri=f"sqlite:///{swept}/runs/mlflow.db")
+    exp = client.get_experiment_by_name("constructed")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'sweep'")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/cross_curves.png" in logged and "report/x_a_from_b_last_epoch.png" in logged
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--experiment", "nope"], "no experiment named 'nope'"),
+        (["--experiment", "constructed", "--metric", "crosss"], "logged the metric 'crosss'"),
+        (["--experiment", "orch-empty"], "has no runs"),
+        (["--experiment", "constructed", "--format", "pdf"], "--format must be one of"),
+        ([], "give a matrix YAML or --experiment"),
+    ],
+)
+def test_bad_report_requests_exit_2(swept: Path, args: list[str], message: str) -> None:
+    MlflowClient(tracking_uri=f"sqlite:///{swept}/runs/mlflow.db").search_experiments()
+    client = MlflowClient(tracking_uri=f"sqlite:///{swept}/runs/mlflow.db")
+    if client.get_experiment_by_name("orch-empty") is None:
+        client.create_experiment("orch-empty")
+    res = _report(swept, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_report_without_a_store_exits_2(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["report", "--experiment", "x"])
+    assert res.exit_code == 2 and "no tracking store" in res.output
+    assert not (tmp_path / "runs").exists()
