@@ -1,0 +1,147 @@
+"""Regenerate docs/findings.md from the matrices' runs: every number and figure comes from the commands
+this script runs (each printed, and listed in the document next to what it produced).
+
+    python docs/make_findings.py            # sweeps are resumable: finished runs are not re-run
+
+Needs the project installed (`pip install -e .`); uses the default store (sqlite:///runs/mlflow.db).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+IMG = DOCS / "img" / "findings"
+WORK = ROOT / "runs" / "findings"
+MATRICES = ("test_matrix", "plan_a", "plan_d")
+DIAGNOSE = {"original": "original", "no_skip_everywhere": "no_skip_everywhere"}  # cell -> label
+DIAGNOSE_STEPS = 60
+
+
+def orch(*args: str, capture: bool = False) -> str:
+    cmd = [sys.executable, "-m", "orchestrator.cli", *args]
+    print("$ orch " + " ".join(args), flush=True)
+    res = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=capture)
+    if res.returncode not in (0, 1):
+        detail = res.stderr if capture else ""
+        raise SystemExit(f"command failed ({res.returncode}): orch {' '.join(args)}\n{detail}")
+    return res.stdout if capture else ""
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f}%"
+
+
+def _cell_sentence(v: dict) -> str:
+    ci = v.get("ci") or [None, None]
+    state = f", {v['state']}" if v.get("state") else ""
+    expected = v.get("expected") or "-"
+    agrees = {True: "agrees", False: "**disagrees**", None: "undecided"}[v.get("agrees")]
+    finals = v.get("finals", {})
+    leak = finals.get("noise_leak")
+    psnr = finals.get("cross_psnr_clean")
+    extra = []
+    if leak is not None:
+        extra.append(f"noise leak {leak:.3f}")
+    if psnr is not None:
+        extra.append(f"PSNR vs clean {psnr:.1f} dB")
+    return (
+        f"- **{v['cell']}**: {v['verdict']}{state} ({_pct(v.get('rel_change'))} over the window "
+        f"[{_pct(ci[0])}, {_pct(ci[1])}]; whole run {_pct(v.get('whole_run_change'))}); expected {expected}: "
+        f"{agrees}. {'; '.join(extra)}. {v.get('reason', '')}"
+    )
+
+
+def matrix_section(name: str) -> tuple[str, list[dict]]:
+    path = f"matrices/{name}.yaml"
+    orch("sweep", path)
+    md = orch("report", path, "--format", "markdown", capture=True)
+    verdicts = json.loads(orch("report", path, "--format", "json", capture=True))
+    figures = sorted((ROOT / "runs" / "reports" / name).glob("*.png"))
+    lines = [
+        f"### `{path}`",
+        "",
+        f"Commands: `orch sweep {path}` then `orch report {path} --format markdown`.",
+        "",
+    ]
+    lines += [md.split("\n", 2)[2].strip() if md.startswith("## ") else md.strip(), ""]
+    lines += ["Per cell, as the verdict JSON has it:", ""] + [_cell_sentence(v) for v in verdicts] + [""]
+    for fig in figures:
+        target = IMG / f"{name}_{fig.name}"
+        shutil.copy(fig, target)
+        lines.append(f"![{name}: {fig.stem}](img/findings/{target.name})")
+    return "\n".join(lines) + "\n", verdicts
+
+
+def diagnose_section() -> tuple[str, dict[str, dict]]:
+    sys.path.insert(0, str(ROOT))
+    from orchestrator.matrix import load_matrix
+
+    _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
+    WORK.mkdir(parents=True, exist_ok=True)
+    out: dict[str, dict] = {}
+    lines = [
+        "### `orch diagnose` on the test matrix's configs",
+        "",
+        "Each config is the test matrix's cell at seed 0 (written to `runs/findings/<cell>.json`), "
+        f"diagnosed over {DIAGNOSE_STEPS} training steps:",
+        "",
+    ]
+    for cell, label in DIAGNOSE.items():
+        spec = next(s for s in specs if s.cell == cell and s.seed == 0)
+        cfg = WORK / f"{cell}.json"
+        cfg.write_text(json.dumps(spec.config.to_dict(), indent=2))
+        rel = cfg.relative_to(ROOT)
+        figs = WORK / f"diagnose_{cell}"
+        report = json.loads(
+            orch(
+                "diagnose",
+                str(rel),
+                str(DIAGNOSE_STEPS),
+                "--json",
+                "--no-track",
+                "--out",
+                str(figs),
+                capture=True,
+            )
+        )
+        out[label] = report
+        command = f"orch diagnose {rel} {DIAGNOSE_STEPS} --json --no-track --out {figs.relative_to(ROOT)}"
+        lines += [f"#### {label}: `{command}`", ""]
+        lines += [f"| item | step 0 | step {DIAGNOSE_STEPS} | | reading |", "|---|---|---|---|---|"]
+        for r in report.get("readings", []):
+            cells = [r["item"], r["start"], r["end"], "!" if r.get("alert") else "", r["reading"]]
+            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        lines.append("")
+        for png in sorted(figs.glob("*.png")):
+            if png.stem in ("gradients", "skip_reliance", "latents"):
+                target = IMG / f"diagnose_{cell}_{png.name}"
+                shutil.copy(png, target)
+                lines.append(f"![{label}: {png.stem}](img/findings/{target.name})")
+        lines.append("")
+    return "\n".join(lines) + "\n", out
+
+
+def main() -> None:
+    IMG.mkdir(parents=True, exist_ok=True)
+    sections, verdicts = [], {}
+    for name in MATRICES:
+        text, v = matrix_section(name)
+        sections.append(text)
+        verdicts[name] = v
+    diag_text, _ = diagnose_section()
+    sections.append(diag_text)
+    (WORK / "verdicts.json").write_text(json.dumps(verdicts, indent=2))
+    template = (DOCS / "findings.template.md").read_text()
+    body = template.replace("{{SECTIONS}}", "\n".join(sections))
+    (DOCS / "findings.md").write_text(body)
+    print(f"wrote {DOCS / 'findings.md'}")
+
+
+if __name__ == "__main__":
+    main()
