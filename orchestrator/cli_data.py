@@ -7,6 +7,7 @@ Mounted by ``orchestrator.cli`` as ``app.add_typer(data_app, name="data")``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,8 +28,9 @@ data_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_out = Console()
-_err = Console(stderr=True)
+# logs and CI are not terminals: give tables and paths room instead of rich's 80 columns
+_out = Console(width=None if sys.stdout.isatty() else 200)
+_err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _fail(message: str) -> typer.Exit:

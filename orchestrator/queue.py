@@ -55,16 +55,22 @@ def open_storage(url: str | Path, *, heartbeat: float = 10.0) -> BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     interval = max(1, round(heartbeat))
-    try:
-        return optuna.storages.RDBStorage(
-            text,
-            heartbeat_interval=interval,
-            grace_period=3 * interval,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy, driver and URL errors alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QueueError(f"cannot open the queue storage {_redact(text)}: {first}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                text,
+                heartbeat_interval=interval,
+                grace_period=3 * interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy, driver and URL errors alike
+            # machines starting together race to create Optuna's tables: the loser retries and finds them
+            if "duplicate key" in str(exc) and attempt < 4:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise QueueError(f"cannot open the queue storage {_redact(text)}: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def _redact(url: str) -> str:

@@ -141,9 +141,11 @@ def test_a_killed_worker_leaves_its_item_to_another(postgres_url: str, tmp_path:
     coord = _orch("--tracking-uri", uri, "sweep", str(path), "--workers", "0", *common, cwd=tmp_path)
     doomed = _orch("--tracking-uri", uri, "worker", str(path), "--workers", "1", *common, cwd=tmp_path,
                    start_new_session=True)  # fmt: skip
-    deadline, last_error = time.monotonic() + 120, None
+    deadline, last_error = time.monotonic() + 300, None
     while True:  # wait until the doomed worker is inside a run
         time.sleep(0.5)
+        for proc, who in ((coord, "coordinator"), (doomed, "worker")):
+            assert proc.poll() is None, f"the {who} exited early:\n{proc.communicate()[0]}"
         assert time.monotonic() < deadline, f"the worker never started a run (last error: {last_error!r})"
         if Path(tmp_path, "shared", "mlflow.db").exists():
             try:
