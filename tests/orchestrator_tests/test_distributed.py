@@ -103,8 +103,9 @@ def _finished_by_key(uri: str) -> dict[str, list]:
 
 
 def test_coordinator_and_two_workers_run_each_item_exactly_once(
-    postgres_url: str, tmp_path: Path, tiny: dict
+    postgres_url: str, tmp_path: Path, tiny: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # the local sweep below keeps its queue file and figures in tmp_path/runs
     path = _matrix(tmp_path, tiny, epochs=2)
     uri = f"sqlite:///{tmp_path}/shared/mlflow.db"
     common = ["--storage", postgres_url, "--heartbeat", "1"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A sweep with a cell that learns, one that cannot move (lr 0) and one that diverges."""
     from tests.conftest import TINY
 
     tmp = tmp_path_factory.mktemp("report")
+    cwd = pytest.MonkeyPatch()
+    cwd.chdir(tmp)  # queue files and report figures go under the temp dir's runs/
     base = json.loads(json.dumps(TINY))
     base["data"]["pairs"] = 48
     base["trainer"]["lr"] = 0.003
@@ -43,7 +46,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     uri = f"sqlite:///{tmp}/runs/mlflow.db"
     res = runner.invoke(app, ["--tracking-uri", uri, "sweep", str(tmp / "m.yaml"), "--workers", "2"])
     assert res.exit_code == 0, res.output
-    return tmp
+    yield tmp
+    cwd.undo()
 
 
 def _report(tmp: Path, *args: str) -> CliRunner:
