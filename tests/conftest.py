@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,3 +25,10 @@ def tiny() -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(TINY)
+
+
+def write_config(folder: Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` as ``folder/tiny.json`` (what a user passes to `orch train` / `orch diagnose`)."""
+    path = folder / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path

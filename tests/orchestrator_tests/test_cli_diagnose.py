@@ -9,19 +9,14 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.cli_diagnose import EXPERIMENT, parse_steps
+from tests.conftest import write_config
 
 runner = CliRunner()
 
 
-def _config(tmp_path: Path, tiny: dict) -> Path:
-    p = tmp_path / "tiny.json"
-    p.write_text(json.dumps(tiny))
-    return p
-
-
 def test_diagnose_prints_readings_and_tracks_figures(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     res = runner.invoke(
         app, ["diagnose", str(cfg), "3", "--every", "2", "--set", "trainer.loss_weights.recon=0"]
     )
@@ -49,7 +44,7 @@ def test_diagnose_prints_readings_and_tracks_figures(tmp_path: Path, tiny: dict,
 
 def test_json_prints_only_json_and_out_writes_figures(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     res = runner.invoke(app, ["diagnose", str(cfg), "2", "--json", "--no-track", "--out", "figs"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -69,7 +64,7 @@ def test_json_prints_only_json_and_out_writes_figures(tmp_path: Path, tiny: dict
 
 def test_diverged_training_exits_1_after_the_table(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     args = [
         "diagnose",
         str(cfg),
@@ -106,7 +101,7 @@ def test_bad_input_exits_2_with_one_message_and_writes_nothing(
     tmp_path: Path, tiny: dict, monkeypatch, args: list[str], message: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     unknown = tmp_path / "unknown.json"
@@ -121,7 +116,9 @@ def test_bad_input_exits_2_with_one_message_and_writes_nothing(
 
 def test_an_unusable_tracking_store_exits_2_before_training(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    res = runner.invoke(app, ["--tracking-uri", "nosuchscheme://x", "diagnose", str(_config(tmp_path, tiny))])
+    res = runner.invoke(
+        app, ["--tracking-uri", "nosuchscheme://x", "diagnose", str(write_config(tmp_path, tiny))]
+    )
     assert res.exit_code == 2 and "tracking store" in res.stderr and res.stdout == ""
 
 

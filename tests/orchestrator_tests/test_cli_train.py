@@ -8,19 +8,14 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from tests.conftest import write_config
 
 runner = CliRunner()
 
 
-def _config(tmp_path: Path, tiny: dict) -> Path:
-    p = tmp_path / "tiny.json"
-    p.write_text(json.dumps(tiny))
-    return p
-
-
 def test_train_prints_epochs_writes_outputs_and_tracks(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     res = runner.invoke(
         app, ["train", "--config", str(cfg), "--epochs", "2", "--set", "trainer.loss_weights.recon=0.2"]
     )
@@ -63,7 +58,7 @@ def test_bad_input_exits_2_with_one_message_and_writes_nothing(
     tmp_path: Path, tiny: dict, monkeypatch, args: list[str], message: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     args = [a.format(cfg=cfg, bad=bad) for a in args]
@@ -75,7 +70,7 @@ def test_bad_input_exits_2_with_one_message_and_writes_nothing(
 
 def test_diverged_run_exits_1_with_reason(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = _config(tmp_path, tiny)
+    cfg = write_config(tmp_path, tiny)
     res = runner.invoke(
         app,
         [
