@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import RunConfig, TrainerConfig
+from model.config import ConfigError, RunConfig, TrainerConfig
 from model.data import InMemoryPairs, PairedSource, Pairs, open_source, split_indices
 from model.discriminator import PatchDiscriminator
 from model.unet import CrossDomainAE
@@ -96,11 +96,15 @@ class Outputs:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
+    """``auto`` -> CUDA when present, else CPU.
+
+    Raises:
+        ConfigError: CUDA asked for on a machine without it.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name!r} but no CUDA device is available")
+        raise ConfigError(f"trainer.device={name!r} but no CUDA device is available here (use auto or cpu)")
     return torch.device(name)
 
 

@@ -93,21 +93,27 @@ def train(
     out_dir = out or default_out_dir(config)
     if out_dir.exists():
         raise fail(f"{out_dir} already exists; choose another --out")
+    from model.data import open_source
+    from model.trainer import resolve_device
+
+    try:  # device and data are checked before anything is written or tracked
+        resolve_device(cfg.trainer.device)
+        source = open_source(cfg.data)
+    except (ConfigError, DataError) as exc:
+        raise fail(str(exc)) from None
     tracker = None
     printer = EpochPrinter(console)
-    try:
-        if track:
-            from orchestrator.tracking import open_single_run
+    if track:
+        from orchestrator.tracking import TrackingError, open_single_run
 
+        try:
             tracker = open_single_run(tracking_uri(), cfg, name=config.stem)
-        with printer.live():
-            outcome = train_single(
-                cfg, out_dir, on_epoch=printer.on_epoch, on_step=printer.on_step, tracker=tracker
-            )
-    except (ConfigError, DataError) as exc:
-        if tracker is not None:
-            tracker.finish("crashed", str(exc))
-        raise fail(str(exc)) from None
+        except TrackingError as exc:
+            raise fail(str(exc)) from None
+    with printer.live():
+        outcome = train_single(
+            cfg, out_dir, on_epoch=printer.on_epoch, on_step=printer.on_step, tracker=tracker, source=source
+        )
     console.print(f"outputs: {outcome.out_dir}  (config.json, metrics.csv, images/, checkpoint.pt)")
     if outcome.tracking_run_id:
         console.print(
@@ -142,14 +148,15 @@ def sweep(
     from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.progress import SweepDisplay, plan_table
     from orchestrator.queue import QueueError
-    from orchestrator.sweep import plan_sweep, run_sweep
+    from orchestrator.sweep import plan_sweep, preflight, run_sweep
     from orchestrator.tracking import Tracker, TrackingError, prepare_store
 
     if workers == 0 and storage is None:
         raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
     try:
         mx, specs = load_matrix(matrix)
-    except MatrixError as exc:
+        preflight(specs)
+    except (MatrixError, ConfigError, DataError) as exc:
         raise fail(str(exc)) from None
     uri = tracking_uri()
     if dry_run:

@@ -313,7 +313,7 @@ def _base_mapping(base: dict[str, Any] | str, root: Path) -> dict[str, Any]:
 def _axis_paths(axis: str) -> tuple[str, ...]:
     if axis in AXIS_ALIASES:
         return AXIS_ALIASES[axis]
-    if "." in axis:
+    if "." in axis or axis in RunConfig.model_fields:  # a config path (a whole section, e.g. data)
         return (axis,)
     close = difflib.get_close_matches(axis, list(AXIS_ALIASES), n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -419,4 +419,14 @@ def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
         raise MatrixError(
             "the matrix has no points to run: give 'axes' or 'cells' (or 'exclude' removed all)"
         )
-    return [spec for name, values, cell in points for spec in resolve_point(matrix, base, name, values, cell)]
+    specs = [s for name, values, cell in points for s in resolve_point(matrix, base, name, values, cell)]
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        if spec.run_key in seen:
+            twin = seen[spec.run_key]
+            raise MatrixError(
+                f"cells {twin.cell!r} and {spec.cell!r} resolve to the same config (seed {spec.seed}): "
+                "one run cannot stand for two cells; make them differ or drop one"
+            )
+        seen[spec.run_key] = spec
+    return specs

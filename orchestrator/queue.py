@@ -177,6 +177,17 @@ class WorkQueue:
         """Mark the queue finished, so that late workers do not join it."""
         self._study.set_user_attr("active", False)
 
+    def abandon(self, states: tuple[TrialState, ...] = (TrialState.WAITING,)) -> list[dict[str, Any]]:
+        """Fail every item in ``states`` so that no worker takes it; returns those items."""
+        dropped = []
+        for trial in self.storage.get_all_trials(self.study_id, deepcopy=False, states=states):
+            try:
+                if self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                    dropped.append(trial.user_attrs["item"])
+            except UpdateFinishedTrialError:
+                continue
+        return dropped
+
 
 def find_sweep_queue(storage: BaseStorage, matrix_name: str) -> str | None:
     """Name of the newest active sweep queue of ``matrix_name`` in ``storage``, or None."""

@@ -29,7 +29,7 @@ from model.data import open_source
 from model.trainer import EpochResult, fit
 from orchestrator.matrix import Choices, Matrix, Range, RunSpec, base_config, check_axes, resolve_point
 from orchestrator.queue import open_storage
-from orchestrator.tracking import TAG_CELL, TAG_KEY, TAG_SEED, TAG_SWEEP, Tracker, prepare_store
+from orchestrator.tracking import TAG_CELL, TAG_KEY, TAG_KIND, TAG_SEED, TAG_SWEEP, Tracker, prepare_store
 from orchestrator.verdict import default_warmup
 
 __all__ = ["SearchError", "SearchOutcome", "search_space", "run_search"]
@@ -208,7 +208,9 @@ def run_search(
         tags |= {
             f"orch.axis.{k}": json.dumps(v) if isinstance(v, list) else str(v) for k, v in values.items()
         }
-        tags["orch.trial"] = str(trial.number)
+        # a trial's runs are not a sweep's: kind "trial" keeps a pruned, shortened run from counting as
+        # the finished run of its key when the same matrix is swept
+        tags |= {"orch.trial": str(trial.number), TAG_KIND: "trial"}
         run_id = tracker.start_run(
             matrix.name, spec.config, name=f"{spec.cell}/seed{spec.seed}", tags=tags, parent_id=parent
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.config import RunConfig
+from model.data import PairedSource
 from model.trainer import EpochResult, NonFiniteLossError, Trainer
 from orchestrator.run_dir import RunDirectory
 
@@ -41,19 +42,21 @@ def train_single(
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
     tracker: object | None = None,
+    source: PairedSource | None = None,
 ) -> TrainOutcome:
     """Train ``config``, writing config, metrics, images and checkpoint under ``out_dir``.
 
     The data is opened before anything is written, so bad data leaves no directory behind.
 
     Args:
+        source: the data, when the caller opened it already (to reject bad data before tracking).
         tracker: optional object with ``log_epoch(result)`` and ``finish(status, reason)`` (e.g. an
             MLflow run from :mod:`orchestrator.tracking`).
 
     Raises:
         model.config.ConfigError, model.data.DataError: invalid config or data (nothing written).
     """
-    trainer = Trainer(config)
+    trainer = Trainer(config, source)
     run_dir = RunDirectory(out_dir, config)
     epochs: list[EpochResult] = []
     status, reason = "finished", None
@@ -67,6 +70,10 @@ def train_single(
                 on_epoch(result)
     except NonFiniteLossError as exc:
         status, reason = "diverged", str(exc)
+    except KeyboardInterrupt:
+        if tracker is not None:
+            tracker.finish("killed", "interrupted")
+        raise
     except BaseException as exc:
         if tracker is not None:
             tracker.finish("crashed", repr(exc))

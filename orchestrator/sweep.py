@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from model.trainer import EpochResult
 from orchestrator.matrix import Matrix, RunSpec
 from orchestrator.queue import PREFIX, QueueError, WorkQueue, find_sweep_queue, open_storage
@@ -32,6 +34,7 @@ __all__ = [
     "default_workers",
     "join_sweep",
     "plan_sweep",
+    "preflight",
     "run_sweep",
     "run_workers",
 ]
@@ -78,6 +81,32 @@ def default_workers(n_runs: int, device: str = "auto") -> int:
     if device != "cpu" and torch.cuda.is_available():
         return max(1, min(n_runs, torch.cuda.device_count()))
     return max(1, min(n_runs, os.cpu_count() or 1))
+
+
+def preflight(specs: list[RunSpec]) -> None:
+    """Check, once per distinct setting, what would make every run of a sweep fail: a device this
+    machine lacks, a data file or folder that does not exist.
+
+    Raises:
+        model.config.ConfigError: a device that is not here.
+        model.data.DataError: a missing data path.
+    """
+    from model.config import FastMRIData, HDF5Data
+    from model.data import DataError
+    from model.trainer import resolve_device
+
+    for device in {s.config.trainer.device for s in specs}:
+        resolve_device(device)
+    for data in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
+        path = (
+            data.path
+            if isinstance(data, HDF5Data)
+            else data.directory
+            if isinstance(data, FastMRIData)
+            else None
+        )
+        if path is not None and not Path(path).exists():
+            raise DataError(f"{path}: no such data {'file' if isinstance(data, HDF5Data) else 'folder'}")
 
 
 def plan_sweep(
@@ -171,6 +200,8 @@ def run_workers(
             tracker.log_epoch(run_ids[index], result)
             emit(SweepEvent("epoch", index, spec, epoch=result.epoch))
         elif kind == "end":
+            if index not in open_items:  # already buried as its worker's death was seen first
+                return
             status, reason, tb = msg[2], msg[3], msg[4]
             tracker.finish(run_ids[index], status, reason, tb)
             open_items.discard(index)
@@ -208,8 +239,14 @@ def run_workers(
                 continue
             except queue_mod.Empty:
                 pass
-            for p in procs:
-                if not p.is_alive() and p.exitcode not in (0, None):
+            dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+            if dead:
+                while True:  # what the dead sent before dying comes first
+                    try:
+                        handle(events.get(timeout=0.05))
+                    except queue_mod.Empty:
+                        break
+                for p in dead:
                     buried(p)
             if not any(p.is_alive() for p in procs):
                 while True:  # drain what the last workers sent before exiting
@@ -309,14 +346,23 @@ def run_sweep(
                     outcome=outcome,
                     heartbeat=heartbeat,
                 )
-            work.wait_drained(on_poll=on_wait)  # items other machines still run
-        except KeyboardInterrupt:
+            if work.heartbeats:
+                work.wait_drained(on_poll=on_wait)  # items other machines still run
+            else:
+                # one machine: every local worker has exited, so what is left has nobody to run it
+                for item in work.abandon((TrialState.WAITING, TrialState.RUNNING)):
+                    spec = specs[item["index"]]
+                    outcome.crashed += 1
+                    outcome.failures.append((spec.cell, spec.seed, "not run: every worker process died"))
+        except BaseException:
             outcome.interrupted = True
+            work.abandon()  # remote workers must not start what is left
             tracker.finish(parent, "killed", "interrupted")
             raise
         finally:
             work.close()
-        _settle_remote(tracker, experiment, sweep_id, outcome, own=n > 0)
+        if work.heartbeats:
+            _settle_remote(tracker, experiment, sweep_id, outcome, grace=3 * heartbeat + 10)
     tracker.set_tags(parent, {"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
     tracker.finish(parent, "finished")
     return outcome

@@ -338,8 +338,8 @@ class Tracker:
             if TAG_CELL not in tags or TAG_SEED not in tags:
                 continue
             key = tags.get(TAG_KEY, run.info.run_id)
-            if keys is not None and key not in keys:
-                continue
+            if keys is not None and (key not in keys or tags.get(TAG_KIND) == "trial"):
+                continue  # a matrix's runs are its sweeps' (search trials are judged by --experiment)
             rec = RunRecord(
                 run_id=run.info.run_id,
                 cell=tags[TAG_CELL],

@@ -62,7 +62,7 @@ def test_search_trials_are_child_runs_and_resume_continues(tmp_path: Path, tiny:
     assert sorted(first.intermediate_values) == [0, 1, 2, 3, 4, 5]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/runs/mlflow.db")
     exp = client.get_experiment_by_name("srch")
-    runs = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'run'")
+    runs = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'trial'")
     cells = {(r.data.tags["orch.cell"], r.data.tags["orch.seed"]) for r in runs}
     assert ("trial-0", "0") in cells and ("trial-0", "1") in cells
     assert all("orch.run_key" in r.data.tags for r in runs)

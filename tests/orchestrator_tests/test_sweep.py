@@ -116,18 +116,31 @@ def test_nan_run_is_diverged_and_the_others_finish(in_tmp: Path, tiny: dict) -> 
     assert verdicts["nan"] == "diverged" and verdicts["ok"] != "diverged"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA to make a run crash")
 def test_crash_is_recorded_with_traceback_others_go_on_exit_1(in_tmp: Path, tiny: dict) -> None:
-    path = _matrix(in_tmp, tiny, {"ok": {"lr": 0.001}, "boom": {"trainer.device": "cuda"}}, seeds=[0])
+    bad = in_tmp / "corrupt.h5"
+    bad.write_text("not an HDF5 file")  # exists (so the sweep starts) but cannot be read
+    cells = {"ok": {"lr": 0.001}, "boom": {"data": {"source": "hdf5", "path": str(bad)}}}
+    path = _matrix(in_tmp, tiny, cells, seeds=[0])
     res = runner.invoke(app, ["sweep", str(path), "--workers", "1"])
     assert res.exit_code == 1, res.output
-    assert "boom seed 0" in res.output and "CUDA" in res.output
+    assert "boom seed 0" in res.output and "corrupt.h5" in res.output
     client = _client(in_tmp)
     runs = {r.data.tags["orch.cell"]: r for r in _children(client)}
     assert runs["ok"].info.status == "FINISHED"
-    assert runs["boom"].info.status == "FAILED" and "CUDA" in runs["boom"].data.tags["orch.failure"]
+    assert runs["boom"].info.status == "FAILED" and "corrupt.h5" in runs["boom"].data.tags["orch.failure"]
     tb = client.download_artifacts(runs["boom"].info.run_id, "traceback.txt", str(in_tmp))
     assert "Traceback" in Path(tb).read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_or_data_exits_2_before_anything_runs(in_tmp: Path, tiny: dict) -> None:
+    for cells, message in (
+        ({"gpu": {"trainer.device": "cuda"}}, "no CUDA device"),
+        ({"h5": {"data": {"source": "hdf5", "path": "nowhere.h5"}}}, "nowhere.h5: no such data file"),
+    ):
+        res = runner.invoke(app, ["sweep", str(_matrix(in_tmp, tiny, cells))])
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert not (in_tmp / "runs").exists()
 
 
 def test_kill_9_then_resume_finishes_the_rest_once(in_tmp: Path, tiny: dict) -> None:
