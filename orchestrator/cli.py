@@ -326,6 +326,8 @@ def search(
         console.print(f"importances: {shown}")
     if outcome.figures:
         console.print(f"figures: {', '.join(str(p) for p in outcome.figures.values())}")
+    if outcome.failed:
+        raise fail(f"{outcome.failed} trial(s) failed: see their runs' orch.failure in the store", code=1)
 
 
 def _store_exists(uri: str) -> bool:
@@ -387,6 +389,10 @@ def report(
         rep = build_report(uri, name, settings, specs=specs, out_dir=out.parent if out else None)
     except ReportError as exc:
         raise fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
+        raise fail(
+            f"cannot read the tracking store {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from None
     if fmt == "table":
         console.print(rep.table())
         console.print(f"figures: {', '.join(str(p) for p in rep.figures.values())}")

@@ -85,8 +85,9 @@ def search_space(matrix: Matrix) -> dict[str, BaseDistribution]:
         axis = matrix.axes[name]
         if isinstance(axis, Range):
             whole = all(float(v).is_integer() for v in (axis.low, axis.high, axis.step or 1.0))
-            if whole and not axis.log and axis.step is not None:
-                space[name] = IntDistribution(int(axis.low), int(axis.high), step=int(axis.step))
+            if whole:  # {low: 128, high: 512} is an integer axis (widths, epochs...)
+                step = int(axis.step or 1)
+                space[name] = IntDistribution(int(axis.low), int(axis.high), log=axis.log, step=step)
             else:
                 space[name] = FloatDistribution(axis.low, axis.high, log=axis.log, step=axis.step)
         else:

@@ -43,6 +43,8 @@ def test_space_from_lists_ranges_and_choices(tmp_path: Path, tiny: dict) -> None
     assert space["recon_weight"] == optuna.distributions.FloatDistribution(0.01, 1.0, log=True)
     assert space["latent_width"] == optuna.distributions.CategoricalDistribution([8, 16])
     assert space["decoder_features"] == optuna.distributions.CategoricalDistribution(["[8, 4]", "[4, 4]"])
+    whole, _ = read_matrix(_matrix(tmp_path, tiny, {"latent_width": {"low": 8, "high": 32, "log": True}}))
+    assert search_space(whole)["latent_width"] == optuna.distributions.IntDistribution(8, 32, log=True)
 
 
 def test_search_trials_are_child_runs_and_resume_continues(tmp_path: Path, tiny: dict, monkeypatch) -> None:
