@@ -143,7 +143,16 @@ class SearchSettings(_Strict):
 class Budget(_Strict):
     epochs: int | None = Field(None, ge=1, description="trainer.epochs for every run")
     steps_per_epoch: int | None = Field(None, ge=1)
-    early_stop: bool = Field(False, description="stop a run once its verdict can no longer change")
+    early_stop: bool = Field(False, description="stop a run once its verdict can no longer change (not yet)")
+
+    @field_validator("early_stop")
+    @classmethod
+    def _early_stop_not_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "budget.early_stop is not implemented yet: every run trains its full budget; remove it"
+            )
+        return value
 
 
 class Matrix(_Strict):

@@ -96,6 +96,7 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
         ({"name": "t", "base": "nowhere.json", "axes": {"lr": [0.1]}}, r"no such config file 'nowhere.json'"),
         ({"name": "t", "seeds": [1, 1], "axes": {"lr": [0.1]}}, r"seeds must be distinct"),
         ({"name": "t", "cells": {"a": {"expect": "maybe"}}}, r"expect"),
+        ({"name": "t", "axes": {"lr": [0.1]}, "budget": {"early_stop": True}}, r"early_stop is not"),
         ({"name": "t", "cells": {"a": {}, "b": {"lr": 0.001}}}, r"cells 'a' and 'b' resolve to the same"),
     ],
 )
