@@ -134,6 +134,11 @@ class TrainerConfig(_Strict):
     seed: int = 0
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="bfloat16: the model's passes under torch.autocast (losses and metrics stay float32); "
+        "fast on CPUs with AVX512-BF16/AMX and on recent GPUs",
+    )
     image_samples: int = Field(
         4, ge=0, description="pairs shown in the per-epoch x_a_from_b / x_b_from_a grids"
     )

@@ -2,7 +2,7 @@
 
 Per step (the note's losses, all L1, each the mean over both directions)::
 
-    z_a, skips_a = encoder(x_a);  z_b, skips_b = encoder(x_b)
+    z_a, skips_a = encoder(x_a);  z_b, skips_b = encoder(x_b)        (one grouped pass, see model.unet)
     content = |z_a - z_b|
     recon   = |decoder_a(z_a, skips_a or None) - x_a|         (skips per same_domain_use_skip)
     cross   = |decoder_a(z_b, skips_b or None) - x_a|         (skips per cross_domain_strategy)
@@ -203,17 +203,8 @@ class Trainer:
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor, skip_weight: float) -> Outputs:
         """The note's losses on one batch ``x_a``, ``x_b`` (B, 1, H, W)."""
         tc = self.config.trainer
-        m = self.model
-        z_a, skips_a = m.encoder(x_a)  # (B, L, h, w), [(B, f_i, H_i, W_i)]
-        z_b, skips_b = m.encoder(x_b)
-        sizes = [tuple(s.shape[-2:]) for s in skips_a]
-        same = tc.same_domain_use_skip
-        recon_a = m.decoder_a(z_a, skips_a if same else None, sizes=sizes, skip_weight=skip_weight)
-        recon_b = m.decoder_b(z_b, skips_b if same else None, sizes=sizes, skip_weight=skip_weight)
-        use_src = tc.cross_domain_strategy == "use_source"
-        a_from_b = m.decoder_a(z_b, skips_b if use_src else None, sizes=sizes, skip_weight=skip_weight)
-        b_from_a = m.decoder_b(z_a, skips_a if use_src else None, sizes=sizes, skip_weight=skip_weight)
-
+        with self._autocast():
+            z_a, z_b, recon_a, a_from_b, recon_b, b_from_a = self._passes(x_a, x_b, skip_weight)
         losses = {
             "content": _l1(z_a, z_b),
             "recon_a": _l1(recon_a, x_a),
@@ -234,6 +225,40 @@ class Trainer:
             total = total + w.adv * losses["adv"]
         losses["total"] = total
         return Outputs(losses, a_from_b, b_from_a, recon_a, recon_b)
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast around the model's passes when ``trainer.precision`` asks for it."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.trainer.precision == "bfloat16"
+        )
+
+    def _passes(self, x_a: torch.Tensor, x_b: torch.Tensor, skip_weight: float) -> tuple[torch.Tensor, ...]:
+        """z_a, z_b, recon_a, a_from_b, recon_b, b_from_a (float32 whatever the autocast)."""
+        tc = self.config.trainer
+        m = self.model
+        # both domains in one encoder pass, and a decoder's same-domain and cross passes in one when they
+        # share a skip mode: grouped passes keep each block's BatchNorm statistics (the separate calls' math)
+        z, skips = m.encoder.forward_groups(torch.cat([x_a, x_b]), 2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
+        z_a, z_b = z.chunk(2)
+        skips_a, skips_b = [s.chunk(2)[0] for s in skips], [s.chunk(2)[1] for s in skips]
+        sizes = [tuple(s.shape[-2:]) for s in skips]
+        same = tc.same_domain_use_skip
+        use_src = tc.cross_domain_strategy == "use_source"
+        kw = {"sizes": sizes, "skip_weight": skip_weight}
+        if same == use_src:
+            recon_a, a_from_b = m.decoder_a.forward_groups(
+                [z_a, z_b], [skips_a, skips_b] if same else None, **kw
+            )
+            recon_b, b_from_a = m.decoder_b.forward_groups(
+                [z_b, z_a], [skips_b, skips_a] if same else None, **kw
+            )
+        else:
+            recon_a = m.decoder_a(z_a, skips_a if same else None, **kw)
+            recon_b = m.decoder_b(z_b, skips_b if same else None, **kw)
+            a_from_b = m.decoder_a(z_b, skips_b if use_src else None, **kw)
+            b_from_a = m.decoder_b(z_a, skips_a if use_src else None, **kw)
+        outs = (z_a, z_b, recon_a, a_from_b, recon_b, b_from_a)
+        return tuple(t.float() for t in outs)
 
     def _discriminator_step(self, out: Outputs) -> torch.Tensor:
         """Plan D: real = same-domain reconstructions, fake = cross outputs (both detached)."""

@@ -12,6 +12,13 @@ Two ``Up`` variants:
   exactly the behaviour the note diagnoses (Problem 1).
 - ``add`` (Plan A): ``upsampled + skip_weight * interpolate(skip)``; nothing is concatenated, so a
   missing skip loses no input channels.
+
+Grouped passes: the trainer encodes both domains in one batched pass and runs a decoder's two passes
+(same-domain and cross) in one when both or neither have skips. The inputs are stacked along the
+batch as ``groups`` equal blocks and every BatchNorm normalises each block with its own statistics and
+updates its running statistics as the separate calls would, one block after the other
+(:func:`group_batch_norm`), so a grouped pass computes the separate passes' numbers (tests check it),
+with fewer, larger kernels.
 """
 
 from __future__ import annotations
@@ -24,9 +31,41 @@ from torch import nn
 
 from model.config import DecoderConfig, EncoderConfig, ModelConfig
 
-__all__ = ["CrossDomainAE", "Decoder", "DoubleConv", "Down", "Encoder", "Up"]
+__all__ = ["CrossDomainAE", "Decoder", "DoubleConv", "Down", "Encoder", "Up", "group_batch_norm"]
 
 Size = tuple[int, int]
+
+
+def group_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """``bn`` applied to each of the ``groups`` equal batch blocks of ``x`` as if called on them in turn.
+
+    In training mode each block is normalised with its own batch statistics, and the running
+    statistics end where ``groups`` successive calls would leave them. In eval mode (running
+    statistics) a block's result does not depend on the others, so one call does it.
+    """
+    if groups == 1 or not (bn.training and bn.track_running_stats) or bn.momentum is None:
+        if groups == 1 or not bn.training:
+            return bn(x)
+        return torch.cat([bn(block) for block in x.chunk(groups)])
+    b, c, h, w = x.shape
+    # (G*B, C, H, W) -> (B, G*C, H, W): one channel per (block, channel), so batch_norm's statistics
+    # over (B, H, W) are the block's own
+    xg = x.view(groups, b // groups, c, h, w).transpose(0, 1).reshape(b // groups, groups * c, h, w)
+    m = bn.momentum
+    run_mean = bn.running_mean.repeat(groups)  # each block's update from the same start: (1-m) r0 + m mu_g
+    run_var = bn.running_var.repeat(groups)
+    weight = bn.weight.repeat(groups) if bn.weight is not None else None
+    bias = bn.bias.repeat(groups) if bn.bias is not None else None
+    yg = F.batch_norm(xg, run_mean, run_var, weight, bias, True, m, bn.eps)
+    with torch.no_grad():
+        for running, updated in ((bn.running_mean, run_mean), (bn.running_var, run_var)):
+            step = updated.view(groups, c) - (1 - m) * running  # m * (block statistic)
+            new = running * (1 - m) ** groups
+            for g in range(groups):
+                new = new + (1 - m) ** (groups - 1 - g) * step[g]
+            running.copy_(new)
+        bn.num_batches_tracked.add_(groups)
+    return yg.view(b // groups, groups, c, h, w).transpose(0, 1).reshape(b, c, h, w)
 
 
 class DoubleConv(nn.Module):
@@ -40,13 +79,13 @@ class DoubleConv(nn.Module):
         self.conv2 = nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.after_conv1(self.conv1(x))
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        return self.after_conv1(self.conv1(x), groups)
 
-    def after_conv1(self, h: torch.Tensor) -> torch.Tensor:
+    def after_conv1(self, h: torch.Tensor, groups: int = 1) -> torch.Tensor:
         """The block from the first BatchNorm on, given the first convolution's output ``h``."""
-        h = F.relu(self.bn1(h))
-        return F.relu(self.bn2(self.conv2(h)))
+        h = F.relu(group_batch_norm(self.bn1, h, groups))
+        return F.relu(group_batch_norm(self.bn2, self.conv2(h), groups))
 
 
 class Down(nn.Module):
@@ -57,8 +96,8 @@ class Down(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.conv = DoubleConv(in_channels, out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.pool(x))
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        return self.conv(self.pool(x), groups)
 
 
 def _pad_to(x: torch.Tensor, size: Size) -> torch.Tensor:
@@ -140,6 +179,34 @@ class Up(nn.Module):
             x2 = skip_weight * x2
         return self.conv(torch.cat([x2, x1], dim=1))  # (B, 2 * skip, H, W) -> (B, out, H, W)
 
+    def forward_groups(
+        self,
+        x1: torch.Tensor,
+        x2: torch.Tensor | None,
+        groups: int,
+        skip_weight: float = 1.0,
+        size: Size | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` of ``groups`` equal batch blocks of ``x1`` (and of ``x2``) at once: the same
+        result as calling it block by block (each block's own BatchNorm statistics)."""
+        if groups == 1:
+            return self(x1, x2, skip_weight=skip_weight, size=size)
+        x1 = self.up(x1)  # (G*B, skip, 2h, 2w)
+        target = tuple(x2.shape[-2:]) if x2 is not None else size
+        if target is not None:
+            x1 = _pad_to(x1, target)
+        if self.mode == "add":
+            if x2 is not None and x2.shape[-2:] != x1.shape[-2:]:
+                x2 = F.interpolate(x2, size=x1.shape[-2:])
+            return self.conv(x1 if x2 is None else x1 + skip_weight * x2, groups)
+        if x2 is None:  # the zero-free no-skip path, as in forward
+            conv1 = self.conv.conv1
+            h = F.conv2d(x1, conv1.weight[:, self.skip_channels :], conv1.bias, padding=1)
+            return self.conv.after_conv1(h, groups)
+        if skip_weight != 1.0:
+            x2 = skip_weight * x2
+        return self.conv(torch.cat([x2, x1], dim=1), groups)
+
     def forward_explicit_zeros(self, x1: torch.Tensor, size: Size | None = None) -> torch.Tensor:
         """The original no-skip path, literally ``cat([zeros_like(x1), x1])`` (reference for tests)."""
         x1 = self.up(x1)
@@ -166,12 +233,17 @@ class Encoder(nn.Module):
             ``z`` (B, latent, H / 2**n, W / 2**n) and skips, shallow to deep: skip i is
             (B, features[i], H / 2**i, W / 2**i).
         """
-        h = self.inc(x)
+        return self.forward_groups(x, 1)
+
+    def forward_groups(self, x: torch.Tensor, groups: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`forward` of ``groups`` equal batch blocks of ``x`` at once (each block's own BatchNorm
+        statistics, as separate calls would use); outputs keep the blocks stacked."""
+        h = self.inc(x, groups)
         skips = [h]
         for down in self.downs:
-            h = down(h)
+            h = down(h, groups)
             skips.append(h)
-        return self.bottleneck(h), skips
+        return self.bottleneck(h, groups), skips
 
 
 class Decoder(nn.Module):
@@ -220,6 +292,25 @@ class Decoder(nn.Module):
             size = tuple(sizes[level]) if sizes is not None else None
             h = up(h, skip, skip_weight=skip_weight, size=size)
         return self.outc(h)
+
+    def forward_groups(
+        self,
+        zs: Sequence[torch.Tensor],
+        skips: Sequence[Sequence[torch.Tensor]] | None,
+        *,
+        sizes: Sequence[Size],
+        skip_weight: float = 1.0,
+    ) -> list[torch.Tensor]:
+        """:meth:`forward` of each ``zs[g]`` with ``skips[g]`` (or, when ``skips`` is None, none), in one
+        batched pass; every ``zs[g]`` has the same shape. Returns one output per ``g``."""
+        groups = len(zs)
+        h = torch.cat(list(zs))
+        n = len(self.ups)
+        for i, up in enumerate(self.ups):
+            level = n - 1 - i
+            skip = torch.cat([s[level] for s in skips]) if skips is not None else None
+            h = up.forward_groups(h, skip, groups, skip_weight=skip_weight, size=tuple(sizes[level]))
+        return list(self.outc(h).chunk(groups))
 
 
 class CrossDomainAE(nn.Module):

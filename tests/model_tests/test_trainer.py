@@ -162,3 +162,61 @@ def test_skip_weight_schedule(tiny: dict, schedule: str, expected: list | None) 
         assert got == pytest.approx(expected)
     else:
         assert got[0] == got[1] == 1.0 and got[3] == pytest.approx(0.0) and 0 < got[2] < 1
+
+
+def _separate_step(
+    model: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, tc
+) -> dict[str, torch.Tensor]:
+    """The note's step as its code reads: separate encoder and decoder calls, one per path."""
+    z_a, s_a = model.encoder(x_a)
+    z_b, s_b = model.encoder(x_b)
+    sizes = [tuple(s.shape[-2:]) for s in s_a]
+    same, use_src = tc.same_domain_use_skip, tc.cross_domain_strategy == "use_source"
+    ra = model.decoder_a(z_a, s_a if same else None, sizes=sizes)
+    rb = model.decoder_b(z_b, s_b if same else None, sizes=sizes)
+    ab = model.decoder_a(z_b, s_b if use_src else None, sizes=sizes)
+    ba = model.decoder_b(z_a, s_a if use_src else None, sizes=sizes)
+    w = tc.loss_weights
+    content = (z_a - z_b).abs().mean()
+    recon = 0.5 * ((ra - x_a).abs().mean() + (rb - x_b).abs().mean())
+    cross = 0.5 * ((ab - x_a).abs().mean() + (ba - x_b).abs().mean())
+    return {
+        "content": content,
+        "recon": recon,
+        "cross": cross,
+        "total": w.content * content + w.recon * recon + w.cross * cross,
+    }
+
+
+@pytest.mark.parametrize("up_mode", ["concat", "add"])
+@pytest.mark.parametrize(
+    "strategy,same_skip", [("use_source", True), ("no_skip", True), ("no_skip", False), ("use_source", False)]
+)
+def test_grouped_training_step_equals_separate_calls(
+    tiny: dict, up_mode: str, strategy: str, same_skip: bool
+) -> None:
+    """The trainer's batched passes (both domains in one encoder pass, a decoder's two paths in one)
+    give the separate calls' losses, gradients and BatchNorm running statistics, in training mode."""
+    import copy
+
+    tiny["model"]["up_mode"] = up_mode
+    tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
+    tr = Trainer(load_config(tiny), _pairs())
+    reference = copy.deepcopy(tr.model)
+    tr.model.train()
+    reference.train()
+    batch = tr.train.take(np.arange(8))
+    for _ in range(2):  # twice: the second step starts from running statistics the first one left
+        got = tr.forward(batch["a"], batch["b"], 1.0).losses
+        want = _separate_step(reference, batch["a"], batch["b"], tr.config.trainer)
+        for term in ("content", "recon", "cross", "total"):
+            assert float(got[term]) == pytest.approx(float(want[term]), rel=1e-5), term
+        tr.model.zero_grad()
+        reference.zero_grad()
+        got["total"].backward()
+        want["total"].backward()
+        for (name, p), q in zip(tr.model.named_parameters(), reference.parameters(), strict=True):
+            assert p.grad is not None and q.grad is not None, name
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+        for (name, b), c in zip(tr.model.named_buffers(), reference.buffers(), strict=True):
+            torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
