@@ -143,16 +143,12 @@ class SearchSettings(_Strict):
 class Budget(_Strict):
     epochs: int | None = Field(None, ge=1, description="trainer.epochs for every run")
     steps_per_epoch: int | None = Field(None, ge=1)
-    early_stop: bool = Field(False, description="stop a run once its verdict can no longer change (not yet)")
-
-    @field_validator("early_stop")
-    @classmethod
-    def _early_stop_not_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "budget.early_stop is not implemented yet: every run trains its full budget; remove it"
-            )
-        return value
+    early_stop: bool = Field(
+        False,
+        description="stop a run once its own curve has read the same decided verdict for early_stop_patience "
+        "epochs in a row (orchestrator/early_stop.py; the reason is logged as the tag orch.early_stop)",
+    )
+    early_stop_patience: int = Field(3, ge=1, description="consecutive decided epochs before an early stop")
 
 
 class Matrix(_Strict):
@@ -213,6 +209,7 @@ class RunSpec:
     expect: str | None = None
     note: str | None = None
     guards: tuple[Guard, ...] = field(default_factory=tuple)
+    early_stop: dict[str, Any] | None = None  # EarlyStopRule fields when the budget asks for early stops
 
     def to_payload(self) -> dict[str, Any]:
         """Plain data to hand to a worker process."""
@@ -222,12 +219,26 @@ class RunSpec:
             "axes": self.axes,
             "config": self.config.to_dict(),
             "run_key": self.run_key,
+            "early_stop": self.early_stop,
         }
+
+
+#: Config fields added after run keys were first written, with the value every earlier run used: at that
+#: value they stay out of the hash, so a store's finished runs keep their keys (and are not re-run).
+KEY_NEUTRAL: dict[tuple[str, ...], Any] = {("trainer", "precision"): "float32"}
 
 
 def run_key(config: RunConfig) -> str:
     """Stable hash of the fully resolved config (the seed is ``trainer.seed``)."""
-    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    data = config.to_dict()
+    for path, value in KEY_NEUTRAL.items():
+        *parents, leaf = path
+        section = data
+        for name in parents:
+            section = section.get(name, {})
+        if section.get(leaf) == value:
+            section.pop(leaf)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -410,9 +421,26 @@ def resolve_point(
                 expect=cell.expect if cell else None,
                 note=cell.note if cell else None,
                 guards=tuple(cell.guards) if cell else (),
+                early_stop=_early_stop(matrix, config),
             )
         )
     return specs
+
+
+def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
+    """The early-stop rule's settings for one run (None when the budget does not ask for early stops)."""
+    if not matrix.budget.early_stop:
+        return None
+    v = matrix.verdict
+    return {
+        "metric": v.metric,
+        "epochs": config.trainer.epochs,
+        "min_change": v.min_change,
+        "warmup": v.warmup,
+        "min_window": v.min_window,
+        "patience": matrix.budget.early_stop_patience,
+        "confidence": v.confidence,
+    }
 
 
 def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:

@@ -14,7 +14,7 @@ from orchestrator.sweep import PlanItem, SweepEvent
 
 __all__ = ["SweepDisplay", "plan_table"]
 
-_STATE_STYLE = {"done": "green", "todo": "cyan", "failed": "red", "killed": "yellow"}
+_STATE_STYLE = {"done": "green", "todo": "cyan", "failed": "red", "killed": "yellow", "early": "cyan"}
 
 
 def plan_table(plan: list[PlanItem], title: str) -> Table:
@@ -24,9 +24,12 @@ def plan_table(plan: list[PlanItem], title: str) -> Table:
     for col in ("cell", "seed", *axes, "state", "run key"):
         table.add_column(col)
     for p in plan:
-        state = {"todo": "to run", "failed": "failed before: retry", "killed": "interrupted: retry"}.get(
-            p.state, p.state
-        )
+        state = {
+            "todo": "to run",
+            "failed": "failed before: retry",
+            "killed": "interrupted: retry",
+            "early": "stopped early before: full budget now",
+        }.get(p.state, p.state)
         cells = [p.spec.cell, str(p.spec.seed), *(str(p.spec.axes.get(a, "")) for a in axes)]
         table.add_row(*cells, f"[{_STATE_STYLE[p.state]}]{state}[/]", p.spec.run_key)
     return table

@@ -112,15 +112,20 @@ def preflight(specs: list[RunSpec]) -> None:
 def plan_sweep(
     specs: list[RunSpec], tracker: Tracker, experiment: str, *, fresh: bool = False
 ) -> list[PlanItem]:
-    """What a sweep would do with each run: ``done`` (a FINISHED run has its key), ``failed`` (its
-    last attempt failed: retried), ``killed`` (interrupted: retried) or ``todo``."""
+    """What a sweep would do with each run: ``done`` (a FINISHED run has its key; one stopped early counts
+    only while the matrix asks for early stops), ``early`` (stopped early, but the matrix now asks for the
+    full budget: run again), ``failed`` (its last attempt failed: retried), ``killed`` (interrupted:
+    retried) or ``todo``."""
     states = tracker.run_states(experiment)
     plan = []
     for spec in specs:
         runs = states.get(spec.run_key, [])
-        finished = [rid for rid, status in runs if status == "FINISHED"]
+        done_states = ("FINISHED", "FINISHED_EARLY") if spec.early_stop else ("FINISHED",)
+        finished = [rid for rid, status in runs if status in done_states]
         if finished and not fresh:
             plan.append(PlanItem(spec, "done", finished[-1]))
+        elif runs and not fresh and runs[-1][1] == "FINISHED_EARLY":
+            plan.append(PlanItem(spec, "early", runs[-1][0]))
         elif runs and not fresh:
             status = runs[-1][1]
             plan.append(PlanItem(spec, "failed" if status == "FAILED" else "killed", runs[-1][0]))

@@ -293,12 +293,16 @@ class Tracker:
                 return runs
 
     def run_states(self, experiment: str) -> dict[str, list[tuple[str, str]]]:
-        """run key -> [(run id, MLflow status)] of every orch child run in ``experiment``."""
+        """run key -> [(run id, MLflow status)] of every orch child run in ``experiment``; a FINISHED run that
+        stopped early (tag ``orch.early_stop``) reads ``FINISHED_EARLY``."""
         out: dict[str, list[tuple[str, str]]] = {}
         for run in self._search(experiment):
             key = run.data.tags.get(TAG_KEY)
             if key:
-                out.setdefault(key, []).append((run.info.run_id, run.info.status))
+                status = run.info.status
+                if status == "FINISHED" and run.data.tags.get(TAG_STOP):
+                    status = "FINISHED_EARLY"
+                out.setdefault(key, []).append((run.info.run_id, status))
         return out
 
     def mark_killed(self, run_ids: Iterable[str], reason: str) -> int:

@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 from model.trainer import EpochResult
+from orchestrator.early_stop import EarlyStopRule
 from orchestrator.queue import WorkQueue, open_storage
 
 __all__ = ["worker_main"]
@@ -73,8 +74,17 @@ def worker_main(
                 last_step[0] = now
                 events.put(("step", index, epoch, step, steps))
 
-        def on_epoch(result: EpochResult, index: int = index) -> None:
+        rule = (
+            EarlyStopRule.from_payload(payloads[index]["early_stop"])
+            if payloads[index].get("early_stop")
+            else None
+        )
+
+        def on_epoch(
+            result: EpochResult, index: int = index, rule: EarlyStopRule | None = rule
+        ) -> str | None:
             events.put(("epoch", index, result))
+            return rule(result.metrics) if rule is not None else None
 
         with work.keep_alive(trial_id):
             try:

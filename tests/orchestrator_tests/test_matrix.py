@@ -96,7 +96,10 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
         ({"name": "t", "base": "nowhere.json", "axes": {"lr": [0.1]}}, r"no such config file 'nowhere.json'"),
         ({"name": "t", "seeds": [1, 1], "axes": {"lr": [0.1]}}, r"seeds must be distinct"),
         ({"name": "t", "cells": {"a": {"expect": "maybe"}}}, r"expect"),
-        ({"name": "t", "axes": {"lr": [0.1]}, "budget": {"early_stop": True}}, r"early_stop is not"),
+        (
+            {"name": "t", "axes": {"lr": [0.1]}, "budget": {"early_stop": True, "early_stop_patience": 0}},
+            r"early_stop_patience.*greater than or equal to 1",
+        ),
         ({"name": "t", "cells": {"a": {}, "b": {"lr": 0.001}}}, r"cells 'a' and 'b' resolve to the same"),
     ],
 )
@@ -144,3 +147,21 @@ def test_test_matrix_is_the_notes_table() -> None:
         "no_skip_everywhere": (False, "no_skip", 0.05, 1.0, 512, "pass"),
         "pure_n2n": (True, "no_skip", 0.2, 1.0, 256, "partial"),
     }
+
+
+def test_run_key_ignores_later_fields_at_the_value_earlier_runs_used(tmp_path: Path) -> None:
+    """trainer.precision was added after stores were written: float32 (what every earlier run used) leaves
+    the key as it was; bfloat16 is a different run."""
+    import hashlib
+    import json
+
+    from model.config import RunConfig
+    from orchestrator.matrix import run_key
+
+    cfg = RunConfig()
+    legacy = cfg.to_dict()
+    del legacy["trainer"]["precision"]
+    text = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
+    assert run_key(cfg) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    bf16 = RunConfig.model_validate({"trainer": {"precision": "bfloat16"}})
+    assert run_key(bf16) != run_key(cfg)

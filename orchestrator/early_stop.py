@@ -1,0 +1,80 @@
+"""Early verdicts: stop a run once its own curve has decided the trend, with margin.
+
+A worker sees only its own run, so the rule judges the run's curve alone with the verdict's statistics
+(the relative change over the analysis window so far, with the moving-block bootstrap interval of
+:func:`~orchestrator.verdict.hierarchical_bootstrap_rel_change` on one seed): the run stops when that
+interval has read the same decided way (``falls``, ``rises`` or ``flat``, against the matrix's
+``verdict.min_change``) at ``patience`` consecutive epochs, no earlier than ``verdict.min_window`` epochs into
+the window. It is a heuristic, not a guarantee: the cell's verdict is then judged on the seeds' common
+epochs (the report notes it), and ``bench/time_to_verdict.py`` measures, on a matrix, the epochs saved and
+whether every cell's verdict stayed what the full budget gives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.verdict import default_warmup, hierarchical_bootstrap_rel_change
+
+__all__ = ["EarlyStopRule", "decided"]
+
+
+def decided(rel: tuple[float, float, float], min_change: float) -> str | None:
+    """``falls`` / ``rises`` / ``flat`` when the interval ``(estimate, low, high)`` decides it, else None."""
+    _, low, high = rel
+    if high < -min_change:
+        return "falls"
+    if low > min_change:
+        return "rises"
+    if -min_change < low and high < min_change:
+        return "flat"
+    return None
+
+
+@dataclass
+class EarlyStopRule:
+    """Fed one epoch's metrics at a time (epoch 0 first); returns the reason to stop, or None."""
+
+    metric: str
+    epochs: int  # the run's budget: epochs after epoch 0
+    min_change: float
+    warmup: int | None = None
+    min_window: int = 4
+    patience: int = 3
+    confidence: float = 0.95
+    n_boot: int = 400
+    history: list[float] = field(default_factory=list)
+    readings: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> EarlyStopRule:
+        return cls(**data)
+
+    def __call__(self, metrics: dict[str, float]) -> str | None:
+        value = metrics.get(self.metric, math.nan)
+        self.history.append(float(value))
+        epoch = len(self.history) - 1
+        if epoch >= self.epochs or not all(math.isfinite(v) for v in self.history):
+            return None  # the last epoch ends anyway; NaN is the trainer's to report
+        warmup = self.warmup if self.warmup is not None else default_warmup(self.epochs + 1)
+        if epoch - warmup + 1 < self.min_window:
+            self.readings.append(None)
+            return None
+        rel = hierarchical_bootstrap_rel_change(
+            np.asarray([self.history]), (warmup, epoch), n_boot=self.n_boot, confidence=self.confidence
+        )
+        reading = decided(rel, self.min_change)
+        self.readings.append(reading)
+        last = self.readings[-self.patience :]
+        if reading is None or len(last) < self.patience or any(r != reading for r in last):
+            return None
+        est, low, high = rel
+        return (
+            f"early stop at epoch {epoch} of {self.epochs}: {self.metric} reads {reading} "
+            f"for {self.patience} epochs in a row ({est:+.1%} [{low:+.1%}, {high:+.1%}] "
+            f"over epochs {warmup}-{epoch}, min change {self.min_change:.0%})"
+        )
