@@ -1,0 +1,52 @@
+"""Shared pieces of the speed benchmarks: the test matrix's resolved configs and timing helpers."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from model.config import RunConfig
+from orchestrator.matrix import load_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_MATRIX = ROOT / "matrices" / "test_matrix.yaml"
+
+__all__ = ["ROOT", "TEST_MATRIX", "cell_configs", "matmul_flops", "median_time"]
+
+
+def cell_configs(matrix: Path = TEST_MATRIX, seed: int = 0, device: str = "cpu") -> dict[str, RunConfig]:
+    """Each cell of ``matrix`` at ``seed``, resolved as a sweep would run it, on ``device``."""
+    _, specs = load_matrix(matrix)
+    out = {}
+    for spec in specs:
+        if spec.seed == seed:
+            data = spec.config.to_dict()
+            data["trainer"]["device"] = device
+            out[spec.cell] = RunConfig.model_validate(data)
+    return out
+
+
+def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls (after one warm-up call)."""
+    fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_flops(device: torch.device, n: int = 1024, repeats: int = 10) -> float:
+    """The machine's dense float32 matmul rate (FLOP/s) on ``device``: an n x n by n x n product."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    seconds = median_time(lambda: a @ b, repeats, sync)
+    return 2 * n**3 / seconds

@@ -1,0 +1,154 @@
+"""Benchmark 2: the trainer against a plain PyTorch loop written the way the note's code reads.
+
+The plain loop: separate encoder passes for the two domains, four separate decoder calls, the original
+``Up`` concatenating explicit zeros when a path has no skip, and ``.item()`` on every loss every step.
+Both start from the same weights and see the same batches in the same order (the trainer's own
+permutation), so their per-epoch mean losses and final weights must agree; the script prints the
+largest relative difference beside the steps/s ratio.
+
+    .venv/bin/python -m bench.plain_loop [--steps 30] [--repeats 3] [--cells original,no_skip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import cell_configs
+from model.trainer import Trainer
+from model.unet import CrossDomainAE, Decoder
+
+__all__ = ["main", "plain_epoch"]
+
+
+def _plain_decode(
+    decoder: Decoder, z: torch.Tensor, skips: list[torch.Tensor] | None, sizes: list
+) -> torch.Tensor:
+    h, n = z, len(decoder.ups)
+    for i, up in enumerate(decoder.ups):
+        level = n - 1 - i
+        if skips is not None:
+            h = up(h, skips[level])
+        elif up.mode == "concat":
+            h = up.forward_explicit_zeros(h, tuple(sizes[level]))  # the note's torch.zeros_like stand-in
+        else:
+            h = up(h, None, size=tuple(sizes[level]))
+    return decoder.outc(h)
+
+
+def plain_epoch(
+    model: CrossDomainAE,
+    optimizer: torch.optim.Optimizer,
+    batches: list[dict[str, torch.Tensor]],
+    trainer: Trainer,
+) -> dict[str, float]:
+    """One epoch of the note's loop over ``batches``; returns the mean losses read with ``.item()``."""
+    tc = trainer.config.trainer
+    w = tc.loss_weights
+    same, use_src = tc.same_domain_use_skip, tc.cross_domain_strategy == "use_source"
+    model.train()
+    sums = {"content": 0.0, "recon": 0.0, "cross": 0.0, "total": 0.0}
+    for batch in batches:
+        x_a, x_b = batch["a"], batch["b"]
+        z_a, skips_a = model.encoder(x_a)
+        z_b, skips_b = model.encoder(x_b)
+        sizes = [s.shape[-2:] for s in skips_a]
+        recon_a = _plain_decode(model.decoder_a, z_a, skips_a if same else None, sizes)
+        recon_b = _plain_decode(model.decoder_b, z_b, skips_b if same else None, sizes)
+        a_from_b = _plain_decode(model.decoder_a, z_b, skips_b if use_src else None, sizes)
+        b_from_a = _plain_decode(model.decoder_b, z_a, skips_a if use_src else None, sizes)
+        content = (z_a - z_b).abs().mean()
+        recon = 0.5 * ((recon_a - x_a).abs().mean() + (recon_b - x_b).abs().mean())
+        cross = 0.5 * ((a_from_b - x_a).abs().mean() + (b_from_a - x_b).abs().mean())
+        total = w.content * content + w.recon * recon + w.cross * cross
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        for k, v in (("content", content), ("recon", recon), ("cross", cross), ("total", total)):
+            sums[k] += v.item()
+    return {k: v / len(batches) for k, v in sums.items()}
+
+
+def _trainer_batches(trainer: Trainer, steps: int) -> list[dict[str, torch.Tensor]]:
+    """The batches the trainer's next epoch will draw, drawn from a copy of its generator."""
+    gen = torch.Generator().manual_seed(trainer.config.trainer.seed)
+    gen.set_state(trainer.generator.get_state())
+    n, bs = len(trainer.train), min(trainer.config.trainer.batch_size, len(trainer.train))
+    perm, cursor, out = torch.randperm(n, generator=gen), 0, []
+    for _ in range(steps):
+        if cursor + bs > n:
+            perm, cursor = torch.randperm(n, generator=gen), 0
+        out.append(trainer.train.take(perm[cursor : cursor + bs]))
+        cursor += bs
+    return out
+
+
+def compare(cfg, steps: int, repeats: int) -> dict[str, float]:
+    """Alternate trainer and plain epochs from one start: steps/s of each and the largest disagreement."""
+    data = cfg.to_dict()
+    data["trainer"]["steps_per_epoch"] = steps
+    trainer = Trainer(type(cfg).model_validate(data))
+    plain_model = copy.deepcopy(trainer.model)
+    plain_opt = trainer._optimizer(list(plain_model.parameters()), trainer.config.trainer.lr)
+    t_trainer, t_plain, worst = [], [], 0.0
+    for epoch in range(1, repeats + 2):
+        batches = _trainer_batches(trainer, steps)
+        t0 = time.perf_counter()
+        mine = trainer.train_epoch(epoch)
+        t_trainer.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        theirs = plain_epoch(plain_model, plain_opt, batches, trainer)
+        t_plain.append(time.perf_counter() - t0)
+        for k, v in theirs.items():
+            worst = max(worst, abs(mine[f"train_{k}"] - v) / max(abs(v), 1e-12))
+    weights = max(
+        float((p - q).abs().max() / q.abs().max().clamp_min(1e-12))
+        for p, q in zip(trainer.model.parameters(), plain_model.parameters(), strict=True)
+    )
+    # the first epoch of each is a warm-up
+    mine_s = sorted(t_trainer[1:])[len(t_trainer[1:]) // 2] / steps
+    plain_s = sorted(t_plain[1:])[len(t_plain[1:]) // 2] / steps
+    return {"trainer": 1 / mine_s, "plain": 1 / plain_s, "loss_diff": worst, "weight_diff": weights}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cells", default=None, help="comma-separated test-matrix cells (default: all)")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    configs = cell_configs(device=args.device)
+    cells = args.cells.split(",") if args.cells else list(configs)
+    table = Table(
+        title=f"trainer vs the note's plain loop ({args.device}, {torch.get_num_threads()} threads)"
+    )
+    for col in (
+        "cell",
+        "trainer steps/s",
+        "plain steps/s",
+        "speed-up",
+        "max loss rel. diff",
+        "max weight rel. diff",
+    ):
+        table.add_column(col, justify="left" if col == "cell" else "right")
+    for cell in cells:
+        r = compare(configs[cell], args.steps, args.repeats)
+        table.add_row(
+            cell,
+            f"{r['trainer']:.2f}",
+            f"{r['plain']:.2f}",
+            f"{r['trainer'] / r['plain']:.2f}x",
+            f"{r['loss_diff']:.1e}",
+            f"{r['weight_diff']:.1e}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
