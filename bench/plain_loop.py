@@ -3,8 +3,9 @@
 The plain loop: separate encoder passes for the two domains, four separate decoder calls, the original
 ``Up`` concatenating explicit zeros when a path has no skip, and ``.item()`` on every loss every step.
 Both start from the same weights and see the same batches in the same order (the trainer's own
-permutation), so their per-epoch mean losses and final weights must agree; the script prints the
-largest relative difference beside the steps/s ratio.
+permutation): the losses of the first step (same weights, same batch) must agree to float rounding, and
+the per-epoch mean losses stay close (Adam amplifies rounding differences a little over the steps); the
+script prints both relative differences beside the steps/s ratio.
 
     .venv/bin/python -m bench.plain_loop [--steps 30] [--repeats 3] [--cells original,no_skip]
 """
@@ -88,14 +89,15 @@ def _trainer_batches(trainer: Trainer, steps: int) -> list[dict[str, torch.Tenso
     return out
 
 
-def compare(cfg, steps: int, repeats: int) -> dict[str, float]:
+def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[str, float]:
     """Alternate trainer and plain epochs from one start: steps/s of each and the largest disagreement."""
     data = cfg.to_dict()
-    data["trainer"]["steps_per_epoch"] = steps
+    data["trainer"] |= {"steps_per_epoch": steps, "precision": precision}
     trainer = Trainer(type(cfg).model_validate(data))
     plain_model = copy.deepcopy(trainer.model)
     plain_opt = trainer._optimizer(list(plain_model.parameters()), trainer.config.trainer.lr)
-    t_trainer, t_plain, worst = [], [], 0.0
+    t_trainer, t_plain, diffs = [], [], []
+    first = _first_step_diff(trainer, plain_model)
     for epoch in range(1, repeats + 2):
         batches = _trainer_batches(trainer, steps)
         t0 = time.perf_counter()
@@ -104,16 +106,21 @@ def compare(cfg, steps: int, repeats: int) -> dict[str, float]:
         t0 = time.perf_counter()
         theirs = plain_epoch(plain_model, plain_opt, batches, trainer)
         t_plain.append(time.perf_counter() - t0)
-        for k, v in theirs.items():
-            worst = max(worst, abs(mine[f"train_{k}"] - v) / max(abs(v), 1e-12))
-    weights = max(
-        float((p - q).abs().max() / q.abs().max().clamp_min(1e-12))
-        for p, q in zip(trainer.model.parameters(), plain_model.parameters(), strict=True)
-    )
+        diffs.append(max(abs(mine[f"train_{k}"] - v) / max(abs(v), 1e-12) for k, v in theirs.items()))
     # the first epoch of each is a warm-up
     mine_s = sorted(t_trainer[1:])[len(t_trainer[1:]) // 2] / steps
     plain_s = sorted(t_plain[1:])[len(t_plain[1:]) // 2] / steps
-    return {"trainer": 1 / mine_s, "plain": 1 / plain_s, "loss_diff": worst, "weight_diff": weights}
+    return {"trainer": 1 / mine_s, "plain": 1 / plain_s, "first_step": first, "epochs": max(diffs)}
+
+
+def _first_step_diff(trainer: Trainer, plain_model: CrossDomainAE) -> float:
+    """Largest relative difference of the losses on one batch from the same weights (training mode)."""
+    batch = _trainer_batches(trainer, 1)[0]
+    twin = copy.deepcopy(trainer)  # a copy, so the running statistics of the timed models stay untouched
+    mine = twin.forward(batch["a"], batch["b"], 1.0).losses
+    model = copy.deepcopy(plain_model)
+    theirs = plain_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), [batch], trainer)
+    return max(abs(float(mine[k].detach()) - v) / max(abs(v), 1e-12) for k, v in theirs.items())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,6 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cells", default=None, help="comma-separated test-matrix cells (default: all)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="the trainer's (the plain loop: float32)",
+    )
     args = ap.parse_args(argv)
     configs = cell_configs(device=args.device)
     cells = args.cells.split(",") if args.cells else list(configs)
@@ -133,19 +146,19 @@ def main(argv: list[str] | None = None) -> None:
         "trainer steps/s",
         "plain steps/s",
         "speed-up",
-        "max loss rel. diff",
-        "max weight rel. diff",
+        "loss rel. diff, 1st step",
+        "loss rel. diff, epoch means",
     ):
         table.add_column(col, justify="left" if col == "cell" else "right")
     for cell in cells:
-        r = compare(configs[cell], args.steps, args.repeats)
+        r = compare(configs[cell], args.steps, args.repeats, args.precision)
         table.add_row(
             cell,
             f"{r['trainer']:.2f}",
             f"{r['plain']:.2f}",
             f"{r['trainer'] / r['plain']:.2f}x",
-            f"{r['loss_diff']:.1e}",
-            f"{r['weight_diff']:.1e}",
+            f"{r['first_step']:.1e}",
+            f"{r['epochs']:.1e}",
         )
     Console().print(table)
 

@@ -220,3 +220,17 @@ def test_grouped_training_step_equals_separate_calls(
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
         for (name, b), c in zip(tr.model.named_buffers(), reference.buffers(), strict=True):
             torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_bfloat16_autocast_tracks_float32(tiny: dict) -> None:
+    """trainer.precision=bfloat16 runs the model's passes in bfloat16 and keeps losses float32: the epoch-0
+    losses (same weights) agree with float32's to bfloat16's precision, and training stays finite."""
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        tiny["trainer"] |= {"precision": precision, "epochs": 2}
+        results[precision] = fit(load_config(tiny), source=_pairs())
+    assert results["bfloat16"].status == "finished"
+    e0 = {p: r.epochs[0].metrics for p, r in results.items()}
+    for term in ("recon", "cross", "content"):
+        assert e0["bfloat16"][term] == pytest.approx(e0["float32"][term], rel=0.03), term
+        assert isinstance(e0["bfloat16"][term], float)

@@ -1,0 +1,87 @@
+"""bfloat16 against float32: the same matrix's verdicts under ``trainer.precision: bfloat16``.
+
+Runs the matrix as it is (float32, resumable: finished runs are reused) and a copy of it with
+``trainer.precision: bfloat16`` (experiment ``<name>_bfloat16``, same store), then prints each cell's
+verdict under both, the end level of the cross loss, and the training time per run (the ``epoch_seconds``
+each run logged, summed).
+
+    .venv/bin/python -m bench.precision_verdicts [--matrix matrices/test_matrix.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import ROOT, TEST_MATRIX
+from orchestrator.judge import collect_cells, judge_cells
+from orchestrator.matrix import Matrix, expand, load_matrix
+from orchestrator.sweep import run_sweep
+from orchestrator.tracking import Tracker
+
+__all__ = ["main"]
+
+
+def _bfloat16(matrix: Matrix, root: Path) -> Matrix:
+    base = matrix.base if isinstance(matrix.base, dict) else None
+    if base is None:
+        raise SystemExit("this benchmark needs a matrix whose base is inline")
+    trainer = {**base.get("trainer", {}), "precision": "bfloat16"}
+    return matrix.model_copy(update={"name": f"{matrix.name}_bfloat16", "base": {**base, "trainer": trainer}})
+
+
+def _seconds(tracker: Tracker, experiment: str, keys: set[str]) -> float:
+    records = tracker.records(experiment, ["epoch_seconds"], keys=keys)
+    per_run = [
+        sum(v for _, v in r.history.get("epoch_seconds", [])) for r in records if r.status == "FINISHED"
+    ]
+    return sum(per_run) / max(1, len(per_run))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--matrix", default=str(TEST_MATRIX))
+    ap.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'runs' / 'mlflow.db'}")
+    ap.add_argument("--workers", type=int, default=None)
+    args = ap.parse_args(argv)
+    console = Console()
+    matrix, specs = load_matrix(args.matrix)
+    bf16 = _bfloat16(matrix, Path(args.matrix).parent)
+    bf16_specs = expand(bf16, root=Path(args.matrix).resolve().parent)
+    verdicts, seconds = {}, {}
+    tracker = Tracker(args.tracking_uri)
+    for m, s in ((matrix, specs), (bf16, bf16_specs)):
+        console.print(f"orch sweep {m.name} ({len(s)} runs; finished runs are reused)")
+        run_sweep(m, s, tracking_uri=args.tracking_uri, workers=args.workers)
+        cells = collect_cells(tracker, m.name, m.verdict.metric, specs=s)
+        verdicts[m.name] = {v.cell: v for v in judge_cells(cells, m.verdict)}
+        seconds[m.name] = _seconds(tracker, m.name, {x.run_key for x in s})
+    table = Table(title=f"{matrix.name}: float32 vs bfloat16 autocast")
+    for col in ("cell", "float32", "bfloat16", "same", "end f32", "end bf16"):
+        table.add_column(col)
+    same_all = True
+    for cell, a in verdicts[matrix.name].items():
+        b = verdicts[bf16.name][cell]
+        same = (a.verdict, a.state) == (b.verdict, b.state)
+        same_all &= same
+        table.add_row(
+            cell,
+            f"{a.verdict} ({a.state})",
+            f"{b.verdict} ({b.state})",
+            "yes" if same else "NO",
+            f"{a.end:.4f}" if a.end is not None else "-",
+            f"{b.end:.4f}" if b.end is not None else "-",
+        )
+    console.print(table)
+    f32, b16 = seconds[matrix.name], seconds[bf16.name]
+    console.print(
+        f"every verdict the same: {'yes' if same_all else 'NO'}; seconds per run: "
+        f"float32 {f32:.1f} s, bfloat16 {b16:.1f} s ({f32 / b16:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
