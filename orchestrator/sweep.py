@@ -374,11 +374,17 @@ def run_sweep(
 
 
 def _settle_remote(
-    tracker: Tracker, experiment: str, sweep_id: str, outcome: SweepOutcome, own: bool
+    tracker: Tracker, experiment: str, sweep_id: str, outcome: SweepOutcome, grace: float
 ) -> None:
-    """After the queue drained: runs of this sweep still RUNNING belong to dead workers (KILLED), and
+    """After the queue drained: runs of this sweep still RUNNING after ``grace`` seconds (a remote
+    worker logs a run's end just after handing its item back) belong to dead workers (KILLED), and
     counts include what other machines ran."""
-    runs = [r for r in tracker.sweep_runs(experiment, sweep_id)]
+    deadline = time.monotonic() + grace
+    while True:
+        runs = list(tracker.sweep_runs(experiment, sweep_id))
+        if not any(r.info.status == "RUNNING" for r in runs) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     dead = [r.info.run_id for r in runs if r.info.status == "RUNNING"]
     tracker.mark_killed(dead, "worker died; its item was retried by another worker")
     logged_here = outcome.ran

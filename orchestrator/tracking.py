@@ -11,6 +11,7 @@ process can track many runs at once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -106,15 +107,30 @@ def prepare_store(uri: str) -> str:
     """
     uri = normalize_uri(uri)
     db = _sqlite_path(uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+    if db is None:
+        _open_store(uri)
+        return uri
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # processes on this machine (a coordinator and `orch worker`s started at once) take turns: the
+    # first creates the schema, the others find it
+    with open(db.parent / f"{db.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         with sqlite3.connect(db) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-    try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-        raise TrackingError(f"cannot open the tracking store {uri}: {exc}") from None
+        _open_store(uri)
     return uri
+
+
+def _open_store(uri: str, attempts: int = 5) -> None:
+    for i in range(attempts):
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+            if "already exists" in str(exc) and i < attempts - 1:  # another process created it meanwhile
+                time.sleep(0.2 * (i + 1))
+                continue
+            raise TrackingError(f"cannot open the tracking store {uri}: {exc}") from None
 
 
 def _retry(fn, *args, attempts: int = 8, **kwargs):  # noqa: ANN001, ANN202
