@@ -430,7 +430,7 @@ def join_sweep(
             f"the sweep's runs are not this matrix's ({len(foreign)} unknown run keys): give the worker "
             "the same matrix file (and base config) as the coordinator"
         )
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(prepare_store(tracking_uri))  # a worker may be the first to open a fresh store
     n = workers or default_workers(len(items), specs[0].config.trainer.device)
     outcome = SweepOutcome(attrs.get("parent_run_id"))
     run_workers(
