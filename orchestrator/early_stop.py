@@ -2,12 +2,18 @@
 
 A worker sees only its own run, so the rule judges the run's curve alone with the verdict's statistics
 (the relative change over the analysis window so far, with the moving-block bootstrap interval of
-:func:`~orchestrator.verdict.hierarchical_bootstrap_rel_change` on one seed): the run stops when that
-interval has read the same decided way (``falls``, ``rises`` or ``flat``, against the matrix's
-``verdict.min_change``) at ``patience`` consecutive epochs, no earlier than ``verdict.min_window`` epochs into
-the window. It is a heuristic, not a guarantee: the cell's verdict is then judged on the seeds' common
-epochs (the report notes it), and ``bench/time_to_verdict.py`` measures, on a matrix, the epochs saved and
-whether every cell's verdict stayed what the full budget gives.
+:func:`~orchestrator.verdict.hierarchical_bootstrap_rel_change` on one seed), against the matrix's
+``verdict.min_change``: ``falls`` / ``rises`` when the interval lies beyond it, ``flat`` when it lies
+inside. The run stops when the same reading holds at ``patience`` consecutive epochs, no earlier than
+``verdict.min_window`` epochs into the window, and never while its training schedule still changes
+(``hold_until``: the end of a skip-weight decay, which keeps changing what the run learns).
+
+Extrapolating the interval to the whole budget's window before reading ``flat`` was tried and measured
+(``bench/time_to_verdict.py``): it saved about half as many epochs and flipped the same borderline cell.
+
+It is a heuristic, not a guarantee: the cell's verdict is then judged on the seeds' common epochs (the
+report notes it), and ``bench/time_to_verdict.py`` measures, on a matrix, the epochs saved and whether
+every cell's verdict stayed what the full budget gives.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class EarlyStopRule:
     patience: int = 3
     confidence: float = 0.95
     n_boot: int = 400
+    hold_until: int = 0  # no stop before this epoch (the end of a schedule that still changes training)
     history: list[float] = field(default_factory=list)
     readings: list[str | None] = field(default_factory=list)
 
@@ -71,6 +78,8 @@ class EarlyStopRule:
         self.readings.append(reading)
         last = self.readings[-self.patience :]
         if reading is None or len(last) < self.patience or any(r != reading for r in last):
+            return None
+        if epoch < self.hold_until:
             return None
         est, low, high = rel
         return (

@@ -432,7 +432,11 @@ def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
     if not matrix.budget.early_stop:
         return None
     v = matrix.verdict
+    tc = config.trainer
+    # a decaying skip weight changes training until the decay ends: no verdict before that is final
+    hold_until = 0 if tc.skip_schedule == "constant" else (tc.skip_decay_epochs or tc.epochs)
     return {
+        "hold_until": hold_until,
         "metric": v.metric,
         "epochs": config.trainer.epochs,
         "min_change": v.min_change,

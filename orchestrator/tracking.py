@@ -127,8 +127,10 @@ def _open_store(uri: str, attempts: int = 5) -> None:
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
             return
         except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-            if "already exists" in str(exc) and i < attempts - 1:  # another process created it meanwhile
-                time.sleep(0.2 * (i + 1))
+            # another process is creating or migrating the same store (one that did not take the lock,
+            # e.g. an older orch): wait for it, then find the schema in place
+            if "OperationalError" in f"{type(exc).__name__}: {exc}" and i < attempts - 1:
+                time.sleep(0.5 * (i + 1))
                 continue
             raise TrackingError(f"cannot open the tracking store {uri}: {exc}") from None
 

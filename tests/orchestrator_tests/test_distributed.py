@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.tracking import prepare_store
 
 
 def _pg_bindir() -> Path | None:
@@ -94,7 +95,9 @@ def _orch(*args: str, cwd: Path, **kw) -> subprocess.Popen:
 
 
 def _finished_by_key(uri: str) -> dict[str, list]:
-    client = MlflowClient(tracking_uri=uri)
+    # through prepare_store: it waits its turn while the coordinator creates the store (a raw client
+    # opened meanwhile would run MLflow's schema migration alongside it)
+    client = MlflowClient(tracking_uri=prepare_store(uri))
     exp = client.get_experiment_by_name("dist")
     out: dict[str, list] = {}
     for r in client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'run'"):

@@ -96,3 +96,23 @@ def test_sweep_stops_runs_early_logs_why_and_reruns_them_without_early_stop(
     path.write_text(yaml.safe_dump(matrix))
     _, full_specs = load_matrix(path)
     assert {p.state for p in plan_sweep(full_specs, tracker, "early")} == {"early"}
+
+
+def test_no_stop_while_the_skip_weight_still_decays(tiny: dict, tmp_path: Path) -> None:
+    """A run whose skip weight decays over the budget keeps changing until the decay ends: the rule that
+    a sweep hands to it holds any stop until then, however flat the curve reads."""
+    matrix = {
+        "name": "decay",
+        "base": tiny,
+        "cells": {"decay": {"skip_schedule": "linear"}, "const": {"skip_schedule": "constant"}},
+        "budget": {"epochs": 20, "early_stop": True},
+    }
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(matrix))
+    _, specs = load_matrix(path)
+    rules = {s.cell: s.early_stop for s in specs}
+    assert rules["decay"]["hold_until"] == 20 and rules["const"]["hold_until"] == 0
+    flat = _curve(20, 0.0, 0.002)
+    assert _feed(EarlyStopRule.from_payload(rules["decay"]), flat) == (None, None)
+    stop, _ = _feed(EarlyStopRule.from_payload(rules["const"]), flat)
+    assert stop is not None and stop < 20
