@@ -171,6 +171,57 @@ def baseline_section() -> str:
     )
 
 
+BATCHNORM_CELLS = ("original", "no_skip", "no_skip_everywhere")
+
+
+def batchnorm_section() -> str:
+    """The validation cross loss of each cell's seed-0 run (retrained: training is deterministic) with
+    BatchNorm as evaluated (running statistics) and with the statistics of each validation batch, as in
+    training (batches of the training batch size; every path's block its own statistics)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from model.trainer import fit
+    from orchestrator.matrix import load_matrix
+
+    _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
+    rows = []
+    for cell in BATCHNORM_CELLS:
+        spec = next(s for s in specs if s.cell == cell and s.seed == 0)
+        print(f"$ (retrain {cell} seed 0 and evaluate it both ways)", flush=True)
+        trainer = fit(spec.config).trainer
+        values = {}
+        for mode in ("eval", "batch"):
+            trainer.model.train(mode == "batch")
+            total, n = 0.0, 0
+            with torch.no_grad():
+                for batch in trainer.val.sequential(spec.config.trainer.batch_size):
+                    out = trainer.forward(batch["a"], batch["b"], 1.0)
+                    total += float(out.losses["cross"]) * batch["a"].shape[0]
+                    n += batch["a"].shape[0]
+            values[mode] = total / n
+        rows.append(f"| {cell} | {values['eval']:.4f} | {values['batch']:.4f} |")
+    return (
+        "\n".join(
+            [
+                "### BatchNorm: running statistics against batch statistics",
+                "",
+                "Computed by `python docs/make_findings.py` (function `batchnorm_section`): each cell's "
+                "seed-0 "
+                "run of the test matrix, retrained, its validation cross loss with BatchNorm in evaluation "
+                "mode (running statistics: what every verdict above judges) and with each validation batch's "
+                "own statistics, as in training:",
+                "",
+                "| cell | cross, running statistics | cross, batch statistics |",
+                "|---|---|---|",
+                *rows,
+                "",
+            ]
+        )
+        + "\n"
+    )
+
+
 def main() -> None:
     IMG.mkdir(parents=True, exist_ok=True)
     sections, verdicts = [], {}
@@ -179,6 +230,7 @@ def main() -> None:
         sections.append(text)
         verdicts[name] = v
     sections.insert(0, baseline_section())
+    sections.insert(1, batchnorm_section())
     diag_text, _ = diagnose_section()
     sections.append(diag_text)
     (WORK / "verdicts.json").write_text(json.dumps(verdicts, indent=2))
