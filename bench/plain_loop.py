@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     configs = cell_configs(device=args.device)
     cells = args.cells.split(",") if args.cells else list(configs)
     table = Table(
-        title=f"trainer vs the note's plain loop ({args.device}, {torch.get_num_threads()} threads)"
+        title=f"trainer ({args.precision}) vs the note's plain loop "
+        f"({args.device}, {torch.get_num_threads()} threads)"
     )
     for col in (
         "cell",
