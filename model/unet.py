@@ -39,33 +39,14 @@ Size = tuple[int, int]
 def group_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """``bn`` applied to each of the ``groups`` equal batch blocks of ``x`` as if called on them in turn.
 
-    In training mode each block is normalised with its own batch statistics, and the running
-    statistics end where ``groups`` successive calls would leave them. In eval mode (running
-    statistics) a block's result does not depend on the others, so one call does it.
+    In training mode each block is normalised with its own batch statistics and the running statistics
+    are updated block after block, as separate calls would (the blocks are contiguous views, so only the
+    result is copied). In eval mode (running statistics) a block's result does not depend on the others,
+    so one call does it.
     """
-    if groups == 1 or not (bn.training and bn.track_running_stats) or bn.momentum is None:
-        if groups == 1 or not bn.training:
-            return bn(x)
-        return torch.cat([bn(block) for block in x.chunk(groups)])
-    b, c, h, w = x.shape
-    # (G*B, C, H, W) -> (B, G*C, H, W): one channel per (block, channel), so batch_norm's statistics
-    # over (B, H, W) are the block's own
-    xg = x.view(groups, b // groups, c, h, w).transpose(0, 1).reshape(b // groups, groups * c, h, w)
-    m = bn.momentum
-    run_mean = bn.running_mean.repeat(groups)  # each block's update from the same start: (1-m) r0 + m mu_g
-    run_var = bn.running_var.repeat(groups)
-    weight = bn.weight.repeat(groups) if bn.weight is not None else None
-    bias = bn.bias.repeat(groups) if bn.bias is not None else None
-    yg = F.batch_norm(xg, run_mean, run_var, weight, bias, True, m, bn.eps)
-    with torch.no_grad():
-        for running, updated in ((bn.running_mean, run_mean), (bn.running_var, run_var)):
-            step = updated.view(groups, c) - (1 - m) * running  # m * (block statistic)
-            new = running * (1 - m) ** groups
-            for g in range(groups):
-                new = new + (1 - m) ** (groups - 1 - g) * step[g]
-            running.copy_(new)
-        bn.num_batches_tracked.add_(groups)
-    return yg.view(b // groups, groups, c, h, w).transpose(0, 1).reshape(b, c, h, w)
+    if groups == 1 or not bn.training:
+        return bn(x)
+    return torch.cat([bn(block) for block in x.chunk(groups)])
 
 
 class DoubleConv(nn.Module):
