@@ -238,7 +238,7 @@ class Trainer:
         m = self.model
         # both domains in one encoder pass, and a decoder's same-domain and cross passes in one when they
         # share a skip mode: grouped passes keep each block's BatchNorm statistics (the separate calls' math)
-        z, skips = m.encoder.forward_groups(torch.cat([x_a, x_b]), 2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
+        z, skips = m.encoder(torch.cat([x_a, x_b]), groups=2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
         z_a, z_b = z.chunk(2)
         skips_a, skips_b = [s.chunk(2)[0] for s in skips], [s.chunk(2)[1] for s in skips]
         sizes = [tuple(s.shape[-2:]) for s in skips]

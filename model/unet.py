@@ -81,6 +81,11 @@ class Down(nn.Module):
         return self.conv(self.pool(x), groups)
 
 
+def _stack(blocks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Blocks stacked along the batch (a single block as it is, without a copy)."""
+    return blocks[0] if len(blocks) == 1 else torch.cat(list(blocks))
+
+
 def _pad_to(x: torch.Tensor, size: Size) -> torch.Tensor:
     """Centre-pad (or crop) ``x`` (B, C, h, w) to spatial ``size``, as the familiar UNet ``Up`` does."""
     dy, dx = size[0] - x.shape[-2], size[1] - x.shape[-1]
@@ -130,11 +135,14 @@ class Up(nn.Module):
         x2: torch.Tensor | None = None,
         skip_weight: float = 1.0,
         size: Size | None = None,
+        groups: int = 1,
     ) -> torch.Tensor:
         """Merge ``x1`` (B, in, h, w) with the skip ``x2`` (B, skip, H, W) or, when absent, nothing.
 
         Args:
             size: output (H, W) when ``x2`` is None (default: twice ``x1``'s).
+            groups: ``x1`` (and ``x2``) stack this many equal batch blocks, each normalised with its own
+                BatchNorm statistics: the result of calling this block by block.
 
         Returns:
             (B, out, H, W)
@@ -145,48 +153,20 @@ class Up(nn.Module):
             x1 = _pad_to(x1, target)  # (B, skip, H, W)
         if self.mode == "add":
             if x2 is None:
-                return self.conv(x1)  # nothing is lost without a skip
+                return self.conv(x1, groups)  # nothing is lost without a skip
             if x2.shape[-2:] != x1.shape[-2:]:
                 x2 = F.interpolate(x2, size=x1.shape[-2:])
-            return self.conv(x1 + skip_weight * x2)
+            return self.conv(x1 + skip_weight * x2, groups)
         if x2 is None:
             # The original concatenates zeros: cat([0, x1]). Their half of the first convolution
             # contributes nothing, so convolve x1 with the upsampled half of the weights alone: the
             # same numbers without the wasted work (tests check it against the explicit zeros).
             conv1 = self.conv.conv1
             h = F.conv2d(x1, conv1.weight[:, self.skip_channels :], conv1.bias, padding=1)
-            return self.conv.after_conv1(h)
-        if skip_weight != 1.0:
-            x2 = skip_weight * x2
-        return self.conv(torch.cat([x2, x1], dim=1))  # (B, 2 * skip, H, W) -> (B, out, H, W)
-
-    def forward_groups(
-        self,
-        x1: torch.Tensor,
-        x2: torch.Tensor | None,
-        groups: int,
-        skip_weight: float = 1.0,
-        size: Size | None = None,
-    ) -> torch.Tensor:
-        """:meth:`forward` of ``groups`` equal batch blocks of ``x1`` (and of ``x2``) at once: the same
-        result as calling it block by block (each block's own BatchNorm statistics)."""
-        if groups == 1:
-            return self(x1, x2, skip_weight=skip_weight, size=size)
-        x1 = self.up(x1)  # (G*B, skip, 2h, 2w)
-        target = tuple(x2.shape[-2:]) if x2 is not None else size
-        if target is not None:
-            x1 = _pad_to(x1, target)
-        if self.mode == "add":
-            if x2 is not None and x2.shape[-2:] != x1.shape[-2:]:
-                x2 = F.interpolate(x2, size=x1.shape[-2:])
-            return self.conv(x1 if x2 is None else x1 + skip_weight * x2, groups)
-        if x2 is None:  # the zero-free no-skip path, as in forward
-            conv1 = self.conv.conv1
-            h = F.conv2d(x1, conv1.weight[:, self.skip_channels :], conv1.bias, padding=1)
             return self.conv.after_conv1(h, groups)
         if skip_weight != 1.0:
             x2 = skip_weight * x2
-        return self.conv(torch.cat([x2, x1], dim=1), groups)
+        return self.conv(torch.cat([x2, x1], dim=1), groups)  # (B, 2 * skip, H, W) -> (B, out, H, W)
 
     def forward_explicit_zeros(self, x1: torch.Tensor, size: Size | None = None) -> torch.Tensor:
         """The original no-skip path, literally ``cat([zeros_like(x1), x1])`` (reference for tests)."""
@@ -207,18 +187,17 @@ class Encoder(nn.Module):
         self.bottleneck = Down(f[-1], cfg.latent_channels)
         self.skip_channels = list(f)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Encode ``x`` (B, C, H, W).
+
+        Args:
+            groups: ``x`` stacks this many equal batch blocks, each normalised with its own BatchNorm
+                statistics (the result of encoding them one by one); outputs keep the blocks stacked.
 
         Returns:
             ``z`` (B, latent, H / 2**n, W / 2**n) and skips, shallow to deep: skip i is
             (B, features[i], H / 2**i, W / 2**i).
         """
-        return self.forward_groups(x, 1)
-
-    def forward_groups(self, x: torch.Tensor, groups: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """:meth:`forward` of ``groups`` equal batch blocks of ``x`` at once (each block's own BatchNorm
-        statistics, as separate calls would use); outputs keep the blocks stacked."""
         h = self.inc(x, groups)
         skips = [h]
         for down in self.downs:
@@ -265,32 +244,28 @@ class Decoder(nn.Module):
         Returns:
             (B, out_channels, H, W)
         """
-        h = z
-        n = len(self.ups)
-        for i, up in enumerate(self.ups):
-            level = n - 1 - i
-            skip = skips[level] if skips is not None else None
-            size = tuple(sizes[level]) if sizes is not None else None
-            h = up(h, skip, skip_weight=skip_weight, size=size)
-        return self.outc(h)
+        return self.forward_groups(
+            [z], None if skips is None else [skips], sizes=sizes, skip_weight=skip_weight
+        )[0]
 
     def forward_groups(
         self,
         zs: Sequence[torch.Tensor],
         skips: Sequence[Sequence[torch.Tensor]] | None,
         *,
-        sizes: Sequence[Size],
+        sizes: Sequence[Size] | None = None,
         skip_weight: float = 1.0,
     ) -> list[torch.Tensor]:
         """:meth:`forward` of each ``zs[g]`` with ``skips[g]`` (or, when ``skips`` is None, none), in one
         batched pass; every ``zs[g]`` has the same shape. Returns one output per ``g``."""
         groups = len(zs)
-        h = torch.cat(list(zs))
+        h = _stack(zs)
         n = len(self.ups)
         for i, up in enumerate(self.ups):
             level = n - 1 - i
-            skip = torch.cat([s[level] for s in skips]) if skips is not None else None
-            h = up.forward_groups(h, skip, groups, skip_weight=skip_weight, size=tuple(sizes[level]))
+            skip = _stack([s[level] for s in skips]) if skips is not None else None
+            size = tuple(sizes[level]) if sizes is not None else None
+            h = up(h, skip, skip_weight=skip_weight, size=size, groups=groups)
         return list(self.outc(h).chunk(groups))
 
 

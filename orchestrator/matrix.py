@@ -438,7 +438,7 @@ def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
     return {
         "hold_until": hold_until,
         "metric": v.metric,
-        "epochs": config.trainer.epochs,
+        "epochs": tc.epochs,
         "min_change": v.min_change,
         "warmup": v.warmup,
         "min_window": v.min_window,
