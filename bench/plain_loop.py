@@ -7,6 +7,10 @@ permutation): the losses of the first step (same weights, same batch) must agree
 the per-epoch mean losses stay close (Adam amplifies rounding differences a little over the steps); the
 script prints both relative differences beside the steps/s ratio.
 
+The ceiling column is the speed-up a trainer would reach if it did the step's necessary FLOPs (counted
+as in ``bench.trainer_flops``: no convolution of zeros) at the machine's dense float32 matmul rate,
+measured in the same run: the most that making the trainer faster, rather than doing less work, can give.
+
     .venv/bin/python -m bench.plain_loop [--steps 30] [--repeats 3] [--cells original,no_skip]
 """
 
@@ -17,10 +21,10 @@ import copy
 import time
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
-from bench.common import cell_configs
+from bench.common import cell_configs, matmul_flops, wide_console
+from bench.trainer_flops import step_flops
 from model.trainer import Trainer
 from model.unet import CrossDomainAE, Decoder
 
@@ -94,7 +98,8 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
     data = cfg.to_dict()
     data["trainer"] |= {"steps_per_epoch": steps, "precision": precision}
     trainer = Trainer(type(cfg).model_validate(data))
-    plain_model = copy.deepcopy(trainer.model)
+    # the note's code keeps PyTorch's default layout; the trainer's channels_last is one of its speed-ups
+    plain_model = copy.deepcopy(trainer.model).to(memory_format=torch.contiguous_format)
     plain_opt = trainer._optimizer(list(plain_model.parameters()), trainer.config.trainer.lr)
     t_trainer, t_plain, diffs = [], [], []
     first = _first_step_diff(trainer, plain_model)
@@ -110,7 +115,15 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
     # the first epoch of each is a warm-up
     mine_s = sorted(t_trainer[1:])[len(t_trainer[1:]) // 2] / steps
     plain_s = sorted(t_plain[1:])[len(t_plain[1:]) // 2] / steps
-    return {"trainer": 1 / mine_s, "plain": 1 / plain_s, "first_step": first, "epochs": max(diffs)}
+    # the ceiling: a trainer doing the step's necessary FLOPs at the machine's dense matmul rate
+    ceiling = plain_s / (step_flops(trainer) / matmul_flops(trainer.device))
+    return {
+        "trainer": 1 / mine_s,
+        "plain": 1 / plain_s,
+        "ceiling": ceiling,
+        "first_step": first,
+        "epochs": max(diffs),
+    }
 
 
 def _first_step_diff(trainer: Trainer, plain_model: CrossDomainAE) -> float:
@@ -147,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         "trainer steps/s",
         "plain steps/s",
         "speed-up",
+        "ceiling",
         "loss rel. diff, 1st step",
         "loss rel. diff, epoch means",
     ):
@@ -158,10 +172,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['trainer']:.2f}",
             f"{r['plain']:.2f}",
             f"{r['trainer'] / r['plain']:.2f}x",
+            f"{r['ceiling']:.2f}x",
             f"{r['first_step']:.1e}",
             f"{r['epochs']:.1e}",
         )
-    Console().print(table)
+    wide_console().print(table)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, TEST_MATRIX
+from bench.common import ROOT, TEST_MATRIX, wide_console
 from orchestrator.judge import collect_cells, judge_cells
 from orchestrator.matrix import Matrix, expand, load_matrix
 from orchestrator.sweep import run_sweep
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'runs' / 'mlflow.db'}")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
-    console = Console()
+    console = wide_console()
     matrix, specs = load_matrix(args.matrix)
     bf16 = _bfloat16(matrix, Path(args.matrix).parent)
     bf16_specs = expand(bf16, root=Path(args.matrix).resolve().parent)

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import torch
 import yaml
-from rich.console import Console
 
-from bench.common import ROOT, TEST_MATRIX
+from bench.common import ROOT, TEST_MATRIX, wide_console
 from model.data import open_source
 from model.trainer import fit
 from orchestrator.matrix import load_matrix
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
-    console = Console()
+    console = wide_console()
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         tmp_path = Path(tmp)
         path = _cut(Path(args.matrix), args.seeds, tmp_path)

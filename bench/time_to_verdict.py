@@ -6,7 +6,7 @@ so a run stopped at epoch e would have logged exactly the first e + 1 epochs of 
 trains N runs for real with the rule on and checks it). Prints, per cell, the verdict on the full curves and
 on the stopped ones, and the epochs each needed.
 
-    .venv/bin/python -m bench.time_to_verdict [--matrix matrices/test_matrix.yaml] [--patience 3] [--verify 1]
+    .venv/bin/python -m bench.time_to_verdict [--matrix matrices/test_matrix.yaml] [--patience N] [--verify 1]
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-from bench.common import ROOT, TEST_MATRIX
+from bench.common import ROOT, TEST_MATRIX, wide_console
 from model.trainer import fit
 from orchestrator.early_stop import EarlyStopRule
 from orchestrator.judge import CellData, collect_cells, judge_cells
@@ -42,16 +41,21 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", default=str(TEST_MATRIX))
     ap.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'runs' / 'mlflow.db'}")
-    ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument(
+        "--patience", type=int, default=None, help="default: the matrix's budget.early_stop_patience"
+    )
     ap.add_argument("--verify", type=int, default=1, help="runs to train for real with early stops on")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
-    console = Console()
+    console = wide_console()
     matrix, specs = load_matrix(args.matrix)
     console.print(f"full budget: orch sweep {args.matrix} (finished runs are reused)")
     run_sweep(matrix, specs, tracking_uri=args.tracking_uri, workers=args.workers)
 
-    budget = matrix.budget.model_copy(update={"early_stop": True, "early_stop_patience": args.patience})
+    update: dict = {"early_stop": True}
+    if args.patience is not None:
+        update["early_stop_patience"] = args.patience
+    budget = matrix.budget.model_copy(update=update)
     early_specs = expand(
         matrix.model_copy(update={"budget": budget}), root=Path(args.matrix).resolve().parent
     )
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     full_v = {v.cell: v for v in judge_cells(full_cells, settings)}
     early_v = {v.cell: v for v in judge_cells(stopped_cells, settings)}
 
-    table = Table(title=f"time to verdict: {matrix.name}, early_stop_patience={args.patience}")
+    table = Table(title=f"time to verdict: {matrix.name}, early_stop_patience={budget.early_stop_patience}")
     for col in ("cell", "full budget", "early stops", "same", "epochs full", "epochs early", "saved"):
         table.add_column(col)
     all_same, sum_full, sum_early = True, 0, 0

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import cell_configs, matmul_flops, median_time
+from bench.common import cell_configs, matmul_flops, median_time, wide_console
 from model.trainer import Trainer
 
 __all__ = ["main", "step_flops"]
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    console = Console()
+    console = wide_console()
     table = Table(
         title=f"trainer vs dense matmul ({device}, {torch.get_num_threads()} threads, {args.precision})"
     )

@@ -172,14 +172,20 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         self.device = resolve_device(tc.device)
         torch.manual_seed(tc.seed)
-        self.model = CrossDomainAE(config.model).to(self.device)
+        # channels_last: the layout oneDNN's convolutions run natively, measured 10-15% faster on the CPU
+        # (docs/performance.md); the same numbers within float rounding
+        self.model = CrossDomainAE(config.model).to(self.device, memory_format=torch.channels_last)
         self.adversarial = tc.loss_weights.adv > 0
         self.disc_a = self.disc_b = None
         params = list(self.model.parameters())
         self.optimizer = self._optimizer(params, tc.lr)
         if self.adversarial:
-            self.disc_a = PatchDiscriminator(config.model.discriminator).to(self.device)
-            self.disc_b = PatchDiscriminator(config.model.discriminator).to(self.device)
+            self.disc_a = PatchDiscriminator(config.model.discriminator).to(
+                self.device, memory_format=torch.channels_last
+            )
+            self.disc_b = PatchDiscriminator(config.model.discriminator).to(
+                self.device, memory_format=torch.channels_last
+            )
             disc_params = [*self.disc_a.parameters(), *self.disc_b.parameters()]
             self.disc_optimizer = self._optimizer(disc_params, tc.discriminator_lr)
         self.source = source if source is not None else open_source(config.data)

@@ -148,7 +148,9 @@ class Budget(_Strict):
         description="stop a run once its own curve has read the same decided verdict for early_stop_patience "
         "epochs in a row (orchestrator/early_stop.py; the reason is logged as the tag orch.early_stop)",
     )
-    early_stop_patience: int = Field(3, ge=1, description="consecutive decided epochs before an early stop")
+    early_stop_patience: int = Field(
+        2, ge=1, description="consecutive decided epochs before an early stop (measured: docs/performance.md)"
+    )
 
 
 class Matrix(_Strict):

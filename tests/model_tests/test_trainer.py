@@ -195,14 +195,18 @@ def _separate_step(
 def test_grouped_training_step_equals_separate_calls(
     tiny: dict, up_mode: str, strategy: str, same_skip: bool
 ) -> None:
-    """The trainer's batched passes (both domains in one encoder pass, a decoder's two paths in one)
-    give the separate calls' losses, gradients and BatchNorm running statistics, in training mode."""
+    """The trainer's batched passes (both domains in one encoder pass, a decoder's two paths in one), in
+    its channels_last layout, give the separate calls' losses, gradients and BatchNorm running
+    statistics in PyTorch's default layout, in training mode."""
     import copy
 
     tiny["model"]["up_mode"] = up_mode
     tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
     tr = Trainer(load_config(tiny), _pairs())
-    reference = copy.deepcopy(tr.model)
+    conv = tr.model.encoder.inc.conv2.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    reference = copy.deepcopy(tr.model).to(memory_format=torch.contiguous_format)
+    assert reference.encoder.inc.conv2.weight.is_contiguous()
     tr.model.train()
     reference.train()
     batch = tr.train.take(np.arange(8))
