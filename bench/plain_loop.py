@@ -100,7 +100,10 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
     trainer = Trainer(type(cfg).model_validate(data))
     # the note's code keeps PyTorch's default layout; the trainer's channels_last is one of its speed-ups
     plain_model = copy.deepcopy(trainer.model).to(memory_format=torch.contiguous_format)
-    plain_opt = trainer._optimizer(list(plain_model.parameters()), trainer.config.trainer.lr)
+    tc = trainer.config.trainer
+    assert tc.optimizer == "adam", "the plain loop is the note's, with Adam"
+    # PyTorch's default Adam, as the note's code would create it (the trainer's is fused)
+    plain_opt = torch.optim.Adam(plain_model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     t_trainer, t_plain, diffs = [], [], []
     first = _first_step_diff(trainer, plain_model)
     for epoch in range(1, repeats + 2):

@@ -12,6 +12,8 @@ minutes), in one invocation:
 Overhead is (sweep 1 worker - bare) / bare; speed-up is sweep 1 worker / sweep N workers.
 
     .venv/bin/python -m bench.sweep_overhead [--matrix matrices/test_matrix.yaml] [--seeds 1] [--workers 2]
+
+``--workers 1`` times the sweep with one worker only (no scaling run).
 """
 
 from __future__ import annotations
@@ -87,16 +89,19 @@ def main(argv: list[str] | None = None) -> None:
         )
         bare = _bare(path)
         console.print(f"bare runs in one process: {bare:.1f} s")
-        stores = {w: tmp_path / f"workers{w}" for w in (1, args.workers)}
+        stores = {w: tmp_path / f"workers{w}" for w in {1, max(args.workers, 1)}}
         for store in stores.values():
             store.mkdir()
         one = _sweep(path, 1, stores[1])
         console.print(f"orch sweep --workers 1: {one:.1f} s")
-        many = _sweep(path, args.workers, stores[args.workers])
-        console.print(f"orch sweep --workers {args.workers}: {many:.1f} s")
+        many = None
+        if args.workers > 1:
+            many = _sweep(path, args.workers, stores[args.workers])
+            console.print(f"orch sweep --workers {args.workers}: {many:.1f} s")
+    scaling = f"; speed-up with {args.workers} workers: {one / many:.2f}x" if many else ""
     console.print(
-        f"overhead of orch sweep (1 worker) over the bare runs: {100 * (one - bare) / bare:+.1f}%; "
-        f"speed-up with {args.workers} workers: {one / many:.2f}x"
+        f"overhead of orch sweep (1 worker) over the bare runs: {100 * (one - bare) / bare:+.1f}% "
+        f"({one - bare:+.1f} s over {n} runs){scaling}"
     )
 
 

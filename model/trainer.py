@@ -200,9 +200,12 @@ class Trainer:
         tc = self.config.trainer
         if tc.optimizer == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=tc.weight_decay)
+        # fused: one kernel for every parameter's update instead of a Python loop over them (measured 7-8%
+        # more steps/s on the CPU, bench/trainer_variants.py; the same update within float rounding)
+        fused = self.device.type in ("cpu", "cuda")
         if tc.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay)
-        return torch.optim.Adam(params, lr=lr, weight_decay=tc.weight_decay)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay, fused=fused)
+        return torch.optim.Adam(params, lr=lr, weight_decay=tc.weight_decay, fused=fused)
 
     # ------------------------------------------------------------------------------------- forward
 
