@@ -40,6 +40,10 @@ def _seconds(tracker: Tracker, experiment: str, keys: set[str]) -> float:
     return sum(per_run) / max(1, len(per_run))
 
 
+def _reading(v) -> str:
+    return f"{v.verdict} ({v.state})" if v.state else str(v.verdict)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", default=str(TEST_MATRIX))
@@ -68,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         same_all &= same
         table.add_row(
             cell,
-            f"{a.verdict} ({a.state})",
-            f"{b.verdict} ({b.state})",
+            _reading(a),
+            _reading(b),
             "yes" if same else "NO",
             f"{a.end:.4f}" if a.end is not None else "-",
             f"{b.end:.4f}" if b.end is not None else "-",
