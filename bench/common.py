@@ -16,7 +16,7 @@ from orchestrator.matrix import load_matrix
 ROOT = Path(__file__).resolve().parents[1]
 TEST_MATRIX = ROOT / "matrices" / "test_matrix.yaml"
 
-__all__ = ["ROOT", "TEST_MATRIX", "cell_configs", "matmul_flops", "median_time", "wide_console"]
+__all__ = ["ROOT", "TEST_MATRIX", "cell_configs", "matmul_flops", "median_time", "timings", "wide_console"]
 
 
 def wide_console() -> Console:
@@ -37,8 +37,8 @@ def cell_configs(matrix: Path = TEST_MATRIX, seed: int = 0, device: str = "cpu")
     return out
 
 
-def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    """Median wall seconds of ``fn()`` over ``repeats`` calls (after one warm-up call)."""
+def timings(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Wall seconds of each of ``repeats`` calls of ``fn()`` (after one warm-up call)."""
     fn()
     sync()
     times = []
@@ -47,7 +47,12 @@ def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls (after one warm-up call)."""
+    return statistics.median(timings(fn, repeats, sync))
 
 
 def matmul_flops(device: torch.device, n: int = 1024, repeats: int = 20) -> float:
@@ -59,12 +64,4 @@ def matmul_flops(device: torch.device, n: int = 1024, repeats: int = 20) -> floa
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    a @ b
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+    return 2 * n**3 / min(timings(lambda: a @ b, repeats, sync))

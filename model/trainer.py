@@ -172,8 +172,8 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         self.device = resolve_device(tc.device)
         torch.manual_seed(tc.seed)
-        # channels_last: the layout oneDNN's convolutions run natively, measured 10-15% faster on the CPU
-        # (docs/performance.md); the same numbers within float rounding
+        # channels_last: the layout oneDNN's convolutions run natively, 16-20% more steps/s on the CPU
+        # (bench/trainer_variants.py); the same numbers within float rounding
         self.model = CrossDomainAE(config.model).to(self.device, memory_format=torch.channels_last)
         self.adversarial = tc.loss_weights.adv > 0
         self.disc_a = self.disc_b = None
@@ -200,8 +200,8 @@ class Trainer:
         tc = self.config.trainer
         if tc.optimizer == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=tc.weight_decay)
-        # fused: one kernel for every parameter's update instead of a Python loop over them (measured 7-8%
-        # more steps/s on the CPU, bench/trainer_variants.py; the same update within float rounding)
+        # fused: one kernel for every parameter's update instead of a Python loop over them (0-8% more
+        # steps/s on the CPU, bench/trainer_variants.py; the same update within float rounding)
         fused = self.device.type in ("cpu", "cuda")
         if tc.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay, fused=fused)
@@ -249,7 +249,8 @@ class Trainer:
         # share a skip mode: grouped passes keep each block's BatchNorm statistics (the separate calls' math)
         z, skips = m.encoder(torch.cat([x_a, x_b]), groups=2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
         z_a, z_b = z.chunk(2)
-        skips_a, skips_b = [s.chunk(2)[0] for s in skips], [s.chunk(2)[1] for s in skips]
+        halves = [s.chunk(2) for s in skips]
+        skips_a, skips_b = [h[0] for h in halves], [h[1] for h in halves]
         sizes = [tuple(s.shape[-2:]) for s in skips]
         same = tc.same_domain_use_skip
         use_src = tc.cross_domain_strategy == "use_source"
