@@ -3,10 +3,12 @@
 Runs the matrix at its full budget (resumable: finished runs in the store are reused), then replays the
 early-stop rule of ``orchestrator/early_stop.py`` on every run's logged curve: training is deterministic,
 so a run stopped at epoch e would have logged exactly the first e + 1 epochs of the full run (``--verify N``
-trains N runs for real with the rule on and checks it). Prints, per cell, the verdict on the full curves and
-on the stopped ones, and the epochs each needed.
+trains N runs for real with the rule on and checks it). The stopped curves are judged as ``orch report``
+judges a store with early stops (over the budget's window, each stopped run's line extended to its end).
+Prints, per cell, the verdict on the full curves and on the stopped ones, and the epochs each needed.
 
-    .venv/bin/python -m bench.time_to_verdict [--matrix matrices/test_matrix.yaml] [--patience N] [--verify 1]
+    .venv/bin/python -m bench.time_to_verdict [--matrix matrices/test_matrix.yaml] [--patience N]
+        [--confidence C] [--verify 1]
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--patience", type=int, default=None, help="default: the matrix's budget.early_stop_patience"
     )
+    ap.add_argument(
+        "--confidence", type=float, default=None, help="the rule's interval level (default: the verdict's)"
+    )
     ap.add_argument("--verify", type=int, default=1, help="runs to train for real with early stops on")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         matrix.model_copy(update={"budget": budget}), root=Path(args.matrix).resolve().parent
     )
     rules = {s.run_key: s.early_stop for s in early_specs}
+    if args.confidence is not None:
+        rules = {k: {**r, "confidence": args.confidence} for k, r in rules.items()}
     settings = matrix.verdict
     tracker = Tracker(args.tracking_uri)
     full_cells = collect_cells(tracker, matrix.name, settings.metric, specs=specs)
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     stopped_cells, trained = [], {}
     for cell in full_cells:
         short = CellData(cell.name, cell.axes, cell.expect, cell.guards, seeds=list(cell.seeds))
+        short.planned_epochs = max(len(c) for c in cell.curves)  # as collect_cells sets it for stopped runs
         full_epochs = early_epochs = 0
         for run_id, curve in zip(cell.run_ids, cell.curves, strict=True):
             rec = records[run_id]
@@ -111,12 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     for spec in early_specs[: args.verify]:
-        rule = EarlyStopRule.from_payload(spec.early_stop)
+        rule = EarlyStopRule.from_payload(rules[spec.run_key])
         result = fit(spec.config, on_epoch=lambda r, rule=rule: rule(r.metrics))
         real = np.array([e.metrics[settings.metric] for e in result.epochs])
         rec = next(r for r in records.values() if r.run_key == spec.run_key)
         logged = np.array([v for _, v in sorted(rec.history[settings.metric])])[: len(real)]
-        replay_stop = _stop_epoch(spec.early_stop, rec.history, settings.metric)
+        replay_stop = _stop_epoch(rules[spec.run_key], rec.history, settings.metric)
         console.print(
             f"verify {spec.cell} seed {spec.seed}: trained with early stops to epoch {len(real) - 1} "
             f"(replay: {replay_stop}); curve max |difference| from the full run's first epochs "

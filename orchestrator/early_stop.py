@@ -1,19 +1,19 @@
 """Early verdicts: stop a run once its own curve has decided the trend, with margin.
 
 A worker sees only its own run, so the rule judges the run's curve alone with the verdict's statistics
-(the relative change over the analysis window so far, with the moving-block bootstrap interval of
+(the relative change over the analysis window, with the moving-block bootstrap interval of
 :func:`~orchestrator.verdict.hierarchical_bootstrap_rel_change` on one seed), against the matrix's
 ``verdict.min_change``: ``falls`` / ``rises`` when the interval lies beyond it, ``flat`` when it lies
-inside. The run stops when the same reading holds at ``patience`` consecutive epochs, no earlier than
-``verdict.min_window`` epochs into the window, and never while its training schedule still changes
+inside. An epoch's reading counts only when two intervals agree on it: the one over the window so far, and
+the one the report will judge a stopped run by, its line extended to the budget's last epoch
+(``judge_cell(planned_epochs=...)``). The first keeps a ``falls`` from resting on the extension alone; the
+second keeps a slow, steady change, small over the epochs so far but not over the whole window, from
+reading ``flat``. The run stops when the same reading holds at ``patience`` consecutive epochs, no earlier
+than ``verdict.min_window`` epochs into the window, and never while its training schedule still changes
 (``hold_until``: the end of a skip-weight decay, which keeps changing what the run learns).
 
-Extrapolating the interval to the whole budget's window before reading ``flat`` was tried and measured
-(``bench/time_to_verdict.py``): it saved about half as many epochs and flipped the same borderline cell.
-
-It is a heuristic, not a guarantee: the cell's verdict is then judged on the seeds' common epochs (the
-report notes it), and ``bench/time_to_verdict.py`` measures, on a matrix, the epochs saved and whether
-every cell's verdict stayed what the full budget gives.
+It is a heuristic, not a guarantee: ``bench/time_to_verdict.py`` measures, on a matrix, the epochs saved
+and whether every cell's verdict stayed what the full budget gives.
 """
 
 from __future__ import annotations
@@ -71,10 +71,18 @@ class EarlyStopRule:
         if epoch - warmup + 1 < self.min_window:
             self.readings.append(None)
             return None
+        curve = np.asarray([self.history])
         rel = hierarchical_bootstrap_rel_change(
-            np.asarray([self.history]), (warmup, epoch), n_boot=self.n_boot, confidence=self.confidence
+            curve, (warmup, epoch), n_boot=self.n_boot, confidence=self.confidence
         )
         reading = decided(rel, self.min_change)
+        if reading is not None and epoch < self.epochs:
+            # What the judge will see of a stopped run: its line extended to the budget's last epoch.
+            extended = hierarchical_bootstrap_rel_change(
+                curve, (warmup, self.epochs), n_boot=self.n_boot, confidence=self.confidence, extend=True
+            )
+            if decided(extended, self.min_change) != reading:
+                reading = None
         self.readings.append(reading)
         last = self.readings[-self.patience :]
         if reading is None or len(last) < self.patience or any(r != reading for r in last):

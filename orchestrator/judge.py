@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import TAG_FAILURE, RunRecord, Tracker, TrackingError
+from orchestrator.tracking import TAG_FAILURE, TAG_STOP, RunRecord, Tracker, TrackingError
 from orchestrator.verdict import CellVerdict, Guard, VerdictSettings, judge_cell
 
 __all__ = ["CellData", "ReportError", "collect_cells", "judge_cells"]
@@ -34,6 +34,7 @@ class CellData:
     crashed: int = 0
     missing: int = 0
     run_ids: list[str] = field(default_factory=list)
+    planned_epochs: int | None = None  # recorded epochs of the budget, set when a run stopped early
 
 
 def _pick(runs: list[RunRecord]) -> RunRecord:
@@ -115,6 +116,9 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
     cell.seeds.append(seed)
     cell.curves.append(curve)
     cell.run_ids.append(rec.run_id)
+    budget = rec.params.get("trainer.epochs")
+    if rec.tags.get(TAG_STOP) and budget is not None:  # stopped early: judged over the budget's window
+        cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
     for name, points in rec.history.items():
         cell.finals.setdefault(name, []).append(points[-1][1])
 
@@ -137,6 +141,7 @@ def judge_cells(cells: Sequence[CellData], settings: VerdictSettings) -> list[Ce
                 diverged_seeds=cell.diverged,
                 crashed_seeds=cell.crashed,
                 seeds=cell.seeds,
+                planned_epochs=cell.planned_epochs,
             )
         )
     return out

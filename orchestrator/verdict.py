@@ -321,6 +321,7 @@ def hierarchical_bootstrap_rel_change(
     confidence: float = 0.95,
     block_length: int | None = None,
     seed: int = 0,
+    extend: bool = False,
 ) -> tuple[float, float, float]:
     """Relative change over a window with a hierarchical (seeds, then epoch blocks) bootstrap interval.
 
@@ -332,24 +333,31 @@ def hierarchical_bootstrap_rel_change(
     twice (once inside each seed's estimate, once in the blocks), which offsets the too-narrow seed level of a
     bootstrap over 3-5 seeds; docs/verdicts.md gives the measured error rates.
 
+    With ``extend``, curves may end before the window does (runs stopped early): each such seed's line is
+    fitted on its epochs from the window's first on and extended to the window's last epoch, so that its
+    change is over the same span as the others' (and its interval widens with the extension).
+
     Args:
-        curves: Array-like ``(seeds, epochs)`` of finite values, equal lengths, epoch 0 first.
+        curves: Array-like ``(seeds, epochs)`` of finite values, equal lengths, epoch 0 first (with
+            ``extend``: a sequence of curves of any lengths that leave at least 2 window epochs).
         window: ``(first, last)`` epoch indices, inclusive.
         n_boot: Number of bootstrap replicates.
         confidence: Two-sided interval level.
         block_length: Moving-block length; None chooses it from the residuals' lag-1 autocorrelation.
         seed: Generator seed (deterministic results).
+        extend: Extend the lines of curves that end before the window's last epoch (else an error).
 
     Returns:
         ``(estimate, low, high)`` as fractions (-0.25 = a 25% fall).
     """
     fit = _bootstrap(
-        np.asarray(curves, dtype=float),
+        curves,
         window,
         n_boot=n_boot,
         confidence=confidence,
         block_length=block_length,
         seed=seed,
+        extend=extend,
     )
     return fit.estimate, fit.low, fit.high
 
@@ -371,14 +379,15 @@ def judge_cell(
     diverged_seeds: int = 0,
     crashed_seeds: int = 0,
     seeds: Sequence[int] | None = None,
+    planned_epochs: int | None = None,
 ) -> CellVerdict:
     """Judge one cell: does ``settings.metric`` fall over the analysis window, over the cell's seeds?
 
     Args:
         name: Cell name.
-        curves: One curve per finished seed, index = epoch (epoch 0 included). Lengths may differ (early
-            stopping): the common prefix is judged and a note says so. A curve with NaN/Inf is a diverged
-            seed.
+        curves: One curve per finished seed, index = epoch (epoch 0 included). A curve with NaN/Inf is a
+            diverged seed. Lengths may differ: without ``planned_epochs`` the common prefix is judged and a
+            note says so.
         settings: The matrix's verdict settings.
         axes: The cell's axis values, copied into the verdict.
         expect: The matrix's expectation for the cell (``pass`` / ``fail`` / ``partial``), if any.
@@ -389,6 +398,11 @@ def judge_cell(
         diverged_seeds: Runs that went NaN/Inf and have no curve here (counted as diverged seeds).
         crashed_seeds: Runs that failed for other reasons (counted in ``seeds_failed`` only).
         seeds: Seed ids of ``curves`` (default 0, 1, ...).
+        planned_epochs: The runs' budget in recorded epochs (epoch 0 included), given when some runs
+            stopped early (``budget.early_stop``). The window is then the budget's, and each shorter
+            curve's line over its own window epochs is extended to the budget's last epoch (its
+            interval widens accordingly), so that the verdict is about the same span as the full
+            budget's rather than about the shorter one, on which a steady change reads smaller.
 
     Returns:
         The cell's verdict.
@@ -414,12 +428,21 @@ def judge_cell(
     finals_mean = {k: _finite_mean(v) for k, v in finals.items()}
 
     lengths = [raw[i].size for i in good]
-    epochs = min(lengths) if lengths else 0
-    if lengths and max(lengths) != epochs:
+    common = min(lengths) if lengths else 0
+    extend = planned_epochs is not None and bool(lengths) and common < planned_epochs
+    epochs = planned_epochs if extend and planned_epochs is not None else common
+    if extend:
+        stopped = sum(n < epochs for n in lengths)
+        notes.append(
+            f"{stopped} of {len(lengths)} seeds stopped early (after epoch {common - 1}..{max(lengths) - 1} "
+            f"of {epochs - 1}): each one's line over its window epochs is extended to epoch {epochs - 1}"
+        )
+    elif lengths and max(lengths) != epochs:
         notes.append(f"curves have {min(lengths)}..{max(lengths)} epochs; judged on the common {epochs}")
-    y = np.stack([raw[i][:epochs] for i in good]) if good else np.empty((0, 0))
+    y = np.stack([raw[i][:common] for i in good]) if good else np.empty((0, 0))  # the common epochs
     warmup = settings.warmup if settings.warmup is not None else default_warmup(epochs)
     window = (warmup, epochs - 1) if epochs - warmup >= 1 else None
+    own = common - warmup  # window epochs of the shortest curve (all of the window without early stops)
 
     base: dict[str, Any] = dict(
         cell=name,
@@ -486,16 +509,26 @@ def judge_cell(
             f"need {settings.min_window}",
             settings,
         )
+    if extend and own < settings.min_window:
+        return _finish(
+            base,
+            empty,
+            Verdict.INCONCLUSIVE,
+            f"too short: a seed stopped after epoch {common - 1}, {max(own, 0)} epochs after a warm-up of "
+            f"{warmup}, need {settings.min_window}",
+            settings,
+        )
 
     fit = _bootstrap(
-        y,
+        [raw[i] for i in good] if extend else y,
         window,
         n_boot=settings.n_boot,
         confidence=settings.confidence,
         block_length=settings.block_length,
         seed=settings.bootstrap_seed,
+        extend=extend,
     )
-    mean_window = y[:, window[0] : window[1] + 1].mean(axis=0)
+    mean_window = y[:, window[0] : min(window[1], common - 1) + 1].mean(axis=0)  # the epochs every seed has
     tau, p = mann_kendall_hamed_rao(mean_window, acf_alpha=settings.alpha)
     start, end = float(fit.start.mean()), float(fit.end.mean())
     epoch0 = float(y[:, 0].mean())
@@ -542,47 +575,81 @@ class _Fit:
 
 
 def _bootstrap(
-    y: np.ndarray,
+    curves: np.ndarray | Sequence[np.ndarray],
     window: tuple[int, int],
     *,
     n_boot: int,
     confidence: float,
     block_length: int | None,
     seed: int,
+    extend: bool = False,
 ) -> _Fit:
-    if y.ndim != 2 or y.shape[0] < 1:
-        raise ValueError(f"curves must be (seeds, epochs) with at least one seed, got shape {y.shape}")
+    """The fit and interval behind :func:`hierarchical_bootstrap_rel_change` (see there).
+
+    With ``extend``, a curve that ends before the window's last epoch is fitted on the epochs it has (from
+    the window's first) and its line is extended to the last; without, that is an error. Seeds are grouped
+    by the length they are fitted on; with one group (every seed over the whole window) the computation,
+    random draws included, is the plain one.
+    """
+    ys = [np.asarray(c, dtype=float) for c in curves]
+    if not ys or any(y.ndim != 1 for y in ys):
+        shape = getattr(curves, "shape", (len(ys),))
+        raise ValueError(f"curves must be (seeds, epochs) with at least one seed, got shape {shape}")
     first, last = window
-    if not 0 <= first < last < y.shape[1]:
-        raise ValueError(f"window {window} does not fit {y.shape[1]} epochs")
-    w = y[:, first : last + 1]  # (S, L)
-    if not np.all(np.isfinite(w)):
-        raise ValueError("curves must be finite inside the window")
-    n_seeds, length = w.shape
-    tc = np.arange(length, dtype=float) - (length - 1) / 2.0  # centred epoch index
-    sxx = float(tc @ tc)
-    a = w.mean(axis=1)  # (S,)
-    b = w @ tc / sxx  # (S,)
-    resid = w - a[:, None] - b[:, None] * tc  # (S, L)
-    start, end = a + b * tc[0], a + b * tc[-1]
-    per_seed = _rel(start, end)
-    estimate = float(_rel(start.mean(), end.mean()))
+    ends = [min(last, y.size - 1) for y in ys]
+    if not 0 <= first < last:
+        raise ValueError(f"window {window} is not (first, last) with 0 <= first < last")
+    if not extend and min(ends) < last:
+        raise ValueError(f"window {window} does not fit {min(y.size for y in ys)} epochs")
+    if any(e - first < 1 for e in ends):
+        raise ValueError(f"window {window} leaves fewer than 2 epochs of a curve with {min(map(len, ys))}")
+    groups: dict[int, list[int]] = {}
+    for i, e in enumerate(ends):
+        groups.setdefault(e, []).append(i)
+    n_seeds = len(ys)
+    a, b = np.empty(n_seeds), np.empty(n_seeds)
+    off_start, off_end = np.empty(n_seeds), np.empty(n_seeds)  # window's first / last epoch - seed's centre
+    fits = []
+    for end, members in groups.items():
+        w = np.stack([ys[i][first : end + 1] for i in members])  # (S_g, L_g)
+        if not np.all(np.isfinite(w)):
+            raise ValueError("curves must be finite inside the window")
+        length = w.shape[1]
+        tc = np.arange(length, dtype=float) - (length - 1) / 2.0  # centred epoch index
+        a_g = w.mean(axis=1)
+        b_g = w @ tc / float(tc @ tc)
+        resid = w - a_g[:, None] - b_g[:, None] * tc
+        a[members], b[members] = a_g, b_g
+        off_start[members], off_end[members] = tc[0], tc[0] + (last - first)
+        fits.append((members, resid, tc))
+    start, end_level = a + b * off_start, a + b * off_end
+    per_seed = _rel(start, end_level)
+    estimate = float(_rel(start.mean(), end_level.mean()))
     if not math.isfinite(estimate):
-        return _Fit(estimate, estimate, estimate, start, end, per_seed)
+        return _Fit(estimate, estimate, estimate, start, end_level, per_seed)
 
     rng = np.random.default_rng(seed)
-    blk = block_length if block_length is not None else _auto_block_length(resid)
-    blk = max(1, min(blk, length))
     pick = rng.integers(0, n_seeds, size=(n_boot, n_seeds))  # (B, S) seeds drawn with replacement
-    da, db = _block_resample_fit(resid, tc, blk, pick, rng)  # (B, S) line shifts from resampled residuals
+    da, db = np.zeros((n_boot, n_seeds)), np.zeros((n_boot, n_seeds))
+    for members, resid, tc in fits:  # line shifts from resampled residuals, per group of equal length
+        blk = block_length if block_length is not None else _auto_block_length(resid)
+        blk = max(1, min(blk, tc.size))
+        if len(fits) == 1:
+            da, db = _block_resample_fit(resid, tc, blk, pick, rng)
+            break
+        local = np.zeros(n_seeds, dtype=pick.dtype)
+        local[members] = np.arange(len(members))
+        da_g, db_g = _block_resample_fit(resid, tc, blk, local[pick], rng)
+        mine = np.isin(pick, members)
+        da, db = np.where(mine, da_g, da), np.where(mine, db_g, db)
     a_star, b_star = a[pick] + da, b[pick] + db  # (B, S)
-    s_star = (a_star + b_star * tc[0]).mean(axis=1)
-    e_star = (a_star + b_star * tc[-1]).mean(axis=1)
+    s_star = (a_star + b_star * off_start[pick]).mean(axis=1)
+    e_star = (a_star + b_star * off_end[pick]).mean(axis=1)
     reps = _rel(s_star, e_star)  # (B,)
     reps = reps[np.isfinite(reps)]
     q = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(reps, [q, 1.0 - q])
-    return _Fit(estimate, float(lo), float(hi), start, end, per_seed)
+    return _Fit(estimate, float(lo), float(hi), start, end_level, per_seed)
 
 
 def _block_resample_fit(
@@ -600,14 +667,14 @@ def _block_resample_fit(
         resid: ``(S, L)`` residuals of each seed's line.
         tc: ``(L,)`` centred epoch index.
         blk: Block length.
-        pick: ``(B, S)`` drawn seed indices.
+        pick: ``(B, N)`` drawn seed indices (rows of ``resid``).
         rng: Generator for block positions.
 
     Returns:
-        ``(da, db)``, each ``(B, S)``.
+        ``(da, db)``, each ``(B, N)``.
     """
     n_seeds, length = resid.shape
-    n_boot = pick.shape[0]
+    n_boot, n_slots = pick.shape
     n_pos = length - blk + 1
     n_blocks = -(-length // blk)
     last = length - (n_blocks - 1) * blk  # length of the last (possibly truncated) block
@@ -615,7 +682,7 @@ def _block_resample_fit(
     j = np.arange(blk, dtype=float)
     r_tab = np.stack([win.sum(-1), win[..., :last].sum(-1)])  # (2, S, P): full blocks, last block
     j_tab = np.stack([win @ j, win[..., :last] @ j[:last]])  # (2, S, P)
-    starts = rng.integers(0, n_pos, size=(n_boot, n_seeds, n_blocks), dtype=np.uint16)  # (B, S, K)
+    starts = rng.integers(0, n_pos, size=(n_boot, n_slots, n_blocks), dtype=np.uint16)  # (B, S, K)
     is_last = np.zeros(n_blocks, dtype=np.int32)
     is_last[-1] = n_seeds * n_pos
     flat = is_last + (pick.astype(np.int32) * n_pos)[..., None] + starts  # (B, S, K) into the tables
@@ -625,7 +692,7 @@ def _block_resample_fit(
     db = r_g.reshape(-1, n_blocks) @ offsets
     if blk > 1:
         db += j_tab.ravel()[flat].sum(-1).ravel()
-    db = db.reshape(n_boot, n_seeds) / float(tc @ tc)
+    db = db.reshape(n_boot, n_slots) / float(tc @ tc)
     return da, db
 
 

@@ -9,10 +9,12 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from orchestrator.early_stop import EarlyStopRule
+from orchestrator.early_stop import EarlyStopRule, decided
+from orchestrator.judge import collect_cells, judge_cells
 from orchestrator.matrix import load_matrix
 from orchestrator.sweep import plan_sweep, run_sweep
 from orchestrator.tracking import Tracker
+from orchestrator.verdict import hierarchical_bootstrap_rel_change
 
 
 def _feed(rule: EarlyStopRule, curve: np.ndarray) -> tuple[int | None, str | None]:
@@ -52,6 +54,18 @@ def test_undecided_curve_trains_its_whole_budget(slope: float, noise: float) -> 
     assert _feed(rule, _curve(16, slope, noise)) == (None, None)
 
 
+def test_steady_decline_never_reads_flat_on_its_first_epochs() -> None:
+    """0.8% of the level per epoch: over epochs 8-12 that is a 3% change (inside the 10% bound), over the
+    budget's window 8-24 a 14% fall. The run must not stop as flat; it may stop once the fall shows."""
+    rule = EarlyStopRule(metric="cross", epochs=24, min_change=0.1, warmup=8, min_window=4, patience=2)
+    epoch, reason = _feed(rule, _curve(24, -0.008, 0.002))
+    assert "flat" not in rule.readings
+    assert epoch is None or "reads falls" in reason
+    # over the epochs so far alone the first windows do read flat: the extension is what holds the stop
+    early = hierarchical_bootstrap_rel_change([_curve(24, -0.008, 0.002)[:13]], (8, 12))
+    assert decided(early, 0.1) == "flat"
+
+
 def test_nan_never_triggers_a_stop() -> None:
     rule = EarlyStopRule(metric="cross", epochs=20, min_change=0.1, warmup=2, min_window=3, patience=1)
     curve = _curve(20, 0.0, 0.001)
@@ -63,7 +77,8 @@ def test_sweep_stops_runs_early_logs_why_and_reruns_them_without_early_stop(
     tmp_path: Path, tiny: dict, monkeypatch
 ) -> None:
     """A near-zero learning rate keeps the cross loss flat: every run stops before its budget, FINISHED
-    with the reason as a tag; the report judges the common epochs; dropping early_stop re-runs them."""
+    with the reason as a tag; the report judges them over the budget's window (each stopped run's line
+    extended to its last epoch) and reads flat; dropping early_stop re-runs them."""
     monkeypatch.chdir(tmp_path)
     tiny["trainer"]["lr"] = 1e-9
     matrix = {
@@ -91,6 +106,12 @@ def test_sweep_stops_runs_early_logs_why_and_reruns_them_without_early_stop(
         assert max(epochs) < 16
     tracker = Tracker(uri)
     assert {p.state for p in plan_sweep(specs, tracker, "early")} == {"done"}
+    (cell,) = collect_cells(tracker, "early", "cross", specs=specs)
+    assert cell.planned_epochs == 17 and max(len(c) for c in cell.curves) < 17
+    (verdict,) = judge_cells([cell], m.verdict)
+    assert verdict.window == (3, 16) and verdict.epochs == 17
+    assert verdict.verdict == "flat", verdict.reason
+    assert any("3 of 3 seeds stopped early" in n and "extended to epoch 16" in n for n in verdict.notes)
 
     matrix["budget"]["early_stop"] = False
     path.write_text(yaml.safe_dump(matrix))

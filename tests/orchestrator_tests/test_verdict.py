@@ -330,6 +330,54 @@ def test_unequal_lengths_use_the_common_prefix() -> None:
     assert v.verdict is Verdict.FALLS
 
 
+def _slow_decline(seeds: int = 5, epochs: int = 25, seed: int = 0) -> list[np.ndarray]:
+    """After the drop at epoch 1, a steady decline of 0.35% of the start level per epoch, small noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(epochs)
+    out = [1.0 - 0.0035 * t + _noise(rng, epochs, 0.002) for _ in range(seeds)]
+    for c in out:
+        c[0] = 1.5
+    return out
+
+
+def test_early_stopped_curves_are_judged_over_the_budgets_window() -> None:
+    """A steady decline of ~6% over epochs 8-24 must not read as a smaller change because runs stopped at
+    epoch 14: with the budget known, each stopped seed's line is extended to epoch 24."""
+    settings = SETTINGS.model_copy(update={"warmup": 8, "min_change": 0.1})
+    full = _slow_decline()
+    stopped = [c[:15] for c in full[:3]] + full[3:]  # three seeds stopped after epoch 14
+    whole = judge_cell("x", full, settings)
+    common = judge_cell("x", stopped, settings)  # without the budget: the common 15 epochs
+    extended = judge_cell("x", stopped, settings, planned_epochs=25)
+    assert whole.window == extended.window == (8, 24) and extended.epochs == 25
+    assert common.window == (8, 14)
+    assert whole.rel_change == pytest.approx(-0.063, abs=0.01)
+    assert extended.rel_change == pytest.approx(whole.rel_change, abs=0.01)
+    assert abs(common.rel_change) < 0.5 * abs(whole.rel_change)  # the shorter span shrinks the change
+    lo, hi = extended.ci
+    assert hi - lo > whole.ci[1] - whole.ci[0]  # extension widens the interval
+    assert any("3 of 5 seeds stopped early" in n and "extended to epoch 24" in n for n in extended.notes)
+    # every seed full length: the budget changes nothing
+    assert judge_cell("x", full, settings, planned_epochs=25).to_dict() == whole.to_dict()
+
+
+def test_a_seed_stopped_before_the_minimum_window_is_too_short() -> None:
+    settings = SETTINGS.model_copy(update={"warmup": 8})
+    curves = _slow_decline()
+    curves[0] = curves[0][:10]  # two window epochs
+    v = judge_cell("x", curves, settings, planned_epochs=25)
+    assert v.verdict is Verdict.INCONCLUSIVE and "stopped after epoch 9" in v.reason
+
+
+def test_bootstrap_extends_short_curves_only_when_asked() -> None:
+    t = np.arange(25)
+    line = 1.0 - 0.01 * t
+    with pytest.raises(ValueError, match="does not fit"):
+        hierarchical_bootstrap_rel_change([line, line[:13]], (8, 24))
+    est, low, high = hierarchical_bootstrap_rel_change([line, line[:13]], (8, 24), extend=True)
+    assert est == pytest.approx(line[24] / line[8] - 1.0) and low == pytest.approx(est) == high
+
+
 def test_explicit_warmup() -> None:
     v = judge_cell("x", _stalled(), SETTINGS.model_copy(update={"warmup": 0}))
     assert v.window == (0, 19)
