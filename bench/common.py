@@ -11,12 +11,30 @@ import torch
 from rich.console import Console
 
 from model.config import RunConfig
-from orchestrator.matrix import load_matrix
+from orchestrator.matrix import Matrix, load_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_MATRIX = ROOT / "matrices" / "test_matrix.yaml"
 
-__all__ = ["ROOT", "TEST_MATRIX", "cell_configs", "matmul_flops", "median_time", "timings", "wide_console"]
+__all__ = [
+    "ROOT",
+    "TEST_MATRIX",
+    "bfloat16_matrix",
+    "cell_configs",
+    "matmul_flops",
+    "median_time",
+    "timings",
+    "wide_console",
+]
+
+
+def bfloat16_matrix(matrix: Matrix) -> Matrix:
+    """``matrix`` under ``trainer.precision: bfloat16``, as experiment ``<name>_bfloat16`` (same store)."""
+    base = matrix.base if isinstance(matrix.base, dict) else None
+    if base is None:
+        raise SystemExit("this benchmark needs a matrix whose base is inline")
+    trainer = {**base.get("trainer", {}), "precision": "bfloat16"}
+    return matrix.model_copy(update={"name": f"{matrix.name}_bfloat16", "base": {**base, "trainer": trainer}})
 
 
 def wide_console() -> Console:

@@ -15,21 +15,13 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bench.common import ROOT, TEST_MATRIX, wide_console
+from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, wide_console
 from orchestrator.judge import collect_cells, judge_cells
-from orchestrator.matrix import Matrix, expand, load_matrix
+from orchestrator.matrix import expand, load_matrix
 from orchestrator.sweep import run_sweep
 from orchestrator.tracking import Tracker
 
 __all__ = ["main"]
-
-
-def _bfloat16(matrix: Matrix, root: Path) -> Matrix:
-    base = matrix.base if isinstance(matrix.base, dict) else None
-    if base is None:
-        raise SystemExit("this benchmark needs a matrix whose base is inline")
-    trainer = {**base.get("trainer", {}), "precision": "bfloat16"}
-    return matrix.model_copy(update={"name": f"{matrix.name}_bfloat16", "base": {**base, "trainer": trainer}})
 
 
 def _seconds(tracker: Tracker, experiment: str, keys: set[str]) -> float:
@@ -52,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     console = wide_console()
     matrix, specs = load_matrix(args.matrix)
-    bf16 = _bfloat16(matrix, Path(args.matrix).parent)
+    bf16 = bfloat16_matrix(matrix)
     bf16_specs = expand(bf16, root=Path(args.matrix).resolve().parent)
     verdicts, seconds = {}, {}
     tracker = Tracker(args.tracking_uri)

@@ -8,7 +8,7 @@ judges a store with early stops (over the budget's window, each stopped run's li
 Prints, per cell, the verdict on the full curves and on the stopped ones, and the epochs each needed.
 
     .venv/bin/python -m bench.time_to_verdict [--matrix matrices/test_matrix.yaml] [--patience N]
-        [--confidence C] [--verify 1]
+        [--confidence C] [--precision bfloat16] [--verify 1]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from bench.common import ROOT, TEST_MATRIX, wide_console
+from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, wide_console
 from model.trainer import fit
 from orchestrator.early_stop import EarlyStopRule
 from orchestrator.judge import CellData, collect_cells, judge_cells
@@ -49,21 +49,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--confidence", type=float, default=None, help="the rule's interval level (default: the verdict's)"
     )
+    ap.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: the matrix's runs "
+        "under trainer.precision bfloat16, as bench/precision_verdicts.py trains them (<name>_bfloat16)",
+    )
     ap.add_argument("--verify", type=int, default=1, help="runs to train for real with early stops on")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
     console = wide_console()
     matrix, specs = load_matrix(args.matrix)
-    console.print(f"full budget: orch sweep {args.matrix} (finished runs are reused)")
+    root = Path(args.matrix).resolve().parent
+    if args.precision == "bfloat16":
+        matrix = bfloat16_matrix(matrix)
+        specs = expand(matrix, root=root)
+    console.print(f"full budget: {matrix.name}, {len(specs)} runs (finished runs are reused)")
     run_sweep(matrix, specs, tracking_uri=args.tracking_uri, workers=args.workers)
 
     update: dict = {"early_stop": True}
     if args.patience is not None:
         update["early_stop_patience"] = args.patience
     budget = matrix.budget.model_copy(update=update)
-    early_specs = expand(
-        matrix.model_copy(update={"budget": budget}), root=Path(args.matrix).resolve().parent
-    )
+    early_specs = expand(matrix.model_copy(update={"budget": budget}), root=root)
     rules = {s.run_key: s.early_stop for s in early_specs}
     if args.confidence is not None:
         rules = {k: {**r, "confidence": args.confidence} for k, r in rules.items()}

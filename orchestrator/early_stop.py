@@ -50,7 +50,7 @@ class EarlyStopRule:
     min_change: float
     warmup: int | None = None
     min_window: int = 4
-    patience: int = 2
+    patience: int = 1
     confidence: float = 0.95
     n_boot: int = 400
     hold_until: int = 0  # no stop before this epoch (the end of a schedule that still changes training)

@@ -145,11 +145,12 @@ class Budget(_Strict):
     steps_per_epoch: int | None = Field(None, ge=1)
     early_stop: bool = Field(
         False,
-        description="stop a run once its own curve has read the same decided verdict for early_stop_patience "
-        "epochs in a row (orchestrator/early_stop.py; the reason is logged as the tag orch.early_stop)",
+        description="stop a run once its own curve has read the same decided verdict, over its epochs so far "
+        "and with its line extended to the budget's end, for early_stop_patience epochs in a row "
+        "(orchestrator/early_stop.py; the reason is logged as the tag orch.early_stop)",
     )
     early_stop_patience: int = Field(
-        2, ge=1, description="consecutive decided epochs before an early stop (measured: docs/performance.md)"
+        1, ge=1, description="consecutive decided epochs before an early stop (measured: docs/performance.md)"
     )
 
 
