@@ -76,7 +76,8 @@ class EarlyStopRule:
             curve, (warmup, epoch), n_boot=self.n_boot, confidence=self.confidence
         )
         reading = decided(rel, self.min_change)
-        if reading is not None and epoch < self.epochs:
+        extended = rel
+        if reading is not None:
             # What the judge will see of a stopped run: its line extended to the budget's last epoch.
             extended = hierarchical_bootstrap_rel_change(
                 curve, (warmup, self.epochs), n_boot=self.n_boot, confidence=self.confidence, extend=True
@@ -89,9 +90,14 @@ class EarlyStopRule:
             return None
         if epoch < self.hold_until:
             return None
-        est, low, high = rel
+        run = f" for {self.patience} epochs in a row" if self.patience > 1 else ""
         return (
-            f"early stop at epoch {epoch} of {self.epochs}: {self.metric} reads {reading} "
-            f"for {self.patience} epochs in a row ({est:+.1%} [{low:+.1%}, {high:+.1%}] "
-            f"over epochs {warmup}-{epoch}, min change {self.min_change:.0%})"
+            f"early stop at epoch {epoch} of {self.epochs}: {self.metric} reads {reading}{run} "
+            f"({_interval(rel)} over epochs {warmup}-{epoch}, {_interval(extended)} with its line "
+            f"extended to epoch {self.epochs}; min change {self.min_change:.0%})"
         )
+
+
+def _interval(rel: tuple[float, float, float]) -> str:
+    est, low, high = rel
+    return f"{est:+.1%} [{low:+.1%}, {high:+.1%}]"

@@ -39,6 +39,7 @@ def test_flat_curve_stops_once_decided_for_patience_epochs() -> None:
     # the first epoch with a 4-epoch window is 7; decided there and at the next two: stop at 9
     assert epoch == 9
     assert "reads flat for 3 epochs in a row" in reason and "epochs 4-9" in reason
+    assert "with its line extended to epoch 24" in reason
 
 
 def test_falling_curve_stops_as_falls() -> None:
