@@ -432,9 +432,9 @@ def judge_cell(
     extend = planned_epochs is not None and bool(lengths) and common < planned_epochs
     epochs = planned_epochs if extend and planned_epochs is not None else common
     if extend:
-        stopped = sum(n < epochs for n in lengths)
+        stops = sorted(n - 1 for n in lengths if n < epochs)
         notes.append(
-            f"{stopped} of {len(lengths)} seeds stopped early (after epoch {common - 1}..{max(lengths) - 1} "
+            f"{len(stops)} of {len(lengths)} seeds stopped early (after epochs {', '.join(map(str, stops))} "
             f"of {epochs - 1}): each one's line over its window epochs is extended to epoch {epochs - 1}"
         )
     elif lengths and max(lengths) != epochs:
