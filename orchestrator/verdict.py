@@ -402,7 +402,8 @@ def judge_cell(
             stopped early (``budget.early_stop``). The window is then the budget's, and each shorter
             curve's line over its own window epochs is extended to the budget's last epoch (its
             interval widens accordingly), so that the verdict is about the same span as the full
-            budget's rather than about the shorter one, on which a steady change reads smaller.
+            budget's rather than about the shorter one, on which a steady change reads smaller. The
+            trend test (p-value, Theil-Sen slope) covers the window epochs every seed has.
 
     Returns:
         The cell's verdict.
