@@ -590,7 +590,7 @@ def _bootstrap(
     With ``extend``, a curve that ends before the window's last epoch is fitted on the epochs it has (from
     the window's first) and its line is extended to the last; without, that is an error. Seeds are grouped
     by the length they are fitted on; with one group (every seed over the whole window) the computation,
-    random draws included, is the plain one.
+    random draws included, is that of a single fit over every seed.
     """
     ys = [np.asarray(c, dtype=float) for c in curves]
     if not ys or any(y.ndim != 1 for y in ys):
@@ -635,10 +635,7 @@ def _bootstrap(
     for members, resid, tc in fits:  # line shifts from resampled residuals, per group of equal length
         blk = block_length if block_length is not None else _auto_block_length(resid)
         blk = max(1, min(blk, tc.size))
-        if len(fits) == 1:
-            da, db = _block_resample_fit(resid, tc, blk, pick, rng)
-            break
-        local = np.zeros(n_seeds, dtype=pick.dtype)
+        local = np.zeros(n_seeds, dtype=pick.dtype)  # seed -> its row in the group (one group: identity)
         local[members] = np.arange(len(members))
         da_g, db_g = _block_resample_fit(resid, tc, blk, local[pick], rng)
         mine = np.isin(pick, members)
