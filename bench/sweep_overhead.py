@@ -116,13 +116,7 @@ def _paired(matrix: Path, pairs: int, tmp: Path, console: Console) -> None:
     path = _cut(matrix, 1, tmp, cells=1)
     ratios, fixed, bares = [], [], []
     for i in range(pairs):
-        for what in ("bare", "sweep") if i % 2 == 0 else ("sweep", "bare"):
-            if what == "bare":
-                bare = _bare(path)
-            else:
-                store = tmp / f"pair{i}"
-                store.mkdir()
-                sweep, run = _sweep(path, 1, store)
+        bare, sweep, run = _pair(path, tmp / f"pair{i}", sweep_first=i % 2 == 1)
         ratios.append(run / bare)
         fixed.append(sweep - run)
         bares.append(bare)
@@ -138,6 +132,18 @@ def _paired(matrix: Path, pairs: int, tmp: Path, console: Console) -> None:
         f"fixed per sweep: {statistics.median(fixed):.1f} s (median; {min(fixed):.1f}-{max(fixed):.1f} s), "
         f"{100 * statistics.median(fixed) / statistics.median(bares):.0f}% of one bare run"
     )
+
+
+def _pair(path: Path, store: Path, sweep_first: bool) -> tuple[float, float, float]:
+    """Bare seconds, ``orch sweep --workers 1`` seconds and its runs' seconds, in the order asked."""
+    order = ("sweep", "bare") if sweep_first else ("bare", "sweep")
+    for what in order:
+        if what == "bare":
+            bare = _bare(path)
+        else:
+            store.mkdir()
+            sweep, runs = _sweep(path, 1, store)
+    return bare, sweep, runs
 
 
 def _pct(a: float, b: float) -> str:
@@ -176,14 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.repeats} repeat(s)"
         )
         for r in range(args.repeats):
-            bare = sweep = runs = 0.0
-            for what in ("bare", "sweep") if r % 2 == 0 else ("sweep", "bare"):
-                if what == "bare":
-                    bare = _bare(path)
-                else:
-                    store = tmp_path / f"workers1_{r}"
-                    store.mkdir()
-                    sweep, runs = _sweep(path, 1, store)
+            bare, sweep, runs = _pair(path, tmp_path / f"workers1_{r}", sweep_first=r % 2 == 1)
             bares.append(bare)
             sweeps.append(sweep)
             console.print(
