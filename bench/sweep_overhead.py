@@ -153,9 +153,9 @@ def _pct(a: float, b: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", default=str(TEST_MATRIX))
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1, help="bare and sweep timed this many times each")
+    ap.add_argument("--seeds", type=int, help="seeds per cell (default 1)")
+    ap.add_argument("--workers", type=int, help="workers of the scaling run (default 2; 1: none)")
+    ap.add_argument("--repeats", type=int, help="bare and sweep timed this many times each (default 1)")
     ap.add_argument(
         "--paired",
         type=int,
@@ -164,8 +164,13 @@ def main(argv: list[str] | None = None) -> None:
         help="instead: one run bare and as a one-run sweep, N times alternating (per-run and fixed parts)",
     )
     args = ap.parse_args(argv)
-    if args.repeats < 1 or args.paired < 0:
-        ap.error("--repeats must be 1 or more and --paired 0 or more")
+    if args.paired and any(v is not None for v in (args.seeds, args.workers, args.repeats)):
+        ap.error("--paired times one run of the first cell: it takes no --seeds, --workers or --repeats")
+    args.seeds = 1 if args.seeds is None else args.seeds
+    args.workers = 2 if args.workers is None else args.workers
+    args.repeats = 1 if args.repeats is None else args.repeats
+    if args.repeats < 1 or args.paired < 0 or args.seeds < 1:
+        ap.error("--seeds and --repeats must be 1 or more, --paired 0 or more")
     console = wide_console()
     if args.paired:
         with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
