@@ -5,21 +5,34 @@ of one training step with ``torch.utils.flop_counter`` (forward and backward of 
 matmul), time the trainer's steps, and time a dense float32 matmul in the same process; print the
 ratio achieved / matmul.
 
+It also times the step's convolutions alone: every convolution one training step calls (captured with
+their shapes, memory layout and which inputs need gradients), each run forward and backward in
+isolation on fresh tensors of the same shapes. Their FLOP/s against the matmul's is the most a trainer
+built on the same convolution kernels can reach, were everything else in the step (BatchNorm, ReLU,
+concatenation, the optimiser) free; the trainer's FLOP/s against theirs is how close it comes to that.
+
     .venv/bin/python -m bench.trainer_flops [--steps 30] [--device cpu|cuda] [--precision float32|bfloat16]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+from collections import Counter
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from rich.table import Table
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import cell_configs, matmul_flops, median_time, wide_console
+from bench.common import cell_configs, matmul_flops, median_time, timings, wide_console
 from model.trainer import Trainer
 
-__all__ = ["main", "step_flops"]
+__all__ = ["ConvCall", "conv_calls", "convs_alone", "main", "step_flops"]
+
+_CONVS = (F.conv2d, F.conv_transpose2d)
 
 
 def step_flops(trainer: Trainer) -> int:
@@ -31,6 +44,95 @@ def step_flops(trainer: Trainer) -> int:
         out.losses["total"].backward()
     trainer.model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
+
+
+@dataclass(frozen=True)
+class ConvCall:
+    """One convolution of a training step, as called: enough to replay it on fresh tensors."""
+
+    func: object  # F.conv2d or F.conv_transpose2d
+    input: tuple[int, ...]
+    weight: tuple[int, ...]
+    bias: bool
+    input_grad: bool
+    channels_last: bool
+    options: tuple  # the call's remaining arguments (stride, padding, ...), positional then keyword
+
+    def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Fresh input, weight and bias of the call's shapes, layout and gradient needs."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = torch.randn(self.input, device=device).to(memory_format=fmt).requires_grad_(self.input_grad)
+        w = torch.randn(self.weight, device=device).to(memory_format=fmt).requires_grad_()
+        out_channels = self.weight[1 if self.func is F.conv_transpose2d else 0]
+        b = torch.randn(out_channels, device=device).requires_grad_() if self.bias else None
+        return x, w, b
+
+    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        args, kwargs = self.options
+        return self.func(x, w, b, *args, **dict(kwargs))
+
+
+class _Capture(TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[ConvCall] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _CONVS:
+            x, w, *rest = args
+            bias = rest.pop(0) if rest else kwargs.get("bias")
+            options = (tuple(rest), tuple(sorted((k, v) for k, v in kwargs.items() if k != "bias")))
+            self.calls.append(
+                ConvCall(
+                    func,
+                    tuple(x.shape),
+                    tuple(w.shape),
+                    bias is not None,
+                    x.requires_grad,
+                    x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
+                    options,
+                )
+            )
+        return func(*args, **kwargs)
+
+
+def conv_calls(trainer: Trainer) -> list[ConvCall]:
+    """Every convolution one training step of ``trainer`` calls, in order (the discriminator's too)."""
+    batch = trainer.train.take(torch.arange(trainer.config.trainer.batch_size))
+    capture = _Capture()
+    with capture:
+        out = trainer.forward(batch["a"], batch["b"], 1.0)
+    out.losses["total"].backward()
+    trainer.model.zero_grad(set_to_none=True)
+    return capture.calls
+
+
+def convs_alone(
+    calls: list[ConvCall], device: torch.device, autocast: torch.autocast, repeats: int = 10
+) -> tuple[int, float]:
+    """(FLOPs, seconds) of ``calls`` each run forward and backward alone: the median of ``repeats``
+    timings per distinct call, summed over the calls."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    flops = seconds = 0.0
+    for call, n in Counter(calls).items():
+        x, w, b = call.tensors(device)
+        needs = [t for t in (x, w, b) if t is not None and t.requires_grad]
+        with autocast:
+            grad = torch.randn_like(call(x, w, b))
+
+        def once(call: ConvCall = call, x=x, w=w, b=b, needs=needs, grad=grad) -> None:
+            with autocast:
+                out = call(x, w, b)
+            torch.autograd.grad(out, needs, grad)
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            once()
+        flops += n * counter.get_total_flops()
+        seconds += n * statistics.median(timings(once, repeats, sync))
+    return int(flops), seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +148,18 @@ def main(argv: list[str] | None = None) -> None:
     table = Table(
         title=f"trainer vs dense matmul ({device}, {torch.get_num_threads()} threads, {args.precision})"
     )
-    for col in ("cell", "GFLOP/step", "steps/s", "trainer GFLOP/s", "matmul GFLOP/s", "ratio"):
+    columns = (
+        "cell",
+        "GFLOP/step",
+        "steps/s",
+        "trainer GFLOP/s",
+        "matmul GFLOP/s",
+        "ratio",
+        "convs alone GFLOP/s",
+        "convs alone / matmul",
+        "trainer / convs alone",
+    )
+    for col in columns:
         table.add_column(col, justify="right" if col != "cell" else "left")
     for cell, cfg in cell_configs(device=args.device).items():
         data = cfg.to_dict()
@@ -54,8 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         trainer = Trainer(type(cfg).model_validate(data))
         flops = step_flops(trainer)
         seconds = median_time(lambda t=trainer: t.train_epoch(1), args.repeats, sync) / args.steps
+        conv_flops, conv_seconds = convs_alone(conv_calls(trainer), device, trainer._autocast())
         peak = matmul_flops(device)
-        achieved = flops / seconds
+        achieved, conv_rate = flops / seconds, conv_flops / conv_seconds
         table.add_row(
             cell,
             f"{flops / 1e9:.3f}",
@@ -63,8 +177,15 @@ def main(argv: list[str] | None = None) -> None:
             f"{achieved / 1e9:.1f}",
             f"{peak / 1e9:.1f}",
             f"{achieved / peak:.2f}",
+            f"{conv_rate / 1e9:.1f}",
+            f"{conv_rate / peak:.2f}",
+            f"{achieved / conv_rate:.2f}",
         )
     console.print(table)
+    console.print(
+        "convs alone: the step's convolutions, each run forward and backward in isolation; "
+        "their rate over the matmul's is the ratio a trainer reaches if nothing else in the step cost time"
+    )
 
 
 if __name__ == "__main__":
