@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from rich.table import Table
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import cell_configs, matmul_flops, median_time, timings, wide_console
+from bench.common import cell_configs, matmul_flops, timings, wide_console
 from model.trainer import Trainer
 
 __all__ = ["ConvCall", "conv_calls", "convs_alone", "main", "step_flops"]
@@ -166,22 +167,38 @@ def main(argv: list[str] | None = None) -> None:
         data["trainer"] |= {"steps_per_epoch": args.steps, "precision": args.precision}
         trainer = Trainer(type(cfg).model_validate(data))
         flops = step_flops(trainer)
-        seconds = median_time(lambda t=trainer: t.train_epoch(1), args.repeats, sync) / args.steps
-        conv_flops, conv_seconds = convs_alone(conv_calls(trainer), device, trainer._autocast())
-        peak = matmul_flops(device)
-        achieved, conv_rate = flops / seconds, conv_flops / conv_seconds
+        calls = conv_calls(trainer)
+        # each repeat times an epoch, the convolutions alone and the matmul back to back, so a machine
+        # whose speed drifts moves all three alike; the table shows the medians over the repeats
+        readings = []
+        trainer.train_epoch(1)  # warm-up
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            trainer.train_epoch(1)
+            sync()
+            seconds = (time.perf_counter() - t0) / args.steps
+            conv_flops, conv_seconds = convs_alone(calls, device, trainer._autocast(), repeats=3)
+            peak = matmul_flops(device, repeats=10)
+            achieved, conv_rate = flops / seconds, conv_flops / conv_seconds
+            readings.append((1 / seconds, achieved, peak, achieved / peak, conv_rate, conv_rate / peak))
+            readings[-1] += (achieved / conv_rate,)
+        med = [statistics.median(col) for col in zip(*readings, strict=True)]
         table.add_row(
             cell,
             f"{flops / 1e9:.3f}",
-            f"{1 / seconds:.1f}",
-            f"{achieved / 1e9:.1f}",
-            f"{peak / 1e9:.1f}",
-            f"{achieved / peak:.2f}",
-            f"{conv_rate / 1e9:.1f}",
-            f"{conv_rate / peak:.2f}",
-            f"{achieved / conv_rate:.2f}",
+            f"{med[0]:.1f}",
+            f"{med[1] / 1e9:.1f}",
+            f"{med[2] / 1e9:.1f}",
+            f"{med[3]:.2f}",
+            f"{med[4] / 1e9:.1f}",
+            f"{med[5]:.2f}",
+            f"{med[6]:.2f}",
         )
     console.print(table)
+    console.print(
+        f"medians over {args.repeats} repeats of: one {args.steps}-step epoch, the convolutions alone, "
+        "the matmul (best of 10)"
+    )
     console.print(
         "convs alone: the step's convolutions, each run forward and backward in isolation; "
         "their rate over the matmul's is the ratio a trainer reaches if nothing else in the step cost time"
