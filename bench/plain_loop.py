@@ -10,6 +10,9 @@ script prints both relative differences beside the steps/s ratio.
 The ceiling column is the speed-up a trainer would reach if it did the step's necessary FLOPs (counted
 as in ``bench.trainer_flops``: no convolution of zeros) at the machine's dense float32 matmul rate,
 measured in the same run: the most that making the trainer faster, rather than doing less work, can give.
+The convolution ceiling is the speed-up a trainer would reach if its step cost only its own convolutions
+run alone (``bench.trainer_flops.convs_alone``, timed beside each epoch): the most a trainer built on the
+same convolution kernels can give.
 
     .venv/bin/python -m bench.plain_loop [--steps 30] [--repeats 3] [--cells original,no_skip]
 """
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import time
 
 import torch
 from rich.table import Table
 
 from bench.common import cell_configs, matmul_flops, wide_console
-from bench.trainer_flops import step_flops
+from bench.trainer_flops import conv_calls, convs_alone, step_flops
 from model.trainer import Trainer
 from model.unet import CrossDomainAE, Decoder
 
@@ -104,8 +108,9 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
     assert tc.optimizer == "adam", "the plain loop is the note's, with Adam"
     # PyTorch's default Adam, as the note's code would create it (the trainer's is fused)
     plain_opt = torch.optim.Adam(plain_model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    t_trainer, t_plain, diffs = [], [], []
+    t_trainer, t_plain, conv_ceilings, diffs = [], [], [], []
     first = _first_step_diff(trainer, plain_model)
+    calls = conv_calls(copy.deepcopy(trainer))  # a copy: its BatchNorm statistics stay untouched
     for epoch in range(1, repeats + 2):
         batches = _trainer_batches(trainer, steps)
         t0 = time.perf_counter()
@@ -114,6 +119,9 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
         t0 = time.perf_counter()
         theirs = plain_epoch(plain_model, plain_opt, batches, trainer)
         t_plain.append(time.perf_counter() - t0)
+        if epoch > 1:
+            _, conv_seconds = convs_alone(calls, trainer.device, trainer._autocast(), repeats=3)
+            conv_ceilings.append(t_plain[-1] / steps / conv_seconds)
         diffs.append(max(abs(mine[f"train_{k}"] - v) / max(abs(v), 1e-12) for k, v in theirs.items()))
     # the first epoch of each is a warm-up
     mine_s = sorted(t_trainer[1:])[len(t_trainer[1:]) // 2] / steps
@@ -124,6 +132,7 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
         "trainer": 1 / mine_s,
         "plain": 1 / plain_s,
         "ceiling": ceiling,
+        "conv_ceiling": statistics.median(conv_ceilings),
         "first_step": first,
         "epochs": max(diffs),
     }
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         "plain steps/s",
         "speed-up",
         "ceiling",
+        "convolution ceiling",
         "loss rel. diff, 1st step",
         "loss rel. diff, epoch means",
     ):
@@ -176,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['plain']:.2f}",
             f"{r['trainer'] / r['plain']:.2f}x",
             f"{r['ceiling']:.2f}x",
+            f"{r['conv_ceiling']:.2f}x",
             f"{r['first_step']:.1e}",
             f"{r['epochs']:.1e}",
         )
