@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             conv_flops, conv_seconds = convs_alone(calls, device, trainer._autocast(), repeats=3)
             peak = matmul_flops(device, repeats=10)
             achieved, conv_rate = flops / seconds, conv_flops / conv_seconds
-            readings.append((1 / seconds, achieved, peak, achieved / peak, conv_rate, conv_rate / peak))
-            readings[-1] += (achieved / conv_rate,)
+            ratios = (achieved / peak, conv_rate, conv_rate / peak, achieved / conv_rate)
+            readings.append((1 / seconds, achieved, peak, *ratios))
         med = [statistics.median(col) for col in zip(*readings, strict=True)]
         table.add_row(
             cell,
