@@ -12,6 +12,7 @@ built on the same convolution kernels can reach, were everything else in the ste
 concatenation, the optimiser) free; the trainer's FLOP/s against theirs is how close it comes to that.
 
     .venv/bin/python -m bench.trainer_flops [--steps 30] [--device cpu|cuda] [--precision float32|bfloat16]
+        [--threads N]
 """
 
 from __future__ import annotations
@@ -142,7 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: one per core); 1: what each worker of a default CPU sweep gets",
+    )
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     console = wide_console()
@@ -165,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     for cell, cfg in cell_configs(device=args.device).items():
         data = cfg.to_dict()
         data["trainer"] |= {"steps_per_epoch": args.steps, "precision": args.precision}
+        if args.threads is not None:
+            data["trainer"]["threads"] = args.threads
         trainer = Trainer(type(cfg).model_validate(data))
         flops = step_flops(trainer)
         calls = conv_calls(trainer)
