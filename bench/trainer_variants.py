@@ -6,7 +6,6 @@ of a shared machine hits them all alike):
 - ``as is``: the trainer as it ships (channels_last weights, fused Adam);
 - ``default layout``: the model moved back to PyTorch's default (contiguous) memory layout;
 - ``unfused Adam``: ``torch.optim.Adam`` updating the parameters one by one (PyTorch's CPU default);
-- ``out-of-place ReLU``: each ReLU writes a new tensor instead of overwriting BatchNorm's output;
 - ``torch.compile`` (with ``--compile``; slow): the model's passes compiled; its first epoch, which
   includes the compilation, is printed apart.
 
@@ -26,7 +25,6 @@ from rich.table import Table
 from bench.common import cell_configs, wide_console
 from model.config import RunConfig
 from model.trainer import Trainer
-from model.unet import DoubleConv
 
 __all__ = ["main"]
 
@@ -38,12 +36,6 @@ def _default_layout(t: Trainer) -> None:
 def _unfused_adam(t: Trainer) -> None:
     tc = t.config.trainer
     t.optimizer = torch.optim.Adam(t.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=False)
-
-
-def _out_of_place_relu(t: Trainer) -> None:
-    for module in t.model.modules():
-        if isinstance(module, DoubleConv):
-            module.relu_inplace = False
 
 
 def _compiled(t: Trainer) -> None:
@@ -67,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
         "as is": None,
         "default layout": _default_layout,
         "unfused Adam": _unfused_adam,
-        "out-of-place ReLU": _out_of_place_relu,
     }
     if args.compile:
         variants["torch.compile"] = _compiled
