@@ -21,6 +21,7 @@ __all__ = [
     "TEST_MATRIX",
     "bfloat16_matrix",
     "cell_configs",
+    "device_sync",
     "matmul_flops",
     "median_time",
     "timings",
@@ -55,6 +56,11 @@ def cell_configs(matrix: Path = TEST_MATRIX, seed: int = 0, device: str = "cpu")
     return out
 
 
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """What waits for ``device``'s queued work: ``torch.cuda.synchronize`` on a GPU, nothing on the CPU."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def timings(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
     """Wall seconds of each of ``repeats`` calls of ``fn()`` (after one warm-up call)."""
     fn()
@@ -81,5 +87,4 @@ def matmul_flops(device: torch.device, n: int = 1024, repeats: int = 20) -> floa
     """
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return 2 * n**3 / min(timings(lambda: a @ b, repeats, sync))
+    return 2 * n**3 / min(timings(lambda: a @ b, repeats, device_sync(device)))

@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ from rich.table import Table
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import cell_configs, matmul_flops, timings, wide_console
+from bench.common import cell_configs, device_sync, matmul_flops, timings, wide_console
 from model.trainer import Trainer
 
 __all__ = ["ConvCall", "conv_calls", "convs_alone", "main", "step_flops"]
@@ -37,14 +38,19 @@ __all__ = ["ConvCall", "conv_calls", "convs_alone", "main", "step_flops"]
 _CONVS = (F.conv2d, F.conv_transpose2d)
 
 
-def step_flops(trainer: Trainer) -> int:
-    """FLOPs of one training step (forward + backward; the optimiser's elementwise update is not counted)."""
+def _one_step(trainer: Trainer, mode: AbstractContextManager) -> None:
+    """One training step's forward and backward (no update) on the first batch, under ``mode``."""
     batch = trainer.train.take(torch.arange(trainer.config.trainer.batch_size))
-    counter = FlopCounterMode(display=False)
-    with counter:
+    with mode:
         out = trainer.forward(batch["a"], batch["b"], 1.0)
         out.losses["total"].backward()
     trainer.model.zero_grad(set_to_none=True)
+
+
+def step_flops(trainer: Trainer) -> int:
+    """FLOPs of one training step (forward + backward; the optimiser's elementwise update is not counted)."""
+    counter = FlopCounterMode(display=False)
+    _one_step(trainer, counter)
     return counter.get_total_flops()
 
 
@@ -101,12 +107,8 @@ class _Capture(TorchFunctionMode):
 
 def conv_calls(trainer: Trainer) -> list[ConvCall]:
     """Every convolution one training step of ``trainer`` calls, in order (the discriminator's too)."""
-    batch = trainer.train.take(torch.arange(trainer.config.trainer.batch_size))
     capture = _Capture()
-    with capture:
-        out = trainer.forward(batch["a"], batch["b"], 1.0)
-    out.losses["total"].backward()
-    trainer.model.zero_grad(set_to_none=True)
+    _one_step(trainer, capture)
     return capture.calls
 
 
@@ -115,8 +117,7 @@ def convs_alone(
 ) -> tuple[int, float]:
     """(FLOPs, seconds) of ``calls`` each run forward and backward alone: the median of ``repeats``
     timings per distinct call, summed over the calls."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
+    sync = device_sync(device)
     flops = seconds = 0.0
     for call, n in Counter(calls).items():
         x, w, b = call.tensors(device)
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     console = wide_console()
     table = Table(
         title=f"trainer vs dense matmul ({device}, {torch.get_num_threads()} threads, {args.precision})"
