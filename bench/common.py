@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ __all__ = [
     "device_sync",
     "matmul_flops",
     "median_time",
+    "positive_int",
     "timings",
     "wide_console",
 ]
@@ -54,6 +56,14 @@ def cell_configs(matrix: Path = TEST_MATRIX, seed: int = 0, device: str = "cpu")
             data["trainer"]["device"] = device
             out[spec.cell] = RunConfig.model_validate(data)
     return out
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (anything else is a usage error, exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def device_sync(device: torch.device) -> Callable[[], None]:

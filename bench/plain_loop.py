@@ -27,7 +27,7 @@ import time
 import torch
 from rich.table import Table
 
-from bench.common import cell_configs, matmul_flops, wide_console
+from bench.common import cell_configs, matmul_flops, positive_int, wide_console
 from bench.trainer_flops import conv_calls, convs_alone, step_flops
 from model.trainer import Trainer
 from model.unet import CrossDomainAE, Decoder
@@ -150,8 +150,8 @@ def _first_step_diff(trainer: Trainer, plain_model: CrossDomainAE) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=positive_int, default=30)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--cells", default=None, help="comma-separated test-matrix cells (default: all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument(

@@ -44,7 +44,7 @@ import yaml
 from mlflow import MlflowClient
 from rich.console import Console
 
-from bench.common import ROOT, TEST_MATRIX, wide_console
+from bench.common import ROOT, TEST_MATRIX, positive_int, wide_console
 from model.data import open_source
 from model.trainer import fit
 from orchestrator.matrix import load_matrix
@@ -153,9 +153,11 @@ def _pct(a: float, b: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", default=str(TEST_MATRIX))
-    ap.add_argument("--seeds", type=int, help="seeds per cell (default 1)")
+    ap.add_argument("--seeds", type=positive_int, help="seeds per cell (default 1)")
     ap.add_argument("--workers", type=int, help="workers of the scaling run (default 2; 1: none)")
-    ap.add_argument("--repeats", type=int, help="bare and sweep timed this many times each (default 1)")
+    ap.add_argument(
+        "--repeats", type=positive_int, help="bare and sweep timed this many times each (default 1)"
+    )
     ap.add_argument(
         "--paired",
         type=int,
@@ -169,8 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     args.seeds = 1 if args.seeds is None else args.seeds
     args.workers = 2 if args.workers is None else args.workers
     args.repeats = 1 if args.repeats is None else args.repeats
-    if args.repeats < 1 or args.paired < 0 or args.seeds < 1:
-        ap.error("--seeds and --repeats must be 1 or more, --paired 0 or more")
+    if args.paired < 0:
+        ap.error("--paired must be 0 or more")
     console = wide_console()
     if args.paired:
         with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:

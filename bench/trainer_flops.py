@@ -30,7 +30,7 @@ from rich.table import Table
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.common import cell_configs, device_sync, matmul_flops, timings, wide_console
+from bench.common import cell_configs, device_sync, matmul_flops, positive_int, timings, wide_console
 from model.trainer import Trainer
 
 __all__ = ["ConvCall", "conv_calls", "convs_alone", "main", "step_flops"]
@@ -140,13 +140,15 @@ def convs_alone(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=30, help="training steps per timing (one timed epoch)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--steps", type=positive_int, default=30, help="training steps per timing (one timed epoch)"
+    )
+    ap.add_argument("--repeats", type=positive_int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch threads (default: one per core); 1: what each worker of a default CPU sweep gets",
     )
