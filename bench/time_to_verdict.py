@@ -7,8 +7,15 @@ trains N runs for real with the rule on and checks it). The stopped curves are j
 judges a store with early stops (over the budget's window, each stopped run's line extended to its end).
 Prints, per cell, the verdict on the full curves and on the stopped ones, and the epochs each needed.
 
+``--cell-rule`` replays a rule orch does not have, to measure what it would save: a run may also stop
+once its *cell's* verdict, judged as ``orch report`` judges it on the curves of its seeds so far, is
+decided (``falls``, ``flat`` or ``rises``) for ``patience`` epochs in a row. ``sequential``: the seeds of a
+cell run one after another (one worker), each seeing its finished siblings; ``lockstep``: they all run at
+once (a worker per seed), each seeing the others' curves so far. The earliest epoch and the hold of a
+skip-weight decay are the run rule's.
+
     .venv/bin/python -m bench.time_to_verdict [--matrix matrices/test_matrix.yaml] [--patience N]
-        [--confidence C] [--precision bfloat16] [--verify 1]
+        [--confidence C] [--precision bfloat16] [--verify 1] [--cell-rule sequential|lockstep]
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from orchestrator.judge import CellData, collect_cells, judge_cells
 from orchestrator.matrix import expand, load_matrix
 from orchestrator.sweep import run_sweep
 from orchestrator.tracking import Tracker
+from orchestrator.verdict import Verdict, VerdictSettings, default_warmup
 
 __all__ = ["main"]
 
@@ -37,6 +45,57 @@ def _stop_epoch(rule_settings: dict, history: dict[str, list[tuple[int, float]]]
         if rule({metric: value}):
             return epoch
     return len(curve) - 1
+
+
+def _judged(cell: CellData, runs: list[tuple[int, np.ndarray, dict, int]], planned: int) -> CellData:
+    """``cell`` with only ``runs`` (seed, curve, metric history, last epoch), as judged after early stops."""
+    out = CellData(cell.name, cell.axes, cell.expect, cell.guards, seeds=[r[0] for r in runs])
+    out.planned_epochs = planned
+    for _, curve, history, last in runs:
+        out.curves.append(curve[: last + 1])
+        for name, points in history.items():
+            out.finals.setdefault(name, []).append(dict(points).get(last, points[-1][1]))
+    return out
+
+
+def _cell_stops(
+    cell: CellData, histories: list[dict], own: list[int], rule: dict, settings: VerdictSettings, mode: str
+) -> list[int]:
+    """Stop epochs under the what-if cell rule (``own``: each run's stop under the run rule alone)."""
+    planned = max(len(c) for c in cell.curves)
+    warmup = rule["warmup"] if rule.get("warmup") is not None else default_warmup(rule["epochs"] + 1)
+    first = max(warmup + rule["min_window"] - 1, rule.get("hold_until", 0))
+    patience = rule.get("patience", 1)
+
+    def decided(runs: list[tuple[int, np.ndarray, dict, int]]) -> str | None:
+        verdict = judge_cells([_judged(cell, runs, planned)], settings)[0].verdict
+        return None if verdict in (Verdict.INCONCLUSIVE, Verdict.DIVERGED) else str(verdict)
+
+    items = list(zip(cell.seeds, cell.curves, histories, strict=True))
+    stops = list(own)
+    if mode == "sequential":
+        for k, (seed, curve, history) in enumerate(items):
+            readings: list[str | None] = []
+            for epoch in range(first, own[k]) if k else ():
+                done = [(s, c, h, stops[i]) for i, (s, c, h) in enumerate(items[:k])]
+                readings.append(decided([*done, (seed, curve, history, epoch)]))
+                last = readings[-patience:]
+                if len(last) == patience and last[0] is not None and len(set(last)) == 1:
+                    stops[k] = epoch
+                    break
+        return stops
+    readings = []
+    for epoch in range(first, planned - 1):
+        going = [i for i in range(len(items)) if stops[i] > epoch]
+        if not going:
+            break
+        readings.append(decided([(s, c, h, min(stops[i], epoch)) for i, (s, c, h) in enumerate(items)]))
+        last = readings[-patience:]
+        if len(last) == patience and last[0] is not None and len(set(last)) == 1:
+            for i in going:
+                stops[i] = epoch
+            break
+    return stops
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--verify", type=int, default=1, help="runs to train for real with early stops on")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument(
+        "--cell-rule",
+        choices=("sequential", "lockstep"),
+        default=None,
+        help="also replay a run stopping once its cell's verdict is decided (a what-if, not orch's rule)",
+    )
     args = ap.parse_args(argv)
     console = wide_console()
     matrix, specs = load_matrix(args.matrix)
@@ -86,24 +151,22 @@ def main(argv: list[str] | None = None) -> None:
 
     stopped_cells, trained = [], {}
     for cell in full_cells:
-        short = CellData(cell.name, cell.axes, cell.expect, cell.guards, seeds=list(cell.seeds))
-        short.planned_epochs = max(len(c) for c in cell.curves)  # as collect_cells sets it for stopped runs
-        full_epochs = early_epochs = 0
-        for run_id, curve in zip(cell.run_ids, cell.curves, strict=True):
-            rec = records[run_id]
-            stop = _stop_epoch(rules[rec.run_key], rec.history, settings.metric)
-            short.curves.append(curve[: stop + 1])
-            for name, points in rec.history.items():
-                at = dict(points)
-                short.finals.setdefault(name, []).append(at.get(stop, points[-1][1]))
-            full_epochs += len(curve) - 1
-            early_epochs += stop
-        stopped_cells.append(short)
-        trained[cell.name] = (full_epochs, early_epochs)
+        recs = [records[run_id] for run_id in cell.run_ids]
+        histories = [rec.history for rec in recs]
+        stops = [_stop_epoch(rules[rec.run_key], rec.history, settings.metric) for rec in recs]
+        if args.cell_rule:
+            stops = _cell_stops(cell, histories, stops, rules[recs[0].run_key], settings, args.cell_rule)
+        planned = max(len(c) for c in cell.curves)  # as collect_cells sets it for stopped runs
+        runs = list(zip(cell.seeds, cell.curves, histories, stops, strict=True))
+        stopped_cells.append(_judged(cell, runs, planned))
+        trained[cell.name] = (sum(len(c) - 1 for c in cell.curves), sum(stops))
     full_v = {v.cell: v for v in judge_cells(full_cells, settings)}
     early_v = {v.cell: v for v in judge_cells(stopped_cells, settings)}
 
-    table = Table(title=f"time to verdict: {matrix.name}, early_stop_patience={budget.early_stop_patience}")
+    rule_name = f", what-if cell rule: {args.cell_rule}" if args.cell_rule else ""
+    table = Table(
+        title=f"time to verdict: {matrix.name}, early_stop_patience={budget.early_stop_patience}{rule_name}"
+    )
     for col in ("cell", "full budget", "early stops", "same", "epochs full", "epochs early", "saved"):
         table.add_column(col)
     all_same, sum_full, sum_early = True, 0, 0
@@ -123,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     console.print(table)
     console.print(
-        f"epochs trained: {sum_early} of {sum_full} ({1 - sum_early / sum_full:.0%} saved); "
+        f"epochs trained: {sum_early} of {sum_full} ({1 - sum_early / sum_full:.1%} saved); "
         f"every verdict the same: {'yes' if all_same else 'NO'}"
     )
 
