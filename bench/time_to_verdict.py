@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, wide_console
+from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, positive_int, wide_console
 from model.trainer import fit
 from orchestrator.early_stop import EarlyStopRule
 from orchestrator.judge import CellData, collect_cells, judge_cells
@@ -58,6 +58,12 @@ def _judged(cell: CellData, runs: list[tuple[int, np.ndarray, dict, int]], plann
     return out
 
 
+def _held(readings: list[str | None], patience: int) -> bool:
+    """The last ``patience`` readings are one and the same decided verdict."""
+    last = readings[-patience:]
+    return len(last) == patience and last[0] is not None and len(set(last)) == 1
+
+
 def _cell_stops(
     cell: CellData, histories: list[dict], own: list[int], rule: dict, settings: VerdictSettings, mode: str
 ) -> list[int]:
@@ -75,12 +81,11 @@ def _cell_stops(
     stops = list(own)
     if mode == "sequential":
         for k, (seed, curve, history) in enumerate(items):
+            done = [(s, c, h, stops[i]) for i, (s, c, h) in enumerate(items[:k])]  # finished siblings
             readings: list[str | None] = []
             for epoch in range(first, own[k]) if k else ():
-                done = [(s, c, h, stops[i]) for i, (s, c, h) in enumerate(items[:k])]
                 readings.append(decided([*done, (seed, curve, history, epoch)]))
-                last = readings[-patience:]
-                if len(last) == patience and last[0] is not None and len(set(last)) == 1:
+                if _held(readings, patience):
                     stops[k] = epoch
                     break
         return stops
@@ -90,8 +95,7 @@ def _cell_stops(
         if not going:
             break
         readings.append(decided([(s, c, h, min(stops[i], epoch)) for i, (s, c, h) in enumerate(items)]))
-        last = readings[-patience:]
-        if len(last) == patience and last[0] is not None and len(set(last)) == 1:
+        if _held(readings, patience):
             for i in going:
                 stops[i] = epoch
             break
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--matrix", default=str(TEST_MATRIX))
     ap.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'runs' / 'mlflow.db'}")
     ap.add_argument(
-        "--patience", type=int, default=None, help="default: the matrix's budget.early_stop_patience"
+        "--patience", type=positive_int, default=None, help="default: the matrix's budget.early_stop_patience"
     )
     ap.add_argument(
         "--confidence", type=float, default=None, help="the rule's interval level (default: the verdict's)"
