@@ -120,7 +120,7 @@ def compare(cfg, steps: int, repeats: int, precision: str = "float32") -> dict[s
         theirs = plain_epoch(plain_model, plain_opt, batches, trainer)
         t_plain.append(time.perf_counter() - t0)
         if epoch > 1:
-            _, conv_seconds = convs_alone(calls, trainer.device, trainer._autocast(), repeats=3)
+            _, conv_seconds = convs_alone(calls, trainer.device, trainer.autocast(), repeats=3)
             conv_ceilings.append(t_plain[-1] / steps / conv_seconds)
         diffs.append(max(abs(mine[f"train_{k}"] - v) / max(abs(v), 1e-12) for k, v in theirs.items()))
     # the first epoch of each is a warm-up

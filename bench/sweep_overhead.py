@@ -48,7 +48,7 @@ from bench.common import ROOT, TEST_MATRIX, positive_int, wide_console
 from model.data import open_source
 from model.trainer import fit
 from orchestrator.matrix import load_matrix
-from orchestrator.tracking import TAG_KIND
+from orchestrator.tracking.vocabulary import TAG_KIND
 
 __all__ = ["main"]
 

@@ -1,7 +1,7 @@
 """Benchmark 5: time to verdict with early stops (``budget.early_stop``) against the full budget.
 
 Runs the matrix at its full budget (resumable: finished runs in the store are reused), then replays the
-early-stop rule of ``orchestrator/early_stop.py`` on every run's logged curve: training is deterministic,
+early-stop rule of ``orchestrator/execute/early_stop.py`` on every run's logged curve: training is deterministic,
 so a run stopped at epoch e would have logged exactly the first e + 1 epochs of the full run (``--verify N``
 trains N runs for real with the rule on and checks it). The stopped curves are judged as ``orch report``
 judges a store with early stops (over the budget's window, each stopped run's line extended to its end).
@@ -28,10 +28,10 @@ from rich.table import Table
 
 from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, positive_int, wide_console
 from model.trainer import fit
-from orchestrator.early_stop import EarlyStopRule
-from orchestrator.judge import CellData, collect_cells, judge_cells
+from orchestrator.execute.early_stop import EarlyStopRule
+from orchestrator.report.collect import CellData, collect_cells, judge_cells
 from orchestrator.matrix import expand, load_matrix
-from orchestrator.sweep import run_sweep
+from orchestrator.execute.sweep import run_sweep
 from orchestrator.tracking import Tracker
 from orchestrator.verdict import Verdict, VerdictSettings, default_warmup
 

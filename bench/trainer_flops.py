@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
             trainer.train_epoch(1)
             sync()
             seconds = (time.perf_counter() - t0) / args.steps
-            conv_flops, conv_seconds = convs_alone(calls, device, trainer._autocast(), repeats=3)
+            conv_flops, conv_seconds = convs_alone(calls, device, trainer.autocast(), repeats=3)
             peak = matmul_flops(device, repeats=10)
             achieved, conv_rate = flops / seconds, conv_flops / conv_seconds
             ratios = (achieved / peak, conv_rate, conv_rate / peak, achieved / conv_rate)

@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from model.phantom import TISSUES, generate_pairs  # noqa: E402
+from model.data.phantom import TISSUES, generate_pairs  # noqa: E402
 
 SIZE, SEED, ROWS = 128, 4, 3
 

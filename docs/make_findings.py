@@ -135,7 +135,7 @@ def baseline_section() -> str:
 
     sys.path.insert(0, str(ROOT))
     from model.data import open_source, split_indices
-    from model.trainer import _psnr
+    from model.metrics import psnr as _psnr
     from orchestrator.matrix import load_matrix
 
     _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")

@@ -31,6 +31,7 @@ from torch import nn
 from model.config import ConfigError, RunConfig, TrainerConfig
 from model.data import InMemoryPairs, PairedSource, Pairs, open_source, split_indices
 from model.discriminator import PatchDiscriminator
+from model.metrics import l1, noise_leak_terms, psnr
 from model.unet import CrossDomainAE
 
 __all__ = [
@@ -40,8 +41,6 @@ __all__ = [
     "Outputs",
     "Trainer",
     "fit",
-    "load_checkpoint",
-    "noise_leak_terms",
     "resolve_device",
     "skip_weight_at",
 ]
@@ -158,10 +157,6 @@ class _Batches:
             yield self.take(np.arange(start, min(start + batch_size, len(self))))
 
 
-def _l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (x - y).abs().mean()
-
-
 class Trainer:
     """Holds the model, optimisers and data of one run; :meth:`run` yields epochs."""
 
@@ -212,14 +207,21 @@ class Trainer:
     def forward(self, x_a: torch.Tensor, x_b: torch.Tensor, skip_weight: float) -> Outputs:
         """The note's losses on one batch ``x_a``, ``x_b`` (B, 1, H, W)."""
         tc = self.config.trainer
-        with self._autocast():
-            z_a, z_b, recon_a, a_from_b, recon_b, b_from_a = self._passes(x_a, x_b, skip_weight)
+        with self.autocast():
+            p = self.model(
+                x_a,
+                x_b,
+                same_domain_use_skip=tc.same_domain_use_skip,
+                cross_domain_strategy=tc.cross_domain_strategy,
+                skip_weight=skip_weight,
+            ).float()
+        a_from_b, b_from_a = p.a_from_b, p.b_from_a
         losses = {
-            "content": _l1(z_a, z_b),
-            "recon_a": _l1(recon_a, x_a),
-            "recon_b": _l1(recon_b, x_b),
-            "cross_a": _l1(a_from_b, x_a),
-            "cross_b": _l1(b_from_a, x_b),
+            "content": l1(p.z_a, p.z_b),
+            "recon_a": l1(p.recon_a, x_a),
+            "recon_b": l1(p.recon_b, x_b),
+            "cross_a": l1(a_from_b, x_a),
+            "cross_b": l1(b_from_a, x_b),
         }
         losses["recon"] = 0.5 * (losses["recon_a"] + losses["recon_b"])
         losses["cross"] = 0.5 * (losses["cross_a"] + losses["cross_b"])
@@ -233,42 +235,13 @@ class Trainer:
             )
             total = total + w.adv * losses["adv"]
         losses["total"] = total
-        return Outputs(losses, a_from_b, b_from_a, recon_a, recon_b)
+        return Outputs(losses, a_from_b, b_from_a, p.recon_a, p.recon_b)
 
-    def _autocast(self) -> torch.autocast:
+    def autocast(self) -> torch.autocast:
         """bfloat16 autocast around the model's passes when ``trainer.precision`` asks for it."""
         return torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=self.config.trainer.precision == "bfloat16"
         )
-
-    def _passes(self, x_a: torch.Tensor, x_b: torch.Tensor, skip_weight: float) -> tuple[torch.Tensor, ...]:
-        """z_a, z_b, recon_a, a_from_b, recon_b, b_from_a (float32 whatever the autocast)."""
-        tc = self.config.trainer
-        m = self.model
-        # both domains in one encoder pass, and a decoder's same-domain and cross passes in one when they
-        # share a skip mode: grouped passes keep each block's BatchNorm statistics (the separate calls' math)
-        z, skips = m.encoder(torch.cat([x_a, x_b]), groups=2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
-        z_a, z_b = z.chunk(2)
-        halves = [s.chunk(2) for s in skips]
-        skips_a, skips_b = [h[0] for h in halves], [h[1] for h in halves]
-        sizes = [tuple(s.shape[-2:]) for s in skips]
-        same = tc.same_domain_use_skip
-        use_src = tc.cross_domain_strategy == "use_source"
-        kw = {"sizes": sizes, "skip_weight": skip_weight}
-        if same == use_src:
-            recon_a, a_from_b = m.decoder_a.forward_groups(
-                [z_a, z_b], [skips_a, skips_b] if same else None, **kw
-            )
-            recon_b, b_from_a = m.decoder_b.forward_groups(
-                [z_b, z_a], [skips_b, skips_a] if same else None, **kw
-            )
-        else:
-            recon_a = m.decoder_a(z_a, skips_a if same else None, **kw)
-            recon_b = m.decoder_b(z_b, skips_b if same else None, **kw)
-            a_from_b = m.decoder_a(z_b, skips_b if use_src else None, **kw)
-            b_from_a = m.decoder_b(z_a, skips_a if use_src else None, **kw)
-        outs = (z_a, z_b, recon_a, a_from_b, recon_b, b_from_a)
-        return tuple(t.float() for t in outs)
 
     def _discriminator_step(self, out: Outputs) -> torch.Tensor:
         """Plan D: real = same-domain reconstructions, fake = cross outputs (both detached)."""
@@ -368,7 +341,7 @@ class Trainer:
                 )
                 sums["cross_floor"] = sums.get("cross_floor", 0.0) + float(floor.sum())
                 sums["cross_clean"] = sums.get("cross_clean", 0.0) + float(clean.sum())
-                psnr_sum += float(0.5 * (_psnr(out.a_from_b, ca) + _psnr(out.b_from_a, cb)).sum())
+                psnr_sum += float(0.5 * (psnr(out.a_from_b, ca) + psnr(out.b_from_a, cb)).sum())
                 pairs = ((out.a_from_b - ca, batch["b"] - cb, cb), (out.b_from_a - cb, batch["a"] - ca, ca))
                 for err, noise, src_clean in pairs:
                     num, den = noise_leak_terms(err, noise, src_clean)
@@ -432,39 +405,6 @@ class Trainer:
         if self.adversarial:
             state["disc_a"], state["disc_b"] = self.disc_a.state_dict(), self.disc_b.state_dict()
         torch.save(state, path)
-
-
-def noise_leak_terms(
-    err: torch.Tensor, noise: torch.Tensor, src_clean: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Numerator and denominator of the noise leak: the regression slope of the cross output's error
-    ``err`` on the source image's noise ``noise`` (all (B, 1, H, W)); ``num / den`` is the fraction of
-    the source's noise that reaches the output (0: none, 1: all of it).
-
-    Only bright source pixels count: there magnitude (Rician) noise is unbiased, while in dark ones its
-    bias follows the anatomy and would correlate with any structural error.
-    """
-    mask = (src_clean > 0.2 * src_clean.amax((1, 2, 3), keepdim=True)).float()
-    k = mask.sum().clamp_min(1)
-    err = (err - (err * mask).sum() / k) * mask
-    noise = (noise - (noise * mask).sum() / k) * mask
-    return (err * noise).sum(), (noise * noise).sum()
-
-
-def _psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of ``pred`` against ``target`` (B, 1, H, W), peak = the target's max."""
-    mse = ((pred - target) ** 2).mean((1, 2, 3)).clamp_min(1e-12)
-    peak = target.amax((1, 2, 3)).clamp_min(1e-6)
-    return 10 * torch.log10(peak**2 / mse)
-
-
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[RunConfig, CrossDomainAE]:
-    """Rebuild the model a checkpoint holds."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    config = RunConfig.model_validate(state["config"])
-    model = CrossDomainAE(config.model)
-    model.load_state_dict(state["model"])
-    return config, model
 
 
 def fit(

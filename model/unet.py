@@ -24,6 +24,7 @@ with fewer, larger kernels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +32,22 @@ from torch import nn
 
 from model.config import DecoderConfig, EncoderConfig, ModelConfig
 
-__all__ = ["CrossDomainAE", "Decoder", "DoubleConv", "Down", "Encoder", "Up", "group_batch_norm"]
+__all__ = [
+    "CROSS_DOMAIN_STRATEGIES",
+    "CrossDomainAE",
+    "Decoder",
+    "DoubleConv",
+    "Down",
+    "Encoder",
+    "Passes",
+    "Up",
+    "group_batch_norm",
+]
 
 Size = tuple[int, int]
+
+#: Where the cross path's skips come from: the source domain's (``use_source``) or nowhere (``no_skip``).
+CROSS_DOMAIN_STRATEGIES = ("use_source", "no_skip")
 
 
 def group_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
@@ -269,6 +283,26 @@ class Decoder(nn.Module):
         return list(self.outc(h).chunk(groups))
 
 
+@dataclass(frozen=True)
+class Passes:
+    """One forward pass of the note's model on a batch of pairs; images are (B, 1, H, W).
+
+    ``recon_a`` is ``decoder_a(z_a, skips_a or None)``, ``a_from_b`` (the cross output ``x_a_from_b``)
+    is ``decoder_a(z_b, skips_b or None)``, and symmetrically for ``b``.
+    """
+
+    z_a: torch.Tensor  # (B, L, h, w)
+    z_b: torch.Tensor  # (B, L, h, w)
+    recon_a: torch.Tensor
+    a_from_b: torch.Tensor
+    recon_b: torch.Tensor
+    b_from_a: torch.Tensor
+
+    def float(self) -> Passes:
+        """Every tensor as float32 (the passes may have run under a bfloat16 autocast)."""
+        return Passes(*(getattr(self, f).float() for f in self.__dataclass_fields__))
+
+
 class CrossDomainAE(nn.Module):
     """The note's model: one shared encoder, ``decoder_a`` (PD) and ``decoder_b`` (PDFS)."""
 
@@ -278,3 +312,51 @@ class CrossDomainAE(nn.Module):
         skip_ch = self.encoder.skip_channels
         self.decoder_a = Decoder(cfg.decoder_a, skip_ch, cfg.up_mode, cfg.upsample)
         self.decoder_b = Decoder(cfg.decoder_b, skip_ch, cfg.up_mode, cfg.upsample)
+
+    def forward(
+        self,
+        x_a: torch.Tensor,
+        x_b: torch.Tensor,
+        *,
+        same_domain_use_skip: bool = True,
+        cross_domain_strategy: str = "use_source",
+        skip_weight: float = 1.0,
+    ) -> Passes:
+        """Encode both domains and decode the four outputs, routing the skips as the note's flags say.
+
+        Args:
+            x_a, x_b: a batch of pairs, (B, 1, H, W) each.
+            same_domain_use_skip: the same-domain reconstructions get their own domain's skips (plan B
+                turns this off: the latent alone must reconstruct).
+            cross_domain_strategy: what the cross path's decoder gets: ``use_source`` (the source
+                domain's skips, which carry its noise) or ``no_skip`` (the latent alone).
+            skip_weight: scale of every skip that is used (plan A's schedule).
+
+        Returns:
+            :class:`Passes`. Both domains go through the encoder in one batched pass, and a decoder's
+            same-domain and cross passes run as one when they share a skip mode; grouped passes keep each
+            block's BatchNorm statistics, so the numbers are those of separate calls (tests check it).
+        """
+        if cross_domain_strategy not in CROSS_DOMAIN_STRATEGIES:
+            raise ValueError(f"cross_domain_strategy must be one of {CROSS_DOMAIN_STRATEGIES}")
+        z, skips = self.encoder(torch.cat([x_a, x_b]), groups=2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
+        z_a, z_b = z.chunk(2)
+        halves = [s.chunk(2) for s in skips]
+        skips_a, skips_b = [h[0] for h in halves], [h[1] for h in halves]
+        sizes = [tuple(s.shape[-2:]) for s in skips]
+        same = same_domain_use_skip
+        use_src = cross_domain_strategy == "use_source"
+        kw = {"sizes": sizes, "skip_weight": skip_weight}
+        if same == use_src:
+            recon_a, a_from_b = self.decoder_a.forward_groups(
+                [z_a, z_b], [skips_a, skips_b] if same else None, **kw
+            )
+            recon_b, b_from_a = self.decoder_b.forward_groups(
+                [z_b, z_a], [skips_b, skips_a] if same else None, **kw
+            )
+        else:
+            recon_a = self.decoder_a(z_a, skips_a if same else None, **kw)
+            recon_b = self.decoder_b(z_b, skips_b if same else None, **kw)
+            a_from_b = self.decoder_a(z_b, skips_b if use_src else None, **kw)
+            b_from_a = self.decoder_b(z_a, skips_a if use_src else None, **kw)
+        return Passes(z_a, z_b, recon_a, a_from_b, recon_b, b_from_a)

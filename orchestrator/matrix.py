@@ -147,7 +147,7 @@ class Budget(_Strict):
         False,
         description="stop a run once its own curve has read the same decided verdict, over its epochs so far "
         "and with its line extended to the budget's end, for early_stop_patience epochs in a row "
-        "(orchestrator/early_stop.py; the reason is logged as the tag orch.early_stop)",
+        "(orchestrator/execute/early_stop.py; the reason is logged as the tag orch.early_stop)",
     )
     early_stop_patience: int = Field(
         1, ge=1, description="consecutive decided epochs before an early stop (measured: docs/performance.md)"

@@ -8,7 +8,8 @@ import torch
 
 from model.config import load_config
 from model.data import InMemoryPairs, Pairs
-from model.trainer import NonFiniteLossError, Trainer, fit, noise_leak_terms, skip_weight_at
+from model.metrics import noise_leak_terms
+from model.trainer import NonFiniteLossError, Trainer, fit, skip_weight_at
 
 
 def _pairs(n: int = 24, size: int = 16, seed: int = 0) -> InMemoryPairs:
@@ -61,7 +62,7 @@ def test_losses_are_the_notes_definitions(tiny: dict, strategy: str, same_skip: 
 
 def test_l1_on_hand_computed_tensor() -> None:
     """content = mean |z_a - z_b| exactly as the note writes it."""
-    from model.trainer import _l1 as l1
+    from model.metrics import l1
 
     a = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     b = torch.tensor([[1.5, 2.0], [1.0, 6.0]])

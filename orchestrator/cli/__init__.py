@@ -1,0 +1,49 @@
+"""The `orch` command line: thin Typer wrappers over library functions, one file per command.
+
+Exit codes: 0 done; 1 some runs crashed (others still ran); 2 invalid input (nothing was started).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import set_tracking_uri
+from orchestrator.cli.data import data_app
+from orchestrator.cli.diagnose import diagnose
+from orchestrator.cli.report import report
+from orchestrator.cli.search import search
+from orchestrator.cli.sweep import sweep, worker
+from orchestrator.cli.train import train
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="orch",
+    help="Experiment-matrix orchestrator for the cross-domain autoencoder ablations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    tracking_uri_opt: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)"
+        ),
+    ] = None,
+) -> None:
+    set_tracking_uri(tracking_uri_opt)
+
+
+for _command in (train, sweep, worker, search, report, diagnose):
+    app.command()(_command)
+app.add_typer(data_app, name="data", help="synthesise and inspect paired HDF5 data")
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m orchestrator.cli`
+    app(prog_name="orch")

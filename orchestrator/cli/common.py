@@ -1,0 +1,39 @@
+"""What every command shares: the consoles, the tracking store's URI, and turning an error into an exit.
+
+Exit codes: 0 done; 1 some runs crashed (the others still ran); 2 invalid input (one message, nothing
+started, nothing written).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+__all__ = ["DEFAULT_TRACKING_URI", "console", "err_console", "fail", "set_tracking_uri", "tracking_uri"]
+
+# logs and CI are not terminals: give tables room instead of rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
+
+_tracking_uri: list[str | None] = [None]
+
+
+def set_tracking_uri(uri: str | None) -> None:
+    """The global ``--tracking-uri`` option."""
+    _tracking_uri[0] = uri
+
+
+def tracking_uri() -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the local store under ``runs/``."""
+    return _tracking_uri[0] or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` on stderr and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)

@@ -1,0 +1,158 @@
+"""``orch sweep MATRIX`` and ``orch worker MATRIX``: run a matrix here, or join its sweep from elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.common import console, err_console, fail, tracking_uri
+
+__all__ = ["sweep", "worker"]
+
+
+def sweep(
+    matrix: Annotated[Path, typer.Argument(help="matrix YAML, e.g. matrices/test_matrix.yaml")],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="runs at once here (default: one per CPU core; 0 with --storage: coordinate only)"
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="run everything again, even finished runs")] = False,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="queue in this Optuna RDB (postgresql://...) so `orch worker` on other machines join"
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        float, typer.Option(min=1, help="with --storage: seconds between worker heartbeats")
+    ] = 10,
+) -> None:
+    """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
+    from model.config import ConfigError
+    from model.data import DataError
+    from orchestrator.cli.progress import SweepDisplay, plan_table
+    from orchestrator.execute.plan import PlanState, dry_run_plan, preflight
+    from orchestrator.execute.sweep import run_sweep
+    from orchestrator.execute.workqueue import QueueError
+    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.tracking import TrackingError
+
+    if workers == 0 and storage is None:
+        raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
+    try:
+        mx, specs = load_matrix(matrix)
+        preflight(specs)
+    except (MatrixError, ConfigError, DataError) as exc:
+        raise fail(str(exc)) from None
+    uri = tracking_uri()
+    if dry_run:
+        try:
+            plan = dry_run_plan(specs, uri, mx.name, fresh=fresh)
+        except TrackingError as exc:
+            raise fail(str(exc)) from None
+        console.print(
+            plan_table(plan, f"{mx.name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)")
+        )
+        todo = sum(p.state is not PlanState.DONE for p in plan)
+        console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
+        return
+    display = SweepDisplay(console, len(specs))
+
+    def on_plan(plan: list) -> None:
+        done = sum(p.state is PlanState.DONE for p in plan)
+        display.total = len(plan) - done
+        console.print(
+            f"[bold]{mx.name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
+            f"(store: {uri})",
+            highlight=False,
+        )
+
+    try:
+        with display.live():
+            outcome = run_sweep(
+                mx,
+                specs,
+                tracking_uri=uri,
+                matrix_path=matrix,
+                workers=workers,
+                fresh=fresh,
+                on_event=display,
+                on_plan=on_plan,
+                storage=storage,
+                heartbeat=heartbeat,
+            )
+    except (TrackingError, QueueError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
+        )
+        raise typer.Exit(130) from None
+    console.print(
+        f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged {outcome.diverged}, "
+        f"crashed {outcome.crashed}), skipped {outcome.skipped} already finished"
+    )
+    _print_report(mx, specs, uri, outcome.parent_run_id)
+    if outcome.crashed:
+        for cell, seed, reason in outcome.failures:
+            err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # noqa: ANN001
+    from orchestrator.report import ReportError, build_report
+
+    try:
+        report = build_report(uri, mx.name, mx.verdict, specs=specs, parent_run_id=parent_run_id)
+    except ReportError as exc:
+        err_console.print(f"no verdicts: {exc}")
+        return
+    console.print(report.table())
+    console.print(f"figures: {', '.join(str(p) for p in report.figures.values())}")
+
+
+def worker(
+    matrix: Annotated[Path, typer.Argument(help="the same matrix YAML the coordinator runs")],
+    storage: Annotated[str, typer.Option(help="the coordinator's --storage (postgresql://...)")],
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="runs at once here (default: one per CPU core)")
+    ] = None,
+    heartbeat: Annotated[
+        float, typer.Option(min=1, help="seconds between heartbeats (as the coordinator)")
+    ] = 10,
+    wait: Annotated[float, typer.Option(min=0, help="seconds to wait for a sweep to join")] = 60,
+) -> None:
+    """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
+    from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.sweep import join_sweep
+    from orchestrator.execute.workqueue import QueueError
+    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.tracking import TrackingError
+
+    try:
+        mx, specs = load_matrix(matrix)
+    except MatrixError as exc:
+        raise fail(str(exc)) from None
+    display = SweepDisplay(console, len(specs))
+    try:
+        with display.live():
+            outcome = join_sweep(
+                mx,
+                specs,
+                tracking_uri=tracking_uri(),
+                storage=storage,
+                workers=workers,
+                heartbeat=heartbeat,
+                wait=wait,
+                on_event=display,
+            )
+    except (QueueError, TrackingError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"worker done: ran {outcome.ran} (crashed {outcome.crashed})")
+    if outcome.crashed:
+        raise typer.Exit(1)

@@ -1,0 +1,65 @@
+"""Running a matrix's runs: on this machine's workers, across machines, one alone, or as a search.
+
+- :mod:`~orchestrator.execute.plan`: what a sweep would do with each run (done, to run, retry).
+- :mod:`~orchestrator.execute.sweep`: the coordinator, :func:`run_sweep` and :func:`join_sweep`.
+- :mod:`~orchestrator.execute.worker`: the worker process.
+- :mod:`~orchestrator.execute.workqueue`: the queue, held in an Optuna storage.
+- :mod:`~orchestrator.execute.early_stop`: the rule that stops a run once its trend is decided.
+- :mod:`~orchestrator.execute.search`: `orch search`.
+- :mod:`~orchestrator.execute.single`: `orch train`, one run with its own directory.
+
+Names are imported on first use: a spawned worker imports this package and must not pull in MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "EarlyStopRule",
+    "PlanItem",
+    "PlanState",
+    "QueueError",
+    "SearchError",
+    "SearchOutcome",
+    "SweepEvent",
+    "SweepOutcome",
+    "TrainOutcome",
+    "WorkQueue",
+    "dry_run_plan",
+    "join_sweep",
+    "open_storage",
+    "plan_sweep",
+    "preflight",
+    "run_search",
+    "run_sweep",
+    "train_single",
+]
+
+_LAZY = {
+    "EarlyStopRule": "early_stop",
+    "PlanItem": "plan",
+    "PlanState": "plan",
+    "dry_run_plan": "plan",
+    "plan_sweep": "plan",
+    "preflight": "plan",
+    "QueueError": "workqueue",
+    "WorkQueue": "workqueue",
+    "open_storage": "workqueue",
+    "SearchError": "search",
+    "SearchOutcome": "search",
+    "run_search": "search",
+    "SweepEvent": "sweep",
+    "SweepOutcome": "sweep",
+    "join_sweep": "sweep",
+    "run_sweep": "sweep",
+    "TrainOutcome": "single",
+    "train_single": "single",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

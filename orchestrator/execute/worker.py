@@ -1,0 +1,103 @@
+"""A sweep worker process: claims (cell, seed) items from the work queue and trains them.
+
+Kept apart from the coordinator so that a spawned worker imports torch and Optuna but not MLflow:
+everything it produces goes back to the coordinator over a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from typing import Any
+
+from model.trainer import EpochResult
+from orchestrator.execute.early_stop import EarlyStopRule
+from orchestrator.execute.workqueue import WorkQueue, open_storage
+from orchestrator.tracking.vocabulary import RunStatus
+
+__all__ = ["worker_main"]
+
+
+def worker_main(
+    storage_url: str,
+    queue_name: str,
+    payloads: list[dict[str, Any]],
+    events: Any,
+    threads: int,
+    parent: int,
+    heartbeat: float = 10.0,
+) -> None:
+    """A worker process: claim items until none is left; report everything over ``events``.
+
+    On a storage with heartbeats (RDB, many machines) it also waits while other workers still run
+    items, so that the item of a worker that dies is retried here.
+    """
+    import torch
+
+    from model.config import RunConfig
+    from model.data import open_source
+    from model.trainer import fit
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    torch.set_num_threads(threads)
+    work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
+    sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
+    by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
+
+    def orphaned() -> bool:
+        return os.getppid() != parent
+
+    while not orphaned():
+        claimed = work.claim()
+        if claimed is None:
+            if work.heartbeats and work.pending():
+                time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
+                continue
+            return
+        trial_id, item = claimed
+        index = by_key[item["run_key"]]
+        events.put(("start", index, os.getpid(), trial_id))
+        last_step = [0.0]
+
+        def on_step(
+            epoch: int,
+            step: int,
+            steps: int,
+            index: int = index,
+            last_step: list = last_step,
+        ) -> None:
+            if orphaned():
+                os._exit(3)  # the coordinator was killed: stop, the next sweep re-runs this item
+            now = time.monotonic()
+            if now - last_step[0] > 0.5 or step == steps:
+                last_step[0] = now
+                events.put(("step", index, epoch, step, steps))
+
+        rule = (
+            EarlyStopRule.from_payload(payloads[index]["early_stop"])
+            if payloads[index].get("early_stop")
+            else None
+        )
+
+        def on_epoch(
+            result: EpochResult, index: int = index, rule: EarlyStopRule | None = rule
+        ) -> str | None:
+            events.put(("epoch", index, result))
+            return rule(result.metrics) if rule is not None else None
+
+        with work.keep_alive(trial_id):
+            try:
+                config = RunConfig.model_validate(payloads[index]["config"])
+                data_key = config.data.model_dump_json()
+                if data_key not in sources:
+                    sources[data_key] = open_source(config.data)
+                result = fit(config, source=sources[data_key], on_epoch=on_epoch, on_step=on_step)
+                final = result.epochs[-1].metrics.get("cross") if result.epochs else None
+                events.put(("end", index, result.status, result.reason, None))
+                work.done(trial_id, ok=result.status != RunStatus.DIVERGED, value=final)
+            except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
+                why = f"{type(exc).__name__}: {exc}"
+                events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
+                work.done(trial_id, ok=False)

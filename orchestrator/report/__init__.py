@@ -1,0 +1,30 @@
+"""`orch report`: from the tracking store to verdicts, rendered.
+
+- :mod:`~orchestrator.report.collect`: the store's runs -> each cell's curves over its seeds -> verdicts.
+- :mod:`~orchestrator.report.build`: :func:`build_report`, the verdicts with their figures, logged to the
+  sweep.
+- :mod:`~orchestrator.report.render`: every format (table, markdown, CSV, JSON, HTML) from one field table.
+- :mod:`~orchestrator.report.plots`: the curve and image figures.
+"""
+
+from orchestrator.report.build import FORMATS, Report, build_report
+from orchestrator.report.collect import CellData, ReportError, collect_cells, judge_cells
+from orchestrator.report.plots import plot_curves, plot_images
+from orchestrator.report.render import render_table, to_csv, to_html, to_json, to_markdown
+
+__all__ = [
+    "FORMATS",
+    "CellData",
+    "Report",
+    "ReportError",
+    "build_report",
+    "collect_cells",
+    "judge_cells",
+    "plot_curves",
+    "plot_images",
+    "render_table",
+    "to_csv",
+    "to_html",
+    "to_json",
+    "to_markdown",
+]

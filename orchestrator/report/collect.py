@@ -1,0 +1,144 @@
+"""From the tracking store to verdicts: gather each cell's curves over its seeds and judge them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.matrix import RunSpec
+from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
+from orchestrator.tracking.vocabulary import TAG_EXPECT
+from orchestrator.verdict import CellVerdict, Guard, VerdictSettings, judge_cell
+
+__all__ = ["CellData", "ReportError", "collect_cells", "judge_cells"]
+
+
+class ReportError(ValueError):
+    """Nothing to judge: unknown experiment, no runs, or the metric was never logged."""
+
+
+@dataclass
+class CellData:
+    """One cell's runs, as needed by the verdict and the figures."""
+
+    name: str
+    axes: dict[str, Any] = field(default_factory=dict)
+    expect: str | None = None
+    guards: tuple[Guard, ...] = ()
+    seeds: list[int] = field(default_factory=list)
+    curves: list[np.ndarray] = field(default_factory=list)
+    finals: dict[str, list[float]] = field(default_factory=dict)
+    diverged: int = 0
+    crashed: int = 0
+    missing: int = 0
+    run_ids: list[str] = field(default_factory=list)
+    planned_epochs: int | None = None  # recorded epochs of the budget, set when a run stopped early
+
+
+def _pick(runs: list[RunRecord]) -> RunRecord:
+    """Of several attempts at one run key, the latest with a curve to judge, else the latest."""
+    finished = [r for r in runs if r.status.has_curve]
+    pool = finished or runs
+    return max(pool, key=lambda r: r.start_time)
+
+
+def collect_cells(
+    tracker: Tracker, experiment: str, metric: str, *, specs: Sequence[RunSpec] | None = None
+) -> list[CellData]:
+    """Gather every cell's runs from ``experiment``.
+
+    With ``specs`` (a matrix's expansion) exactly those runs count, in the matrix's order, with the
+    matrix's axis values, expectations and guards; without, every run tagged ``orch.cell`` and
+    ``orch.seed`` does, with axes and expectations read from its tags.
+
+    Raises:
+        ReportError: unknown experiment, no runs, or ``metric`` in none of them.
+    """
+    try:
+        records = tracker.records(experiment, [metric], keys={s.run_key for s in specs} if specs else None)
+    except TrackingError as exc:
+        raise ReportError(str(exc)) from None
+    if not records:
+        known = ", ".join(tracker.experiment_names()) or "none"
+        raise ReportError(
+            f"experiment {experiment!r} has no runs tagged orch.cell and orch.seed"
+            + (" for this matrix: run `orch sweep` first" if specs else "")
+            + f" (experiments in the store: {known})"
+        )
+    if not any(r.history.get(metric) and r.history[metric][0][0] >= 0 for r in records):
+        logged = sorted({m for r in records for m in r.history})
+        raise ReportError(
+            f"no run in {experiment!r} logged the metric {metric!r} per epoch (logged: {logged})"
+        )
+
+    cells: dict[str, CellData] = {}
+    if specs:
+        by_key: dict[str, list[RunRecord]] = {}
+        for r in records:
+            by_key.setdefault(r.run_key, []).append(r)
+        for spec in specs:
+            cell = cells.setdefault(
+                spec.cell, CellData(spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards))
+            )
+            runs = by_key.get(spec.run_key)
+            if not runs:
+                cell.missing += 1
+                continue
+            _add(cell, _pick(runs), spec.seed, metric)
+    else:
+        by_cell_seed: dict[tuple[str, int], list[RunRecord]] = {}
+        for r in records:
+            by_cell_seed.setdefault((r.cell, r.seed), []).append(r)
+        for (name, seed), runs in sorted(by_cell_seed.items()):
+            rec = _pick(runs)
+            cell = cells.setdefault(name, CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)))
+            _add(cell, rec, seed, metric)
+    return list(cells.values())
+
+
+def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
+    if rec.status is RunStatus.DIVERGED:
+        cell.diverged += 1
+        return
+    if not rec.status.has_curve:
+        cell.crashed += 1
+        return
+    curve = rec.curve(metric)
+    if curve.size == 0:
+        cell.crashed += 1
+        return
+    cell.seeds.append(seed)
+    cell.curves.append(curve)
+    cell.run_ids.append(rec.run_id)
+    budget = rec.params.get("trainer.epochs")
+    if rec.status is RunStatus.STOPPED and budget is not None:  # judged over the budget's window
+        cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
+    for name, points in rec.history.items():
+        cell.finals.setdefault(name, []).append(points[-1][1])
+
+
+def judge_cells(cells: Sequence[CellData], settings: VerdictSettings) -> list[CellVerdict]:
+    """A verdict per cell (pure: no store access)."""
+    out = []
+    for cell in cells:
+        n = len(cell.curves)
+        finals = {k: v for k, v in cell.finals.items() if len(v) == n}
+        out.append(
+            judge_cell(
+                cell.name,
+                cell.curves,
+                settings,
+                axes=cell.axes,
+                expect=cell.expect,  # type: ignore[arg-type]
+                finals=finals,
+                cell_guards=cell.guards,
+                diverged_seeds=cell.diverged,
+                crashed_seeds=cell.crashed,
+                seeds=cell.seeds,
+                planned_epochs=cell.planned_epochs,
+            )
+        )
+    return out

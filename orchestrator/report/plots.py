@@ -1,0 +1,144 @@
+"""Report figures: each cell's curve with a band over seeds, and the cells' last image grids side by side.
+
+Drawn on matplotlib's Agg canvas without pyplot's global state, so they are safe from worker threads and
+headless machines.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from orchestrator.verdict import default_warmup
+
+__all__ = ["plot_curves", "plot_images"]
+
+
+def plot_curves(
+    curves_by_cell: Mapping[str, Sequence[np.ndarray]],
+    metric: str,
+    out_png: Path | str,
+    floor_by_cell: Mapping[str, float | None] | None = None,
+    *,
+    warmup: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Mean curve per cell with a min-max band over seeds; the warm-up epochs are shaded.
+
+    Args:
+        curves_by_cell: Cell -> one curve per seed (index = epoch, epoch 0 included; lengths may differ,
+            non-finite values are left out).
+        metric: Metric name for the axis label.
+        out_png: Output path (parents are created).
+        floor_by_cell: Cell -> attainable floor, drawn as a dashed line in the cell's colour.
+        warmup: Warm-up length to shade; None = ``default_warmup`` of the longest curve.
+        title: Figure title.
+
+    Returns:
+        The PNG path.
+    """
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    longest = 0
+    for k, (cell, curves) in enumerate(curves_by_cell.items()):
+        y = _pad([np.asarray(c, dtype=float).ravel() for c in curves])  # (S, E) NaN-padded
+        if y.size == 0:
+            continue
+        longest = max(longest, y.shape[1])
+        color = f"C{k % 10}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)  # epochs where every seed is NaN
+            mean, lo, hi = np.nanmean(y, axis=0), np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+        epochs = np.arange(y.shape[1])
+        ax.plot(epochs, mean, color=color, lw=1.8, label=f"{cell} (n={y.shape[0]})")
+        ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, lw=0)
+        floor = (floor_by_cell or {}).get(cell)
+        if floor is not None and math.isfinite(floor):
+            ax.axhline(floor, color=color, ls="--", lw=1.0, alpha=0.8)
+    if longest:
+        w = warmup if warmup is not None else default_warmup(longest)
+        ax.axvspan(-0.5, w - 0.5, color="0.85", alpha=0.6, lw=0, label=f"warm-up (epochs < {w})")
+        ax.set_xlim(-0.5, longest - 0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} per epoch (mean, min-max over seeds; dashed: floor)")
+    ax.grid(alpha=0.3)
+    if curves_by_cell:
+        ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    fig.savefig(out, format="png")
+    return out
+
+
+def plot_images(images_by_cell: Mapping[str, np.ndarray], out_png: Path | str, *, ncols: int = 4) -> Path:
+    """Image grids (e.g. the last epoch's ``x_a_from_b``) of several cells side by side.
+
+    Args:
+        images_by_cell: Cell -> image: ``(H, W)``, ``(H, W, C)`` with C in 1/3/4, ``(C, H, W)`` with C in 1/3,
+            or a stack ``(N, H, W)`` / ``(N, C, H, W)`` tiled in a row. Floats are shown over their own range
+            (grey) or clipped to [0, 1] (colour; 0-255 values are scaled).
+        out_png: Output path (parents are created).
+        ncols: Panels per row.
+
+    Returns:
+        The PNG path.
+    """
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = max(1, len(images_by_cell))
+    cols = min(ncols, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.4 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, (cell, img) in enumerate(images_by_cell.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        arr = _as_image(np.asarray(img))
+        if arr.ndim == 2:
+            ax.imshow(arr, cmap="gray", interpolation="nearest")
+        else:
+            ax.imshow(arr, interpolation="nearest")
+        ax.set_title(cell, fontsize="small")
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(out, format="png")
+    return out
+
+
+def _pad(curves: list[np.ndarray]) -> np.ndarray:
+    if not curves:
+        return np.empty((0, 0))
+    n = max(c.size for c in curves)
+    out = np.full((len(curves), n), np.nan)
+    for i, c in enumerate(curves):
+        out[i, : c.size] = np.where(np.isfinite(c), c, np.nan)
+    return out
+
+
+def _as_image(a: np.ndarray) -> np.ndarray:
+    """Normalise an image or stack to ``(H, W)`` or ``(H, W, 3|4)`` for imshow."""
+    if a.ndim == 4:  # (N, C, H, W) -> (C, H, N*W)
+        a = np.concatenate(list(a), axis=-1)
+    if a.ndim == 3:
+        if a.shape[-1] in (1, 3, 4) and a.shape[0] not in (1, 3):
+            a = a[..., 0] if a.shape[-1] == 1 else a
+        elif a.shape[0] in (1, 3):  # (C, H, W)
+            a = a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
+        else:  # (N, H, W) stack -> side by side
+            a = np.concatenate(list(a), axis=-1)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"cannot show an image of shape {a.shape}")
+    a = a.astype(float)
+    if a.ndim == 3:
+        if np.nanmax(a) > 1.0:
+            a = a / 255.0
+        a = np.clip(a, 0.0, 1.0)
+    return a

@@ -1,0 +1,46 @@
+"""Everything orch writes to or reads from MLflow: this package is the only one that imports it.
+
+- :mod:`~orchestrator.tracking.vocabulary`: run status, run kinds and tag names (no MLflow import).
+- :mod:`~orchestrator.tracking.store`: opening or creating the store once, before workers start.
+- :mod:`~orchestrator.tracking.tracker`: :class:`Tracker`, the writes and reads of runs.
+
+The vocabulary is imported at once; the names that need MLflow on first use, so that a worker process can
+read the vocabulary without importing MLflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from orchestrator.tracking.vocabulary import RunKind, RunStatus, axes_from_tags, run_tags
+
+__all__ = [
+    "RunKind",
+    "RunRecord",
+    "RunStatus",
+    "Tracker",
+    "TrackingError",
+    "axes_from_tags",
+    "flatten",
+    "normalize_uri",
+    "open_single_run",
+    "prepare_store",
+    "run_tags",
+]
+
+_LAZY = {
+    "TrackingError": "store",
+    "normalize_uri": "store",
+    "prepare_store": "store",
+    "RunRecord": "tracker",
+    "Tracker": "tracker",
+    "flatten": "tracker",
+    "open_single_run": "tracker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

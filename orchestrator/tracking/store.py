@@ -1,0 +1,105 @@
+"""The MLflow store: where it is, and opening (or creating) it once before any worker starts.
+
+Known traps this handles: several processes creating an SQLite store at once race MLflow's schema
+migration (creation is serialised with a file lock, and SQLite is put in WAL mode), and concurrent writers
+can hit "database is locked" (:func:`retry`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+warnings.filterwarnings("ignore", module="mlflow")
+logging.getLogger("mlflow").setLevel(logging.ERROR)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
+    logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
+
+__all__ = ["TrackingError", "artifact_root", "normalize_uri", "prepare_store", "retry", "sqlite_path"]
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used (unreachable, unknown experiment...)."""
+
+
+def normalize_uri(uri: str) -> str:
+    """Make a relative SQLite store absolute (MLflow caches stores by URI, whatever the cwd)."""
+    db = sqlite_path(uri)
+    return f"sqlite:///{db.resolve()}" if db is not None and not db.is_absolute() else uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def artifact_root(uri: str) -> str | None:
+    """``sqlite:///runs/mlflow.db`` keeps its artifacts in ``runs/artifacts``."""
+    db = sqlite_path(uri)
+    if db is None:
+        return None
+    return (db.resolve().parent / "artifacts").as_uri()
+
+
+def prepare_store(uri: str) -> str:
+    """Create the store once, before any worker starts, and put SQLite in WAL mode.
+
+    Several processes creating an SQLite store at once race MLflow's schema migration, so the
+    coordinator calls this first.
+
+    Raises:
+        TrackingError: the store cannot be opened.
+    """
+    uri = normalize_uri(uri)
+    db = sqlite_path(uri)
+    if db is None:
+        _open_store(uri)
+        return uri
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # processes on this machine (a coordinator and `orch worker`s started at once) take turns: the
+    # first creates the schema, the others find it
+    with open(db.parent / f"{db.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+        _open_store(uri)
+    return uri
+
+
+def _open_store(uri: str, attempts: int = 5) -> None:
+    for i in range(attempts):
+        try:
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+            # another process is creating or migrating the same store (one that did not take the lock,
+            # e.g. an older orch): wait for it, then find the schema in place
+            if "OperationalError" in f"{type(exc).__name__}: {exc}" and i < attempts - 1:
+                time.sleep(0.5 * (i + 1))
+                continue
+            raise TrackingError(f"cannot open the tracking store {uri}: {exc}") from None
+
+
+def retry(fn, *args, attempts: int = 8, **kwargs):  # noqa: ANN001, ANN202
+    """Call ``fn`` and retry on a locked SQLite database with back-off."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            if "locked" not in str(exc).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**i)
+    return None

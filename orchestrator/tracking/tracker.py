@@ -1,0 +1,333 @@
+"""The tracker: every write of a sweep, a search or a single run to MLflow, and every read back.
+
+Names (the MLflow contract, README "MLflow"): experiment = matrix name; one parent run per sweep; one
+child run per (cell, seed) with the tags of :mod:`orchestrator.tracking.vocabulary`, the resolved config as
+params and a ``config.json`` artifact; metrics per epoch with ``step`` = epoch; image grids
+``x_a_from_b`` / ``x_b_from_a`` per epoch; a failed run carries ``orch.failure``.
+
+All writes go through :class:`MlflowClient` with explicit run ids (no fluent "active run"), so one
+process can track many runs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from model.config import RunConfig
+from model.trainer import EpochResult
+from orchestrator.tracking.store import TrackingError, artifact_root, normalize_uri, prepare_store, retry
+from orchestrator.tracking.vocabulary import (
+    TAG_CELL,
+    TAG_KEY,
+    TAG_KIND,
+    TAG_SEED,
+    TAG_SWEEP,
+    RunKind,
+    RunStatus,
+    run_tags,
+)
+
+__all__ = ["RunRecord", "Tracker", "flatten", "open_single_run"]
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def _versions() -> dict[str, str]:
+    tags = {"orch.python": platform.python_version()}
+    for pkg in ("orch", "torch", "mlflow", "optuna", "numpy"):
+        try:
+            tags[f"orch.version.{pkg}"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return tags
+
+
+@dataclass
+class RunRecord:
+    """A child run as read back from the store."""
+
+    run_id: str
+    cell: str
+    seed: int
+    run_key: str
+    status: RunStatus
+    sweep: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    start_time: int = 0
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def curve(self, metric: str) -> np.ndarray:
+        """Values of ``metric`` by step (epoch), NaN where an epoch is missing."""
+        points = self.history.get(metric, [])
+        if not points:
+            return np.array([], dtype=float)
+        last = max(s for s, _ in points)
+        out = np.full(last + 1, np.nan)
+        for step, value in points:
+            out[step] = value
+        return out
+
+
+class Tracker:
+    """Writes sweeps and runs to one MLflow store."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri = normalize_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri)
+
+    # ------------------------------------------------------------------------------- experiments
+
+    def experiment_id(self, name: str, *, create: bool = True) -> str | None:
+        exp = retry(self.client.get_experiment_by_name, name)
+        if exp is not None:
+            return exp.experiment_id
+        if not create:
+            return None
+        try:
+            return retry(self.client.create_experiment, name, artifact_location=artifact_root(self.uri))
+        except MlflowException:
+            exp = self.client.get_experiment_by_name(name)  # created concurrently
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # ------------------------------------------------------------------------------------- writes
+
+    def start_sweep(
+        self, experiment: str, *, name: str, tags: dict[str, str], artifacts: Iterable[Path] = ()
+    ) -> str:
+        """Create the parent run of a sweep; returns its run id."""
+        exp_id = self.experiment_id(experiment)
+        run = retry(
+            self.client.create_run,
+            exp_id,
+            run_name=name,
+            tags={**run_tags(RunKind.SWEEP), **_versions(), **tags},
+        )
+        for path in artifacts:
+            retry(self.client.log_artifact, run.info.run_id, str(path))
+        return run.info.run_id
+
+    def start_run(
+        self,
+        experiment: str,
+        config: RunConfig,
+        *,
+        name: str,
+        tags: dict[str, str],
+        parent_id: str | None = None,
+    ) -> str:
+        """Create a run with the resolved config as params and ``config.json``; returns its id.
+
+        Args:
+            tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
+        """
+        exp_id = self.experiment_id(experiment)
+        all_tags = dict(tags)
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
+        run_id = run.info.run_id
+        params = [
+            Param(k, json.dumps(v) if isinstance(v, list) else str(v))
+            for k, v in flatten(config.to_dict()).items()
+        ]
+        for i in range(0, len(params), 100):
+            retry(self.client.log_batch, run_id, params=params[i : i + 100])
+        retry(self.client.log_dict, run_id, config.to_dict(), "config.json")
+        return run_id
+
+    def log_epoch(self, run_id: str, result: EpochResult) -> None:
+        """One batched call for the epoch's metrics (step = epoch), then its image grids."""
+        ts = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), ts, result.epoch) for k, v in result.metrics.items()]
+        retry(self.client.log_batch, run_id, metrics=metrics)
+        for name, grid in result.images.items():
+            img = (np.clip(grid, 0, 1) * 255).astype(np.uint8)
+            retry(self.client.log_image, run_id, img, key=name, step=result.epoch)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        retry(self.client.log_text, run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        retry(self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(
+        self, run_id: str, status: RunStatus, reason: str | None = None, traceback: str | None = None
+    ) -> None:
+        """End a run with ``status``: its tags say why (:meth:`RunStatus.end_tags`), a traceback becomes
+        ``traceback.txt``, and MLflow's status follows (:attr:`RunStatus.mlflow_status`)."""
+        status = RunStatus(status)
+        self.set_tags(run_id, status.end_tags(reason))
+        if traceback:
+            self.log_text(run_id, traceback, "traceback.txt")
+        retry(self.client.set_terminated, run_id, status=status.mlflow_status)
+
+    # -------------------------------------------------------------------------------------- reads
+
+    def _search(
+        self, experiment: str, filter_string: str = "", *, kinds: tuple[RunKind, ...] = (RunKind.RUN,)
+    ) -> list[Any]:
+        """Runs of ``experiment`` of the given kinds matching ``filter_string``, every page of them."""
+        exp_id = self.experiment_id(experiment, create=False)
+        if exp_id is None:
+            return []
+        runs = []
+        for kind in kinds:
+            flt = f"tags.`{TAG_KIND}` = '{kind.value}'" + (f" and {filter_string}" if filter_string else "")
+            token = None
+            while True:
+                page = retry(self.client.search_runs, [exp_id], flt, max_results=1000, page_token=token)
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    break
+        return runs
+
+    def run_states(self, experiment: str) -> dict[str, list[tuple[str, RunStatus]]]:
+        """run key -> [(run id, status)] of every child run of a sweep in ``experiment``, oldest first."""
+        out: dict[str, list[tuple[str, RunStatus]]] = {}
+        for run in sorted(self._search(experiment), key=lambda r: r.info.start_time or 0):
+            key = run.data.tags.get(TAG_KEY)
+            if key:
+                out.setdefault(key, []).append(
+                    (run.info.run_id, RunStatus.of(run.info.status, run.data.tags))
+                )
+        return out
+
+    def mark_killed(self, run_ids: Iterable[str], reason: str) -> int:
+        """Mark runs left RUNNING by a killed sweep as KILLED."""
+        n = 0
+        for run_id in run_ids:
+            self.finish(run_id, RunStatus.KILLED, reason)
+            n += 1
+        return n
+
+    def sweep_runs(self, experiment: str, sweep_id: str) -> list[Any]:
+        """The child runs one sweep logged (from any machine)."""
+        return self._search(experiment, f"tags.`{TAG_SWEEP}` = '{sweep_id}'")
+
+    def latest_sweep(self, experiment: str) -> str | None:
+        """Run id of the most recent sweep parent run in ``experiment``."""
+        runs = self._search(experiment, kinds=(RunKind.SWEEP,))
+        if not runs:
+            return None
+        return max(runs, key=lambda r: r.info.start_time).info.run_id
+
+    def experiment_names(self) -> list[str]:
+        return [e.name for e in retry(self.client.search_experiments)]
+
+    def records(
+        self, experiment: str, metrics: Iterable[str], *, keys: set[str] | None = None
+    ) -> list[RunRecord]:
+        """Child runs of ``experiment`` (all of them, or those whose run key is in ``keys``) with the
+        per-step history of ``metrics`` and the final value of every other metric."""
+        if self.experiment_id(experiment, create=False) is None:
+            raise TrackingError(f"no experiment named {experiment!r} in {self.uri}")
+        wanted = list(dict.fromkeys(metrics))
+        out = []
+        for run in self._search(experiment, kinds=(RunKind.RUN, RunKind.TRIAL)):
+            tags = run.data.tags
+            if TAG_CELL not in tags or TAG_SEED not in tags:
+                continue
+            key = tags.get(TAG_KEY, run.info.run_id)
+            if keys is not None and (key not in keys or tags.get(TAG_KIND) == RunKind.TRIAL):
+                continue  # a matrix's runs are its sweeps' (search trials are judged by --experiment)
+            rec = RunRecord(
+                run_id=run.info.run_id,
+                cell=tags[TAG_CELL],
+                seed=int(tags[TAG_SEED]),
+                run_key=key,
+                status=RunStatus.of(run.info.status, tags),
+                sweep=tags.get(TAG_SWEEP, ""),
+                tags=dict(tags),
+                params=dict(run.data.params),
+                start_time=run.info.start_time or 0,
+            )
+            for name in wanted:
+                if name in run.data.metrics:
+                    hist = retry(self.client.get_metric_history, run.info.run_id, name)
+                    rec.history[name] = sorted((m.step, m.value) for m in hist)
+            for name, value in run.data.metrics.items():
+                rec.history.setdefault(name, [(-1, value)])
+            out.append(rec)
+        return out
+
+    def images(self, run_id: str, key: str) -> np.ndarray | None:
+        """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]), or None."""
+        try:
+            files = retry(self.client.list_artifacts, run_id, "images")
+        except MlflowException:
+            return None
+        # log_image(key=, step=) names files "<key>+step+<n>+timestamp+...png" ('%' in older MLflow)
+        pattern = re.compile(rf"^{re.escape(key)}[+%]step[+%](\d+)[+%].*(?<!compressed)\.png$")
+        steps = {}
+        for f in files:
+            match = pattern.match(f.path.rsplit("/", 1)[-1])
+            if match:
+                steps[int(match.group(1))] = f.path
+        if not steps:
+            return None
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=steps[max(steps)], tracking_uri=self.uri
+        )
+        from PIL import Image
+
+        return np.asarray(Image.open(local))
+
+
+class _SingleRun:
+    """`orch train`'s tracked run: ``log_epoch`` and ``finish`` bound to one run id."""
+
+    def __init__(self, tracker: Tracker, run_id: str) -> None:
+        self.tracker, self.run_id = tracker, run_id
+
+    def log_epoch(self, result: EpochResult) -> None:
+        self.tracker.log_epoch(self.run_id, result)
+
+    def finish(self, status: RunStatus, reason: str | None = None) -> None:
+        self.tracker.finish(self.run_id, status, reason)
+
+
+def open_single_run(uri: str, config: RunConfig, *, name: str, experiment: str = "orch-train") -> _SingleRun:
+    """A standalone tracked run for ``orch train`` (experiment ``orch-train``)."""
+    tracker = Tracker(prepare_store(uri))
+    run_id = tracker.start_run(experiment, config, name=name, tags={**run_tags(RunKind.TRAIN), **_versions()})
+    return _SingleRun(tracker, run_id)

@@ -1,0 +1,99 @@
+"""What a matrix's ``verdict:`` section sets: the metric judged, the window, the thresholds, the guards."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Expectation", "Guard", "Verdict", "VerdictSettings"]
+
+Expectation = Literal["pass", "fail", "partial"]
+
+
+class Verdict(StrEnum):
+    """What a cell's metric does over the analysis window."""
+
+    FALLS = "falls"
+    FLAT = "flat"
+    RISES = "rises"
+    DIVERGED = "diverged"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Guard(BaseModel):
+    """A bound on a metric's final value (mean over seeds of the last epoch), e.g. ``noise_leak <= 0.02``.
+
+    A guard that does not hold makes the cell fail, whatever its trend.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Guard:
+        if self.min is None and self.max is None:
+            raise ValueError(f"guard on {self.metric!r} needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"guard on {self.metric!r}: min {self.min} > max {self.max}")
+        return self
+
+    def describe(self) -> str:
+        """Short text such as ``noise_leak<=0.02`` or ``0.1<=x<=0.2``."""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g}<={self.metric}<={self.max:g}"
+        if self.min is not None:
+            return f"{self.metric}>={self.min:g}"
+        return f"{self.metric}<={self.max:g}"
+
+
+class VerdictSettings(BaseModel):
+    """The ``verdict:`` section of a matrix: which metric, which window, which thresholds.
+
+    Attributes:
+        metric: Per-epoch validation metric judged (epoch 0 included).
+        warmup: Epochs left out at the start of the analysis window; None = ``default_warmup``.
+        min_change: Smallest relative change over the window that matters (0.05 = 5%).
+        confidence: Level of the bootstrap interval for the relative change.
+        alpha: Significance level of the Mann-Kendall trend test (reported; see ``require_trend``).
+        require_trend: Also require the trend test's p < alpha for ``falls`` / ``rises``.
+        n_boot: Bootstrap replicates (2000 keep ``judge_cell`` at a few ms for 5 seeds x 30 epochs).
+        block_length: Moving-block length in epochs; None = chosen from the residuals' autocorrelation.
+        seed_agreement: Fraction of seeds whose own change must exceed ``min_change`` in the verdict's
+            direction for ``falls`` / ``rises``.
+        min_seeds: Fewer usable seeds than this is ``inconclusive`` (too few seeds).
+        min_window: Fewer window epochs than this is ``inconclusive`` (too short).
+        diverged_fraction: The cell is ``diverged`` when at least this fraction of its seeds went NaN/Inf;
+            fewer diverged seeds are left out and counted in ``seeds_failed``.
+        floor_tolerance: The end level is "at the floor" when it exceeds the floor by at most this
+            fraction of the floor (of the epoch-0 level when the floor is 0).
+        floor_metric: Name of the per-epoch metric that carries the attainable floor (None: no floor).
+        guards: Guards applied to every cell (cells may add their own).
+        partial_progress: ``partial`` holds when the metric falls but has closed less than this fraction
+            of the gap between its epoch-0 level and the floor.
+        bootstrap_seed: Seed of the bootstrap generator; equal inputs give equal verdicts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = "cross"
+    warmup: int | None = Field(default=None, ge=0)
+    min_change: float = Field(default=0.05, gt=0.0, lt=1.0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    require_trend: bool = False
+    n_boot: int = Field(default=2000, ge=200, le=100_000)
+    block_length: int | None = Field(default=None, ge=1)
+    seed_agreement: float = Field(default=0.75, gt=0.5, le=1.0)
+    min_seeds: int = Field(default=3, ge=2)
+    min_window: int = Field(default=4, ge=3)
+    diverged_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    floor_tolerance: float = Field(default=0.10, ge=0.0)
+    floor_metric: str | None = "cross_floor"
+    guards: list[Guard] = Field(default_factory=list)
+    partial_progress: float = Field(default=0.5, gt=0.0, le=1.0)
+    bootstrap_seed: int = 0

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.matrix import load_matrix
+from orchestrator.execute.sweep import run_sweep
+
+runner = CliRunner()
+
+
+def _matrix(
+    tmp_path: Path, tiny: dict, cells: dict, *, epochs: int = 2, seeds: list[int] | None = None
+) -> Path:
+    path = tmp_path / "m.yaml"
+    m = {
+        "name": "tiny_sweep",
+        "base": tiny,
+        "seeds": seeds or [0, 1],
+        "cells": cells,
+        "budget": {"epochs": epochs},
+    }
+    path.write_text(yaml.safe_dump(m, sort_keys=False))
+    return path
+
+
+def _client(tmp_path: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/runs/mlflow.db")
+
+
+def _children(client: MlflowClient, name: str = "tiny_sweep") -> list:
+    exp = client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'run'", max_results=1000)
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def test_two_workers_log_every_run_with_the_contract_names(in_tmp: Path, tiny: dict) -> None:
+    path = _matrix(in_tmp, tiny, {"orig": {"cross_skip": "use_source"}, "nse": {"cross_skip": "no_skip"}})
+    matrix, specs = load_matrix(path)
+    uri = f"sqlite:///{in_tmp}/runs/mlflow.db"
+    outcome = run_sweep(matrix, specs, tracking_uri=uri, matrix_path=path, workers=2)
+    assert (outcome.ran, outcome.finished, outcome.crashed) == (4, 4, 0)
+    client = _client(in_tmp)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.tags["orch.kind"] == "sweep" and "orch.version.torch" in parent.data.tags
+    assert "m.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    runs = _children(client)
+    assert len(runs) == 4
+    assert {(r.data.tags["orch.cell"], r.data.tags["orch.seed"]) for r in runs} == {
+        ("orig", "0"),
+        ("orig", "1"),
+        ("nse", "0"),
+        ("nse", "1"),
+    }
+    keys = {s.run_key for s in specs}
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["orch.run_key"] in keys
+        assert r.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
+        assert r.data.tags["orch.sweep"] == parent.data.tags["orch.sweep"]
+        assert r.data.params["trainer.seed"] == r.data.tags["orch.seed"]
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"config.json", "images"} <= arts
+        # concurrent workers lose nothing: every metric at every epoch
+        for metric in ("content", "recon", "cross", "total", "cross_floor", "noise_leak", "cross_psnr_clean"):
+            assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [0, 1, 2], metric
+
+
+def test_resume_runs_nothing_twice_and_fresh_runs_all(in_tmp: Path, tiny: dict) -> None:
+    path = _matrix(in_tmp, tiny, {"orig": {"cross_skip": "use_source"}}, seeds=[0, 1])
+    matrix, specs = load_matrix(path)
+    uri = f"sqlite:///{in_tmp}/runs/mlflow.db"
+    run_sweep(matrix, specs, tracking_uri=uri, workers=1)
+    again = run_sweep(matrix, specs, tracking_uri=uri, workers=1)
+    assert (again.ran, again.skipped) == (0, 2)
+    fresh = run_sweep(matrix, specs, tracking_uri=uri, workers=1, fresh=True)
+    assert fresh.ran == 2
+    assert len(_children(_client(in_tmp))) == 4
+
+
+def test_nan_run_is_diverged_and_the_others_finish(in_tmp: Path, tiny: dict) -> None:
+    cells = {"ok": {"lr": 0.001}, "nan": {"lr": 1.0e30, "trainer.optimizer": "sgd"}}
+    path = _matrix(in_tmp, tiny, cells)
+    res = runner.invoke(app, ["sweep", str(path), "--workers", "2"])
+    assert res.exit_code == 0, res.output  # a diverged run is a result, not a crash
+    runs = _children(_client(in_tmp))
+    by_cell: dict[str, list] = {}
+    for r in runs:
+        by_cell.setdefault(r.data.tags["orch.cell"], []).append(r)
+    assert all(r.info.status == "FINISHED" for r in by_cell["ok"])
+    assert all(
+        r.info.status == "FAILED" and r.data.tags["orch.failure"].startswith("nan") for r in by_cell["nan"]
+    )
+    rep = runner.invoke(app, ["report", str(path), "--format", "json"])
+    assert rep.exit_code == 0, rep.output
+    import json
+
+    verdicts = {v["cell"]: v["verdict"] for v in json.loads(rep.output)}
+    assert verdicts["nan"] == "diverged" and verdicts["ok"] != "diverged"
+
+
+def test_crash_is_recorded_with_traceback_others_go_on_exit_1(in_tmp: Path, tiny: dict) -> None:
+    bad = in_tmp / "corrupt.h5"
+    bad.write_text("not an HDF5 file")  # exists (so the sweep starts) but cannot be read
+    cells = {"ok": {"lr": 0.001}, "boom": {"data": {"source": "hdf5", "path": str(bad)}}}
+    path = _matrix(in_tmp, tiny, cells, seeds=[0])
+    res = runner.invoke(app, ["sweep", str(path), "--workers", "1"])
+    assert res.exit_code == 1, res.output
+    assert "boom seed 0" in res.output and "corrupt.h5" in res.output
+    client = _client(in_tmp)
+    runs = {r.data.tags["orch.cell"]: r for r in _children(client)}
+    assert runs["ok"].info.status == "FINISHED"
+    assert runs["boom"].info.status == "FAILED" and "corrupt.h5" in runs["boom"].data.tags["orch.failure"]
+    tb = client.download_artifacts(runs["boom"].info.run_id, "traceback.txt", str(in_tmp))
+    assert "Traceback" in Path(tb).read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_or_data_exits_2_before_anything_runs(in_tmp: Path, tiny: dict) -> None:
+    for cells, message in (
+        ({"gpu": {"trainer.device": "cuda"}}, "no CUDA device"),
+        ({"h5": {"data": {"source": "hdf5", "path": "nowhere.h5"}}}, "nowhere.h5: no such data file"),
+    ):
+        res = runner.invoke(app, ["sweep", str(_matrix(in_tmp, tiny, cells))])
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert not (in_tmp / "runs").exists()
+
+
+def test_kill_9_then_resume_finishes_the_rest_once(in_tmp: Path, tiny: dict) -> None:
+    tiny["data"]["pairs"] = 64
+    path = _matrix(in_tmp, tiny, {"a": {"lr": 0.001}, "b": {"lr": 0.002}}, epochs=8, seeds=[0, 1])
+    _, specs = load_matrix(path)
+    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(path), "--workers", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait for the first finished run, then kill the sweep mid-way
+        if line.startswith("[1/"):
+            break
+        assert time.monotonic() < deadline, "sweep did not finish a run in time"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    client = _client(in_tmp)
+    before = _children(client)
+    assert any(r.info.status == "RUNNING" for r in before), "kill -9 should leave a run RUNNING"
+    assert 1 <= sum(r.info.status == "FINISHED" for r in before) < len(specs)
+    time.sleep(2.0)  # the orphaned worker notices its coordinator is gone and exits
+    res = subprocess.run(cmd, cwd=in_tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = _children(client)
+    finished = [r.data.tags["orch.run_key"] for r in after if r.info.status == "FINISHED"]
+    assert sorted(finished) == sorted(s.run_key for s in specs)  # each exactly once
+    assert not [r for r in after if r.info.status == "RUNNING"]
+    assert any(r.info.status == "KILLED" for r in after)
+
+
+def test_dry_run_prints_the_plan_and_creates_nothing(in_tmp: Path, tiny: dict) -> None:
+    path = _matrix(in_tmp, tiny, {"orig": {"cross_skip": "use_source"}, "nse": {"cross_skip": "no_skip"}})
+    res = runner.invoke(app, ["sweep", str(path), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("to run") >= 4 and "orig" in res.output and "nse" in res.output
+    assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ({"x": {"recon_wieght": 0.1}}, "did you mean 'recon_weight'"),
+        ({"x": {"cross_skip": "sometimes"}}, "'use_source' or 'no_skip'"),
+    ],
+)
+def test_bad_matrix_exits_2_and_creates_nothing(in_tmp: Path, tiny: dict, cells: dict, message: str) -> None:
+    path = _matrix(in_tmp, tiny, cells)
+    res = runner.invoke(app, ["sweep", str(path)])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert not (in_tmp / "runs").exists()
+    res = runner.invoke(app, ["sweep", str(in_tmp / "missing.yaml")])
+    assert res.exit_code == 2 and "no such matrix file" in res.output
