@@ -29,17 +29,29 @@ import numpy as np
 from orchestrator.verdict import Verdict, VerdictSettings, default_warmup, judge_cell, mann_kendall_hamed_rao
 
 __all__ = [
-    "OPERATING_RANGE", "STRESS_RANGE", "Regime", "judge_cell_ms", "regimes", "run_regime", "simulate_cell",
+    "OPERATING_RANGE",
+    "STRESS_RANGE",
+    "Regime",
+    "judge_cell_ms",
+    "regimes",
+    "run_regime",
+    "simulate_cell",
     "trend_test_null_rates",
 ]
 
 #: The range the calibration test asserts on: noise 1-5% of the level, AR(1) phi up to 0.8, 3-5 seeds.
 OPERATING_RANGE: dict[str, tuple] = {
-    "seeds": (3, 4, 5), "epochs": (10, 20, 30), "phi": (0.0, 0.5, 0.8), "sigma": (0.01, 0.02, 0.05),
+    "seeds": (3, 4, 5),
+    "epochs": (10, 20, 30),
+    "phi": (0.0, 0.5, 0.8),
+    "sigma": (0.01, 0.02, 0.05),
 }
 #: Harder corners reported beside it: phi 0.9, 10% noise, 6-epoch runs.
 STRESS_RANGE: dict[str, tuple] = {
-    "seeds": (3, 5), "epochs": (6, 10, 30), "phi": (0.9,), "sigma": (0.05, 0.10),
+    "seeds": (3, 5),
+    "epochs": (6, 10, 30),
+    "phi": (0.9,),
+    "sigma": (0.05, 0.10),
 }
 
 
@@ -102,8 +114,13 @@ def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
     return x
 
 
-def regimes(space: dict[str, tuple], scenario: str, *, effects: tuple[float, ...] = (0.25, 0.40),
-            shapes: tuple[str, ...] = ("linear", "exp")) -> Iterator[Regime]:
+def regimes(
+    space: dict[str, tuple],
+    scenario: str,
+    *,
+    effects: tuple[float, ...] = (0.25, 0.40),
+    shapes: tuple[str, ...] = ("linear", "exp"),
+) -> Iterator[Regime]:
     """All regimes of a scenario over a grid ``space`` (keys seeds, epochs, phi, sigma)."""
     grid = itertools.product(space["seeds"], space["epochs"], space["phi"], space["sigma"])
     for seeds, epochs, phi, sigma in grid:
@@ -194,13 +211,16 @@ def main() -> None:
     print(f"verdict calibration: {args.reps} cells per regime, seed {args.seed}, default VerdictSettings")
     k = 0
     for label, scenario, rs in groups:
-        got = results[k: k + len(rs)]
+        got = results[k : k + len(rs)]
         k += len(rs)
         if not args.quiet:
             print(f"\n[{label} / {scenario}]")
             for r, g in zip(rs, got, strict=True):
-                print(f"  {r.label():55s} " + " ".join(f"{v.value}={g[v.value]:.3f}" for v in Verdict)
-                      + (f" covers0={g['covers0']:.3f}" if scenario in ("null", "stalled") else ""))
+                print(
+                    f"  {r.label():55s} "
+                    + " ".join(f"{v.value}={g[v.value]:.3f}" for v in Verdict)
+                    + (f" covers0={g['covers0']:.3f}" if scenario in ("null", "stalled") else "")
+                )
         falls = np.array([g["falls"] for g in got])
         pooled = {v.value: float(np.mean([g[v.value] for g in got])) for v in Verdict}
         if scenario in ("null", "stalled"):
@@ -211,8 +231,10 @@ def main() -> None:
         else:
             i = int(np.argmin(falls))
             head = f"falls {falls.mean():.4f} (min {falls[i]:.4f} at {rs[i].label()})"
-        print(f"== {label:9s} {scenario:7s} {len(rs):3d} regimes: {head}; "
-              + " ".join(f"{v}={p:.3f}" for v, p in pooled.items()))
+        print(
+            f"== {label:9s} {scenario:7s} {len(rs):3d} regimes: {head}; "
+            + " ".join(f"{v}={p:.3f}" for v, p in pooled.items())
+        )
     n_cells = args.reps * len(todo)
     print(f"{n_cells} simulated cells in {dt:.0f} s with {args.jobs} jobs")
     print("\nMann-Kendall false-trend rate (p < 0.05) on trend-free AR(1) noise: Hamed-Rao vs plain")

@@ -16,9 +16,9 @@ from pathlib import Path
 from rich.table import Table
 
 from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, wide_console
-from orchestrator.report.collect import collect_cells, judge_cells
-from orchestrator.matrix import expand, load_matrix
 from orchestrator.execute.sweep import run_sweep
+from orchestrator.matrix import expand, load_matrix
+from orchestrator.report.collect import collect_cells, judge_cells
 from orchestrator.tracking import Tracker
 
 __all__ = ["main"]

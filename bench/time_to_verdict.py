@@ -1,10 +1,11 @@
 """Benchmark 5: time to verdict with early stops (``budget.early_stop``) against the full budget.
 
 Runs the matrix at its full budget (resumable: finished runs in the store are reused), then replays the
-early-stop rule of ``orchestrator/execute/early_stop.py`` on every run's logged curve: training is deterministic,
-so a run stopped at epoch e would have logged exactly the first e + 1 epochs of the full run (``--verify N``
-trains N runs for real with the rule on and checks it). The stopped curves are judged as ``orch report``
-judges a store with early stops (over the budget's window, each stopped run's line extended to its end).
+early-stop rule of ``orchestrator/execute/early_stop.py`` on every run's logged curve: training is
+deterministic, so a run stopped at epoch e would have logged exactly the first e + 1 epochs of the full
+run (``--verify N`` trains N runs for real with the rule on and checks it). The stopped curves are judged
+as ``orch report`` judges a store with early stops (over the budget's window, each stopped run's line
+extended to its end).
 Prints, per cell, the verdict on the full curves and on the stopped ones, and the epochs each needed.
 
 ``--cell-rule`` replays a rule orch does not have, to measure what it would save: a run may also stop
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.table import Table
@@ -29,9 +31,9 @@ from rich.table import Table
 from bench.common import ROOT, TEST_MATRIX, bfloat16_matrix, positive_int, wide_console
 from model.trainer import fit
 from orchestrator.execute.early_stop import EarlyStopRule
-from orchestrator.report.collect import CellData, collect_cells, judge_cells
-from orchestrator.matrix import expand, load_matrix
 from orchestrator.execute.sweep import run_sweep
+from orchestrator.matrix import expand, load_matrix
+from orchestrator.report.collect import CellData, collect_cells, judge_cells
 from orchestrator.tracking import Tracker
 from orchestrator.verdict import Verdict, VerdictSettings, default_warmup
 
@@ -64,7 +66,7 @@ def _held(readings: list[str | None], patience: int) -> bool:
     return len(last) == patience and last[0] is not None and len(set(last)) == 1
 
 
-def _cell_stops(
+def cell_stops(
     cell: CellData, histories: list[dict], own: list[int], rule: dict, settings: VerdictSettings, mode: str
 ) -> list[int]:
     """Stop epochs under the what-if cell rule (``own``: each run's stop under the run rule alone)."""
@@ -102,7 +104,7 @@ def _cell_stops(
     return stops
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrix", default=str(TEST_MATRIX))
     ap.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'runs' / 'mlflow.db'}")
@@ -127,7 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="also replay a run stopping once its cell's verdict is decided (a what-if, not orch's rule)",
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     console = wide_console()
     matrix, specs = load_matrix(args.matrix)
     root = Path(args.matrix).resolve().parent
@@ -159,18 +165,22 @@ def main(argv: list[str] | None = None) -> None:
         histories = [rec.history for rec in recs]
         stops = [_stop_epoch(rules[rec.run_key], rec.history, settings.metric) for rec in recs]
         if args.cell_rule:
-            stops = _cell_stops(cell, histories, stops, rules[recs[0].run_key], settings, args.cell_rule)
+            stops = cell_stops(cell, histories, stops, rules[recs[0].run_key], settings, args.cell_rule)
         planned = max(len(c) for c in cell.curves)  # as collect_cells sets it for stopped runs
         runs = list(zip(cell.seeds, cell.curves, histories, stops, strict=True))
         stopped_cells.append(_judged(cell, runs, planned))
         trained[cell.name] = (sum(len(c) - 1 for c in cell.curves), sum(stops))
     full_v = {v.cell: v for v in judge_cells(full_cells, settings)}
     early_v = {v.cell: v for v in judge_cells(stopped_cells, settings)}
-
     rule_name = f", what-if cell rule: {args.cell_rule}" if args.cell_rule else ""
-    table = Table(
-        title=f"time to verdict: {matrix.name}, early_stop_patience={budget.early_stop_patience}{rule_name}"
-    )
+    title = f"time to verdict: {matrix.name}, early_stop_patience={budget.early_stop_patience}{rule_name}"
+    _print_summary(console, title, trained, full_v, early_v)
+    _verify(console, early_specs[: args.verify], rules, records, settings.metric)
+
+
+def _print_summary(console: Any, title: str, trained: dict, full_v: dict, early_v: dict) -> None:
+    """The per-cell table (verdicts at full budget and with early stops, epochs trained) and the total."""
+    table = Table(title=title)
     for col in ("cell", "full budget", "early stops", "same", "epochs full", "epochs early", "saved"):
         table.add_column(col)
     all_same, sum_full, sum_early = True, 0, 0
@@ -194,13 +204,16 @@ def main(argv: list[str] | None = None) -> None:
         f"every verdict the same: {'yes' if all_same else 'NO'}"
     )
 
-    for spec in early_specs[: args.verify]:
+
+def _verify(console: Any, specs: list, rules: dict, records: dict, metric: str) -> None:
+    """Train ``specs`` for real with early stops on and compare with the replay of the logged curves."""
+    for spec in specs:
         rule = EarlyStopRule.from_payload(rules[spec.run_key])
         result = fit(spec.config, on_epoch=lambda r, rule=rule: rule(r.metrics))
-        real = np.array([e.metrics[settings.metric] for e in result.epochs])
+        real = np.array([e.metrics[metric] for e in result.epochs])
         rec = next(r for r in records.values() if r.run_key == spec.run_key)
-        logged = np.array([v for _, v in sorted(rec.history[settings.metric])])[: len(real)]
-        replay_stop = _stop_epoch(rules[spec.run_key], rec.history, settings.metric)
+        logged = np.array([v for _, v in sorted(rec.history[metric])])[: len(real)]
+        replay_stop = _stop_epoch(rules[spec.run_key], rec.history, metric)
         console.print(
             f"verify {spec.cell} seed {spec.seed}: trained with early stops to epoch {len(real) - 1} "
             f"(replay: {replay_stop}); curve max |difference| from the full run's first epochs "

@@ -71,7 +71,9 @@ def main() -> None:
                 ax.set_title(title, fontsize=8)
         axes[r, 0].set_ylabel(f"pair {r}", fontsize=8)
     names = ", ".join(f"{i}={t.name}" for i, t in enumerate(TISSUES))
-    fig.suptitle(f"model.phantom.generate_pairs({ROWS}, {SIZE}, seed={SEED})   labels: {names}", fontsize=8)
+    fig.suptitle(
+        f"model.data.phantom.generate_pairs({ROWS}, {SIZE}, seed={SEED})   labels: {names}", fontsize=8
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     print(f"wrote {out}")

@@ -135,7 +135,7 @@ def baseline_section() -> str:
 
     sys.path.insert(0, str(ROOT))
     from model.data import open_source, split_indices
-    from model.metrics import psnr as _psnr
+    from model.metrics import psnr as image_psnr
     from orchestrator.matrix import load_matrix
 
     _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
@@ -150,7 +150,7 @@ def baseline_section() -> str:
         l1.append(float(np.abs(mean - target).mean()))
         floor.append(float(np.abs(target - clean).mean()))
         t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]  # noqa: E731
-        psnr.append(float(_psnr(t(mean), t(clean)).mean()))
+        psnr.append(float(image_psnr(t(mean), t(clean)).mean()))
     return (
         "\n".join(
             [

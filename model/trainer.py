@@ -167,8 +167,8 @@ class Trainer:
             torch.set_num_threads(tc.threads)
         self.device = resolve_device(tc.device)
         torch.manual_seed(tc.seed)
-        # channels_last: the layout oneDNN's convolutions run natively, 16-20% more steps/s on the CPU
-        # (bench/trainer_variants.py); the same numbers within float rounding
+        # channels_last: the layout oneDNN's convolutions run natively, faster on the CPU (measured in
+        # docs/performance.md); the same numbers within float rounding
         self.model = CrossDomainAE(config.model).to(self.device, memory_format=torch.channels_last)
         self.adversarial = tc.loss_weights.adv > 0
         self.disc_a = self.disc_b = None
@@ -195,8 +195,8 @@ class Trainer:
         tc = self.config.trainer
         if tc.optimizer == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=tc.weight_decay)
-        # fused: one kernel for every parameter's update instead of a Python loop over them (0-8% more
-        # steps/s on the CPU, bench/trainer_variants.py; the same update within float rounding)
+        # fused: one kernel for every parameter's update instead of a Python loop over them (measured in
+        # docs/performance.md; the same update within float rounding)
         fused = self.device.type in ("cpu", "cuda")
         if tc.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=lr, weight_decay=tc.weight_decay, fused=fused)

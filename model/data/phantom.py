@@ -378,71 +378,15 @@ def generate_pairs(
         ValueError: an argument is out of range.
     """
     noise_a, noise_b = (float(v) for v in noise)
-    if n < 1 or size < 8:
-        raise ValueError(f"need n >= 1 and size >= 8, got n={n}, size={size}")
-    for name, val in (
-        ("structural_difference", structural_difference),
-        ("misregistration", misregistration),
-        ("fat_suppression", fat_suppression),
-        ("fat_suppression_variation", fat_suppression_variation),
-    ):
-        if not 0.0 <= val <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {val}")
-    if noise_a < 0 or noise_b < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
-
-    rng_anat, rng_motion, rng_struct, rng_fs, rng_noise = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
-    )
-    g = _anatomy(rng_anat, n)
-    jitter = rng_anat.uniform(0.95, 1.05, (n, len(TISSUES)))  # per-pair proton-density variation
-    warp_x, warp_y, bias_w = (_draw_waves(rng_anat, n) for _ in range(3))
-    fs_w = _draw_waves(rng_fs, n)
-    max_px, max_deg = 3.0 * misregistration, 3.0 * misregistration
-    rot_b = rng_motion.uniform(-1, 1, n) * max_deg * np.pi / 180
-    shift_b = rng_motion.uniform(-1, 1, (2, n)) * max_px * (2.0 / size)
-    extra_a, extra_b = _draw_extra(rng_struct, n), _draw_extra(rng_struct, n)
-    water_sig, fat_sig = tissue_signals()
-    water_sig, fat_sig = water_sig * jitter, fat_sig * jitter  # (N, T)
-
-    coords = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
-    u, v = coords[None, None, :], coords[None, :, None]  # (1, 1, W), (1, H, 1)
-    clean_a = np.empty((n, size, size), np.float32)
-    clean_b = np.empty((n, size, size), np.float32)
-    labels_a = np.empty((n, size, size), np.uint8)
-    labels_b = np.empty((n, size, size), np.uint8)
-    block = max(1, 65536 // (size * size))  # keep temporaries cache-sized
-    for lo in range(0, n, block):
-        sl = slice(lo, min(n, lo + block))
-        b = sl.stop - sl.start
-        c = {k: _col(val[sl]) for k, val in g.items()}
-        wx = c["warp_amp"] * _smooth_field(warp_x[:, :, sl], u, v)  # (B, H, W) smooth deformation
-        wy = c["warp_amp"] * _smooth_field(warp_y[:, :, sl], u, v)
-        no_rot, no_shift = np.zeros((b, 1, 1), np.float32), np.zeros((2, b, 1, 1), np.float32)
-        xa, ya = _coords(u, v, c, no_rot, no_shift)
-        xa += wx
-        ya += wy
-        can_a = _Canvas((b, size, size), size, water_sig[sl], fat_sig[sl])
-        _render(can_a, xa, ya, c)
-        if misregistration > 0:
-            xb, yb = _coords(u, v, c, _col(rot_b[sl]), shift_b[:, sl, None, None].astype(np.float32))
-            xb += wx
-            yb += wy
-            can_b = _Canvas((b, size, size), size, water_sig[sl], fat_sig[sl])
-            _render(can_b, xb, yb, c)
-        else:
-            xb, yb, can_b = xa, ya, can_a.copy()
-        if structural_difference > 0:
-            _paint_extra(can_a, xa, ya, {k: e[:, sl] for k, e in extra_a.items()}, structural_difference)
-            _paint_extra(can_b, xb, yb, {k: e[:, sl] for k, e in extra_b.items()}, structural_difference)
-
-        bias = 1.0 + 0.1 * _smooth_field(bias_w[:, :, sl], u, v)  # receive-coil shading, same for both
-        fs = np.float32(fat_suppression) * (
-            1.0 - np.float32(fat_suppression_variation) * (0.5 + 0.5 * _smooth_field(fs_w[:, :, sl], u, v))
-        )
-        clean_a[sl] = (can_a.water + can_a.fat) * bias
-        clean_b[sl] = (can_b.water + (1.0 - fs) * can_b.fat) * bias
-        labels_a[sl], labels_b[sl] = can_a.label, can_b.label
+    knobs = {
+        "structural_difference": structural_difference,
+        "misregistration": misregistration,
+        "fat_suppression": fat_suppression,
+        "fat_suppression_variation": fat_suppression_variation,
+    }
+    _check(n, size, noise_a, noise_b, knobs)
+    draws = _Draws(n, size, misregistration, seed)
+    clean_a, clean_b, labels_a, labels_b = _render_all(draws, size, knobs)
 
     p99 = np.percentile(clean_a.reshape(n, -1), 99, axis=1)
     scale = _col(1.0 / np.maximum(p99, 1e-6))
@@ -453,11 +397,12 @@ def generate_pairs(
     mean_a = float(clean_a[fg_a].mean()) if fg_a.any() else 1.0
     mean_b = float(clean_b[fg_b].mean()) if fg_b.any() else 1.0
     sigma_a, sigma_b = noise_a * mean_a, noise_b * mean_b
-    a = _rician(rng_noise, clean_a, sigma_a)
-    b = _rician(rng_noise, clean_b, sigma_b)
+    a = _rician(draws.rng_noise, clean_a, sigma_a)
+    b = _rician(draws.rng_noise, clean_b, sigma_b)
 
     shown = [
-        (e["u"] < structural_difference).sum() if structural_difference > 0 else 0 for e in (extra_a, extra_b)
+        (e["u"] < structural_difference).sum() if structural_difference > 0 else 0
+        for e in (draws.extra_a, draws.extra_b)
     ]
     params: dict[str, Any] = {
         "generator": "model.data.phantom.generate_pairs",
@@ -465,10 +410,7 @@ def generate_pairs(
         "size": int(size),
         "noise_a": noise_a,
         "noise_b": noise_b,
-        "structural_difference": float(structural_difference),
-        "misregistration": float(misregistration),
-        "fat_suppression": float(fat_suppression),
-        "fat_suppression_variation": float(fat_suppression_variation),
+        **{k: float(v) for k, v in knobs.items()},
         "seed": int(seed),
         "tr_ms": TR_MS,
         "te_ms": TE_MS,
@@ -478,10 +420,89 @@ def generate_pairs(
         "mean_foreground_a": mean_a,
         "mean_foreground_b": mean_b,
         "scaling": "per pair: clean PD 99th percentile = 1, same factor for PDFS",
-        "misregistration_max_px": max_px,
-        "misregistration_max_deg": max_deg,
+        "misregistration_max_px": draws.max_px,
+        "misregistration_max_deg": draws.max_deg,
         "structures_only_in_a": int(shown[0]),
         "structures_only_in_b": int(shown[1]),
         "tissues": [t.name for t in TISSUES],
     }
     return PhantomPairs(a, b, clean_a, clean_b, params, labels_a, labels_b)
+
+
+def _check(n: int, size: int, noise_a: float, noise_b: float, knobs: dict[str, float]) -> None:
+    if n < 1 or size < 8:
+        raise ValueError(f"need n >= 1 and size >= 8, got n={n}, size={size}")
+    for name, val in knobs.items():
+        if not 0.0 <= val <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {val}")
+    if noise_a < 0 or noise_b < 0:
+        raise ValueError(f"noise must be >= 0, got {(noise_a, noise_b)}")
+
+
+class _Draws:
+    """Every random choice of a set of pairs, each knob from its own stream (so that changing one knob
+    leaves the others' draws as they were)."""
+
+    def __init__(self, n: int, size: int, misregistration: float, seed: int) -> None:
+        rng_anat, rng_motion, rng_struct, rng_fs, self.rng_noise = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+        )
+        self.anatomy = _anatomy(rng_anat, n)
+        jitter = rng_anat.uniform(0.95, 1.05, (n, len(TISSUES)))  # per-pair proton-density variation
+        self.warp_x, self.warp_y, self.bias_w = (_draw_waves(rng_anat, n) for _ in range(3))
+        self.fs_w = _draw_waves(rng_fs, n)
+        self.max_px, self.max_deg = 3.0 * misregistration, 3.0 * misregistration
+        self.rot_b = rng_motion.uniform(-1, 1, n) * self.max_deg * np.pi / 180
+        self.shift_b = rng_motion.uniform(-1, 1, (2, n)) * self.max_px * (2.0 / size)
+        self.extra_a, self.extra_b = _draw_extra(rng_struct, n), _draw_extra(rng_struct, n)
+        water_sig, fat_sig = tissue_signals()
+        self.water_sig, self.fat_sig = water_sig * jitter, fat_sig * jitter  # (N, T)
+
+
+def _render_all(
+    d: _Draws, size: int, knobs: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clean PD and PDFS images and their tissue labels, (N, size, size) each, in cache-sized blocks."""
+    n = d.water_sig.shape[0]
+    misregistration, structural = knobs["misregistration"], knobs["structural_difference"]
+    coords = (np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0
+    u, v = coords[None, None, :], coords[None, :, None]  # (1, 1, W), (1, H, 1)
+    clean_a = np.empty((n, size, size), np.float32)
+    clean_b = np.empty((n, size, size), np.float32)
+    labels_a = np.empty((n, size, size), np.uint8)
+    labels_b = np.empty((n, size, size), np.uint8)
+    block = max(1, 65536 // (size * size))  # keep temporaries cache-sized
+    for lo in range(0, n, block):
+        sl = slice(lo, min(n, lo + block))
+        b = sl.stop - sl.start
+        c = {k: _col(val[sl]) for k, val in d.anatomy.items()}
+        wx = c["warp_amp"] * _smooth_field(d.warp_x[:, :, sl], u, v)  # (B, H, W) smooth deformation
+        wy = c["warp_amp"] * _smooth_field(d.warp_y[:, :, sl], u, v)
+        no_rot, no_shift = np.zeros((b, 1, 1), np.float32), np.zeros((2, b, 1, 1), np.float32)
+        xa, ya = _coords(u, v, c, no_rot, no_shift)
+        xa += wx
+        ya += wy
+        can_a = _Canvas((b, size, size), size, d.water_sig[sl], d.fat_sig[sl])
+        _render(can_a, xa, ya, c)
+        if misregistration > 0:
+            xb, yb = _coords(u, v, c, _col(d.rot_b[sl]), d.shift_b[:, sl, None, None].astype(np.float32))
+            xb += wx
+            yb += wy
+            can_b = _Canvas((b, size, size), size, d.water_sig[sl], d.fat_sig[sl])
+            _render(can_b, xb, yb, c)
+        else:
+            xb, yb, can_b = xa, ya, can_a.copy()
+        if structural > 0:
+            _paint_extra(can_a, xa, ya, {k: e[:, sl] for k, e in d.extra_a.items()}, structural)
+            _paint_extra(can_b, xb, yb, {k: e[:, sl] for k, e in d.extra_b.items()}, structural)
+
+        bias = 1.0 + 0.1 * _smooth_field(d.bias_w[:, :, sl], u, v)  # receive-coil shading, same for both
+        fs = np.float32(knobs["fat_suppression"]) * (
+            1.0
+            - np.float32(knobs["fat_suppression_variation"])
+            * (0.5 + 0.5 * _smooth_field(d.fs_w[:, :, sl], u, v))
+        )
+        clean_a[sl] = (can_a.water + can_a.fat) * bias
+        clean_b[sl] = (can_b.water + (1.0 - fs) * can_b.fat) * bias
+        labels_a[sl], labels_b[sl] = can_a.label, can_b.label
+    return clean_a, clean_b, labels_a, labels_b

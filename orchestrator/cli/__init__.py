@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import set_tracking_uri
+from orchestrator.cli.common import TYPER, set_tracking_uri
 from orchestrator.cli.data import data_app
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.report import report
@@ -20,11 +20,7 @@ from orchestrator.cli.train import train
 __all__ = ["app"]
 
 app = typer.Typer(
-    name="orch",
-    help="Experiment-matrix orchestrator for the cross-domain autoencoder ablations.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    name="orch", help="Experiment-matrix orchestrator for the cross-domain autoencoder ablations.", **TYPER
 )
 
 

@@ -12,13 +12,24 @@ import sys
 import typer
 from rich.console import Console
 
-__all__ = ["DEFAULT_TRACKING_URI", "console", "err_console", "fail", "set_tracking_uri", "tracking_uri"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "TYPER",
+    "console",
+    "err_console",
+    "fail",
+    "set_tracking_uri",
+    "tracking_uri",
+]
 
 # logs and CI are not terminals: give tables room instead of rich's 80-column default
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
+
+#: Settings of every Typer app of the CLI: help when called bare, errors as one message (no traceback).
+TYPER = {"no_args_is_help": True, "add_completion": False, "pretty_exceptions_enable": False}
 
 _tracking_uri: list[str | None] = [None]
 

@@ -16,16 +16,12 @@ from rich.table import Table
 
 from model.config import HDF5Keys, SyntheticData
 from model.data import DataError
-from orchestrator.cli.common import console, fail
+from orchestrator.cli.common import TYPER, console, fail
 
 __all__ = ["data_app"]
 
 data_app = typer.Typer(
-    name="data",
-    help="Make synthetic PD/PDFS pairs (synth) and check paired HDF5 files (inspect).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    name="data", help="Make synthetic PD/PDFS pairs (synth) and check paired HDF5 files (inspect).", **TYPER
 )
 
 
@@ -62,9 +58,7 @@ def synth(
     force: Annotated[bool, typer.Option("--force", help="replace OUT if it exists")] = False,
 ) -> None:
     """Write synthetic paired PD/PDFS knee phantoms (with their clean images) to OUT."""
-    from model.data import Pairs
-    from model.data.hdf5 import write_pairs
-    from model.data.phantom import generate_pairs
+    from model.data import Pairs, synthesise, write_pairs
 
     if noise is not None and (noise_a is not None or noise_b is not None):
         raise fail("give either --noise or --noise-a/--noise-b, not both")
@@ -89,11 +83,7 @@ def synth(
     if not out.parent.is_dir():
         raise fail(f"{out.parent}: no such directory")
 
-    ph = generate_pairs(
-        cfg.pairs, cfg.size, noise=cfg.noise_levels(), structural_difference=cfg.structural_difference,
-        misregistration=cfg.misregistration, fat_suppression=cfg.fat_suppression,
-        fat_suppression_variation=cfg.fat_suppression_variation, seed=cfg.seed,
-    )  # fmt: skip
+    ph = synthesise(cfg)
     try:
         write_pairs(out, Pairs(ph.a, ph.b, ph.clean_a, ph.clean_b), source="model.phantom", attrs=ph.params)
     except (DataError, OSError) as exc:
@@ -141,7 +131,7 @@ def inspect(
     n: Annotated[int, typer.Option("--pairs-shown", "-n", min=1, help="pairs in the preview")] = 4,
 ) -> None:
     """Print shapes, dtypes, value ranges, NaN/Inf counts, pairing checks and attributes; save a preview."""
-    from model.data.hdf5 import inspect_file, save_preview
+    from model.data import inspect_file, save_preview
 
     given = {"a": key_a, "b": key_b, "clean_a": key_clean_a, "clean_b": key_clean_b}
     keys = HDF5Keys(**{k: v for k, v in given.items() if v is not None})

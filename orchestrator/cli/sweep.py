@@ -35,8 +35,8 @@ def sweep(
     """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
     from model.config import ConfigError
     from model.data import DataError
-    from orchestrator.cli.progress import SweepDisplay, plan_table
-    from orchestrator.execute.plan import PlanState, dry_run_plan, preflight
+    from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.plan import PlanState, preflight
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.matrix import MatrixError, load_matrix
@@ -51,15 +51,7 @@ def sweep(
         raise fail(str(exc)) from None
     uri = tracking_uri()
     if dry_run:
-        try:
-            plan = dry_run_plan(specs, uri, mx.name, fresh=fresh)
-        except TrackingError as exc:
-            raise fail(str(exc)) from None
-        console.print(
-            plan_table(plan, f"{mx.name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)")
-        )
-        todo = sum(p.state is not PlanState.DONE for p in plan)
-        console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
+        _dry_run(mx.name, specs, uri, fresh)
         return
     display = SweepDisplay(console, len(specs))
 
@@ -102,6 +94,21 @@ def sweep(
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
         raise typer.Exit(1)
+
+
+def _dry_run(name: str, specs: list, uri: str, fresh: bool) -> None:
+    """``--dry-run``: the plan table and its counts."""
+    from orchestrator.cli.progress import plan_table
+    from orchestrator.execute.plan import PlanState, dry_run_plan
+    from orchestrator.tracking import TrackingError
+
+    try:
+        plan = dry_run_plan(specs, uri, name, fresh=fresh)
+    except TrackingError as exc:
+        raise fail(str(exc)) from None
+    console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
+    todo = sum(p.state is not PlanState.DONE for p in plan)
+    console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
 
 
 def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # noqa: ANN001

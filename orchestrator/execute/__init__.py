@@ -13,8 +13,7 @@ Names are imported on first use: a spawned worker imports this package and must 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from orchestrator.lazy import lazy_attributes
 
 __all__ = [
     "EarlyStopRule",
@@ -59,7 +58,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -9,6 +9,7 @@ finished run with the same run key is never run again (:mod:`orchestrator.execut
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -332,9 +333,10 @@ def run_sweep(
     )
     outcome = SweepOutcome(parent, skipped=len(specs) - len(todo))
     if todo:
-        if workers is None:
-            workers = default_workers(len(todo), specs[todo[0]].config.trainer.device)
-        n = min(workers, len(todo))
+        n = min(
+            default_workers(len(todo), specs[todo[0]].config.trainer.device) if workers is None else workers,
+            len(todo),
+        )
         storage_url = storage or str(queue_dir / f"{sweep_id}.journal")
         queue_name = f"{PREFIX}:{experiment}:{sweep_id}"
         work = WorkQueue.create(
@@ -344,25 +346,23 @@ def run_sweep(
             {"matrix": experiment, "sweep_id": sweep_id, "parent_run_id": parent, "active": True}
             | {"created": time.time()},
         )
-
-        def run(k: int) -> None:
-            run_workers(
-                specs,
-                storage_url=storage_url,
-                queue_name=queue_name,
-                tracker=tracker,
-                experiment=experiment,
-                parent_run_id=parent,
-                sweep_id=sweep_id,
-                workers=k,
-                threads=_threads(k),
-                on_event=on_event,
-                outcome=outcome,
-                heartbeat=heartbeat,
-            )
-
+        workers_here = functools.partial(
+            run_workers,
+            specs,
+            storage_url=storage_url,
+            queue_name=queue_name,
+            tracker=tracker,
+            experiment=experiment,
+            parent_run_id=parent,
+            sweep_id=sweep_id,
+            on_event=on_event,
+            outcome=outcome,
+            heartbeat=heartbeat,
+        )
         try:
-            _run_queue(work, specs, outcome, workers=n, run=run)
+            _run_queue(
+                work, specs, outcome, workers=n, run=lambda k: workers_here(workers=k, threads=_threads(k))
+            )
         except BaseException:
             work.abandon()  # remote workers must not start what is left
             tracker.finish(parent, RunStatus.KILLED, "interrupted")

@@ -31,25 +31,20 @@ def worker_main(
 ) -> None:
     """A worker process: claim items until none is left; report everything over ``events``.
 
+    Messages, each a tuple: ``("start", index, pid, trial id)``, ``("step", index, epoch, step, steps)``
+    (at most twice a second), ``("epoch", index, EpochResult)``, ``("end", index, status, reason,
+    traceback)`` with a :class:`~orchestrator.tracking.vocabulary.RunStatus` value.
+
     On a storage with heartbeats (RDB, many machines) it also waits while other workers still run
     items, so that the item of a worker that dies is retried here.
     """
     import torch
 
-    from model.config import RunConfig
-    from model.data import open_source
-    from model.trainer import fit
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     torch.set_num_threads(threads)
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
-    sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
-    by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
-
-    def orphaned() -> bool:
-        return os.getppid() != parent
-
-    while not orphaned():
+    worker = _Worker(work, payloads, events, parent)
+    while not worker.orphaned():
         claimed = work.claim()
         if claimed is None:
             if work.heartbeats and work.pending():
@@ -57,47 +52,55 @@ def worker_main(
                 continue
             return
         trial_id, item = claimed
-        index = by_key[item["run_key"]]
+        worker.train(trial_id, worker.by_key[item["run_key"]])
+
+
+class _Worker:
+    """Trains claimed items one after another, sharing each data source between its runs."""
+
+    def __init__(self, work: WorkQueue, payloads: list[dict[str, Any]], events: Any, parent: int) -> None:
+        self.work, self.payloads, self.events, self.parent = work, payloads, events, parent
+        self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
+        self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def train(self, trial_id: int, index: int) -> None:
+        """Train item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
+        from model.config import RunConfig
+        from model.data import open_source
+        from model.trainer import fit
+
+        events, payload = self.events, self.payloads[index]
         events.put(("start", index, os.getpid(), trial_id))
         last_step = [0.0]
 
-        def on_step(
-            epoch: int,
-            step: int,
-            steps: int,
-            index: int = index,
-            last_step: list = last_step,
-        ) -> None:
-            if orphaned():
+        def on_step(epoch: int, step: int, steps: int) -> None:
+            if self.orphaned():
                 os._exit(3)  # the coordinator was killed: stop, the next sweep re-runs this item
             now = time.monotonic()
             if now - last_step[0] > 0.5 or step == steps:
                 last_step[0] = now
                 events.put(("step", index, epoch, step, steps))
 
-        rule = (
-            EarlyStopRule.from_payload(payloads[index]["early_stop"])
-            if payloads[index].get("early_stop")
-            else None
-        )
+        rule = EarlyStopRule.from_payload(payload["early_stop"]) if payload.get("early_stop") else None
 
-        def on_epoch(
-            result: EpochResult, index: int = index, rule: EarlyStopRule | None = rule
-        ) -> str | None:
+        def on_epoch(result: EpochResult) -> str | None:
             events.put(("epoch", index, result))
             return rule(result.metrics) if rule is not None else None
 
-        with work.keep_alive(trial_id):
+        with self.work.keep_alive(trial_id):
             try:
-                config = RunConfig.model_validate(payloads[index]["config"])
+                config = RunConfig.model_validate(payload["config"])
                 data_key = config.data.model_dump_json()
-                if data_key not in sources:
-                    sources[data_key] = open_source(config.data)
-                result = fit(config, source=sources[data_key], on_epoch=on_epoch, on_step=on_step)
+                if data_key not in self.sources:
+                    self.sources[data_key] = open_source(config.data)
+                result = fit(config, source=self.sources[data_key], on_epoch=on_epoch, on_step=on_step)
                 final = result.epochs[-1].metrics.get("cross") if result.epochs else None
                 events.put(("end", index, result.status, result.reason, None))
-                work.done(trial_id, ok=result.status != RunStatus.DIVERGED, value=final)
+                self.work.done(trial_id, ok=result.status != RunStatus.DIVERGED, value=final)
             except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
                 why = f"{type(exc).__name__}: {exc}"
                 events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
-                work.done(trial_id, ok=False)
+                self.work.done(trial_id, ok=False)

@@ -10,9 +10,9 @@ import numpy as np
 from rich.table import Table
 
 from orchestrator.matrix import RunSpec
-from orchestrator.report import render
 from orchestrator.report.collect import ReportError, collect_cells, judge_cells
 from orchestrator.report.plots import plot_curves, plot_images
+from orchestrator.report.render import render_table, to_csv, to_html, to_json, to_markdown
 from orchestrator.tracking import Tracker
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
@@ -34,17 +34,17 @@ class Report:
         return f"{self.experiment}: does {self.settings.metric} fall after the warm-up?"
 
     def table(self) -> Table:
-        return render.render_table(self.verdicts, title=self.title)
+        return render_table(self.verdicts, title=self.title)
 
     def render(self, fmt: str) -> str:
         if fmt == "markdown":
-            return render.to_markdown(self.verdicts, title=self.title)
+            return to_markdown(self.verdicts, title=self.title)
         if fmt == "csv":
-            return render.to_csv(self.verdicts)
+            return to_csv(self.verdicts)
         if fmt == "json":
-            return render.to_json(self.verdicts)
+            return to_json(self.verdicts)
         if fmt == "html":
-            return render.to_html(self.verdicts, self.figures, title=self.title)
+            return to_html(self.verdicts, self.figures, title=self.title)
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
@@ -98,5 +98,5 @@ def build_report(
     if parent:
         for path in figures.values():
             tracker.log_artifact(parent, path, "report")
-        tracker.log_text(parent, render.to_json(verdicts), "report/verdicts.json")
+        tracker.log_text(parent, to_json(verdicts), "report/verdicts.json")
     return Report(experiment, settings, verdicts, figures, out)

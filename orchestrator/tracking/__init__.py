@@ -10,9 +10,7 @@ read the vocabulary without importing MLflow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from orchestrator.lazy import lazy_attributes
 from orchestrator.tracking.vocabulary import RunKind, RunStatus, axes_from_tags, run_tags
 
 __all__ = [
@@ -40,7 +38,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

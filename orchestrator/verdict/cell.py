@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,20 +77,98 @@ def judge_cell(
     if len(seed_ids) != len(raw):
         raise ValueError(f"{len(seed_ids)} seed ids for {len(raw)} curves")
     finals = {k: np.asarray(v, dtype=float).ravel() for k, v in (finals or {}).items()}
-    notes: list[str] = []
 
     bad = [i for i, c in enumerate(raw) if not np.all(np.isfinite(c))]
     good = [i for i in range(len(raw)) if i not in bad]
-    n_diverged = len(bad) + diverged_seeds
-    n_total = len(raw) + diverged_seeds
-    if n_diverged:
-        notes.append(f"{n_diverged} of {n_total} seeds diverged (NaN/Inf)")
-
+    n_diverged, n_total = len(bad) + diverged_seeds, len(raw) + diverged_seeds
+    notes = [f"{n_diverged} of {n_total} seeds diverged (NaN/Inf)"] if n_diverged else []
+    span = _span([raw[i] for i in good], planned_epochs, settings, notes)
     floor_value = _floor(floor, finals, settings.floor_metric)
-    guard_results = _evaluate_guards([*settings.guards, *cell_guards], finals)
-    finals_mean = {k: _finite_mean(v) for k, v in finals.items()}
+    base: dict[str, Any] = dict(
+        cell=name,
+        metric=settings.metric,
+        axes=dict(axes or {}),
+        seeds=[seed_ids[i] for i in good],
+        seeds_failed=n_diverged + crashed_seeds,
+        seeds_diverged=[seed_ids[i] for i in bad],
+        epochs=span.epochs,
+        warmup=span.warmup,
+        window=span.window,
+        confidence=settings.confidence,
+        guards=_evaluate_guards([*settings.guards, *cell_guards], finals),
+        finals={k: _finite_mean(v) for k, v in finals.items()},
+        floor=floor_value,
+        expected=expect,
+        notes=notes,
+    )
+    refusal = _refusal(len(good), n_diverged, n_total, span, settings)
+    if refusal is not None:
+        return _finish(base, dict(_EMPTY), *refusal, settings)
 
-    lengths = [raw[i].size for i in good]
+    fit, stats_ = _trend(span, floor_value, settings)
+    if not math.isfinite(fit.estimate):
+        stats_.update(seed_agreement=None, state=None)
+        return _finish(
+            base, stats_, Verdict.INCONCLUSIVE, "relative change undefined: the start level is 0", settings
+        )
+    verdict, reason, agreement = _classify(fit, stats_["p_value"], settings)
+    stats_["seed_agreement"] = agreement
+    stats_["state"] = _state(verdict, stats_["at_floor"])
+    return _finish(base, stats_, verdict, reason, settings)
+
+
+#: The trend fields of a verdict that could not be judged.
+_EMPTY: dict[str, Any] = dict(
+    start=None,
+    start_sd=None,
+    end=None,
+    end_sd=None,
+    start_per_seed=[],
+    end_per_seed=[],
+    rel_change=None,
+    ci=None,
+    p_value=None,
+    tau=None,
+    theil_sen=None,
+    seed_agreement=None,
+    whole_run_change=None,
+    progress=None,
+    at_floor=None,
+    state=None,
+)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The epochs a cell is judged over.
+
+    Attributes:
+        curves: the usable seeds' curves (finite), of their own lengths.
+        common: epochs every usable seed has.
+        epochs: epochs judged: the common ones, or the budget's when seeds stopped early (``extend``).
+        extend: seeds stopped early and their lines are extended to the budget's last epoch.
+        warmup: epochs left out at the start.
+        window: (first, last) epoch of the analysis window, or None when nothing is left after the warm-up.
+    """
+
+    curves: list[np.ndarray]
+    common: int
+    epochs: int
+    extend: bool
+    warmup: int
+    window: tuple[int, int] | None
+
+    @property
+    def y(self) -> np.ndarray:
+        """(S, common): the epochs every seed has."""
+        return np.stack([c[: self.common] for c in self.curves]) if self.curves else np.empty((0, 0))
+
+
+def _span(
+    curves: list[np.ndarray], planned_epochs: int | None, settings: VerdictSettings, notes: list[str]
+) -> _Span:
+    """Which epochs to judge; says in ``notes`` when seeds stopped early or have different lengths."""
+    lengths = [c.size for c in curves]
     common = min(lengths) if lengths else 0
     extend = planned_epochs is not None and bool(lengths) and common < planned_epochs
     epochs = planned_epochs if extend and planned_epochs is not None else common
@@ -101,100 +180,58 @@ def judge_cell(
         )
     elif lengths and max(lengths) != epochs:
         notes.append(f"curves have {min(lengths)}..{max(lengths)} epochs; judged on the common {epochs}")
-    y = np.stack([raw[i][:common] for i in good]) if good else np.empty((0, 0))  # the common epochs
     warmup = settings.warmup if settings.warmup is not None else default_warmup(epochs)
     window = (warmup, epochs - 1) if epochs - warmup >= 1 else None
-    own = common - warmup  # window epochs of the shortest curve (all of the window without early stops)
+    return _Span(curves, common, epochs, extend, warmup, window)
 
-    base: dict[str, Any] = dict(
-        cell=name,
-        metric=settings.metric,
-        axes=dict(axes or {}),
-        seeds=[seed_ids[i] for i in good],
-        seeds_failed=n_diverged + crashed_seeds,
-        seeds_diverged=[seed_ids[i] for i in bad],
-        epochs=epochs,
-        warmup=warmup,
-        window=window,
-        confidence=settings.confidence,
-        guards=guard_results,
-        finals=finals_mean,
-        floor=floor_value,
-        expected=expect,
-        notes=notes,
-    )
-    empty: dict[str, Any] = dict(
-        start=None,
-        start_sd=None,
-        end=None,
-        end_sd=None,
-        start_per_seed=[],
-        end_per_seed=[],
-        rel_change=None,
-        ci=None,
-        p_value=None,
-        tau=None,
-        theil_sen=None,
-        seed_agreement=None,
-        whole_run_change=None,
-        progress=None,
-        at_floor=None,
-        state=None,
-    )
 
+def _refusal(
+    n_good: int, n_diverged: int, n_total: int, span: _Span, settings: VerdictSettings
+) -> tuple[Verdict, str] | None:
+    """Why the cell cannot be judged on its trend (too few seeds or epochs, or diverged), or None."""
     if n_total == 0:
-        return _finish(base, empty, Verdict.INCONCLUSIVE, "too few seeds: no finished runs", settings)
+        return Verdict.INCONCLUSIVE, "too few seeds: no finished runs"
     if n_diverged and n_diverged >= settings.diverged_fraction * n_total:
-        return _finish(
-            base,
-            empty,
-            Verdict.DIVERGED,
-            f"{n_diverged} of {n_total} seeds went NaN/Inf in {settings.metric}",
-            settings,
-        )
-    if len(good) < settings.min_seeds:
+        return Verdict.DIVERGED, f"{n_diverged} of {n_total} seeds went NaN/Inf in {settings.metric}"
+    if n_good < settings.min_seeds:
         extra = f" ({n_diverged} diverged)" if n_diverged else ""
-        return _finish(
-            base,
-            empty,
-            Verdict.INCONCLUSIVE,
-            f"too few seeds: {len(good)} usable{extra}, need {settings.min_seeds}",
-            settings,
-        )
+        return Verdict.INCONCLUSIVE, f"too few seeds: {n_good} usable{extra}, need {settings.min_seeds}"
+    window, warmup = span.window, span.warmup
     if window is None or window[1] - window[0] + 1 < settings.min_window:
         have = 0 if window is None else window[1] - window[0] + 1
-        return _finish(
-            base,
-            empty,
-            Verdict.INCONCLUSIVE,
-            f"too short: {epochs} epochs leave {have} after a warm-up of {warmup}, "
-            f"need {settings.min_window}",
-            settings,
+        return Verdict.INCONCLUSIVE, (
+            f"too short: {span.epochs} epochs leave {have} after a warm-up of {warmup}, "
+            f"need {settings.min_window}"
         )
-    if extend and own < settings.min_window:
-        return _finish(
-            base,
-            empty,
-            Verdict.INCONCLUSIVE,
-            f"too short: a seed stopped after epoch {common - 1}, {max(own, 0)} epochs after a warm-up of "
-            f"{warmup}, need {settings.min_window}",
-            settings,
+    own = span.common - warmup  # window epochs of the shortest curve (all of the window without early stops)
+    if span.extend and own < settings.min_window:
+        return Verdict.INCONCLUSIVE, (
+            f"too short: a seed stopped after epoch {span.common - 1}, {max(own, 0)} epochs after a warm-up "
+            f"of {warmup}, need {settings.min_window}"
         )
+    return None
 
+
+def _trend(span: _Span, floor: float | None, settings: VerdictSettings) -> tuple[Fit, dict[str, Any]]:
+    """The window's fit and the verdict's trend fields (levels, change and interval, trend test, floor)."""
+    assert span.window is not None
+    y = span.y
     fit = fit_window(
-        [raw[i] for i in good] if extend else y,
-        window,
+        span.curves if span.extend else y,
+        span.window,
         n_boot=settings.n_boot,
         confidence=settings.confidence,
         block_length=settings.block_length,
         seed=settings.bootstrap_seed,
-        extend=extend,
+        extend=span.extend,
     )
-    mean_window = y[:, window[0] : min(window[1], common - 1) + 1].mean(axis=0)  # the epochs every seed has
+    first, last = span.window
+    mean_window = y[:, first : min(last, span.common - 1) + 1].mean(axis=0)  # the epochs every seed has
     tau, p = mann_kendall_hamed_rao(mean_window, acf_alpha=settings.alpha)
     start, end = float(fit.start.mean()), float(fit.end.mean())
     epoch0 = float(y[:, 0].mean())
-    stats_: dict[str, Any] = dict(
+    progress, at_floor = _floor_position(epoch0, end, floor, settings.floor_tolerance)
+    return fit, dict(
         start=start,
         start_sd=_sd(fit.start),
         end=end,
@@ -207,19 +244,9 @@ def judge_cell(
         tau=tau,
         theil_sen=theil_sen(mean_window),
         whole_run_change=(end - epoch0) / abs(epoch0) if epoch0 != 0 else None,
+        progress=progress,
+        at_floor=at_floor,
     )
-    progress, at_floor = _floor_position(epoch0, end, floor_value, settings.floor_tolerance)
-    stats_.update(progress=progress, at_floor=at_floor)
-    if not math.isfinite(fit.estimate):
-        stats_.update(seed_agreement=None, state=None)
-        return _finish(
-            base, stats_, Verdict.INCONCLUSIVE, "relative change undefined: the start level is 0", settings
-        )
-
-    verdict, reason, agreement = _classify(fit, p, settings)
-    stats_["seed_agreement"] = agreement
-    stats_["state"] = _state(verdict, at_floor)
-    return _finish(base, stats_, verdict, reason, settings)
 
 
 def _classify(fit: Fit, p: float, settings: VerdictSettings) -> tuple[Verdict, str, float]:

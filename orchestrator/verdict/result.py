@@ -36,7 +36,7 @@ class GuardResult:
 
 @dataclass(frozen=True)
 class CellVerdict:
-    """The verdict on one cell over its seeds; ``to_dict`` is the Verdict JSON contract of DESIGN.md.
+    """The verdict on one cell over its seeds; ``to_dict`` is the verdict JSON contract (docs/verdicts.md).
 
     Levels (``start``, ``end``) are the per-seed linear fits over the window evaluated at its first and last
     epoch, averaged over seeds; ``*_sd`` is their spread over seeds (sample standard deviation).

@@ -61,7 +61,7 @@ class VerdictSettings(BaseModel):
         confidence: Level of the bootstrap interval for the relative change.
         alpha: Significance level of the Mann-Kendall trend test (reported; see ``require_trend``).
         require_trend: Also require the trend test's p < alpha for ``falls`` / ``rises``.
-        n_boot: Bootstrap replicates (2000 keep ``judge_cell`` at a few ms for 5 seeds x 30 epochs).
+        n_boot: Bootstrap replicates (their cost: docs/verdicts.md).
         block_length: Moving-block length in epochs; None = chosen from the residuals' autocorrelation.
         seed_agreement: Fraction of seeds whose own change must exceed ``min_change`` in the verdict's
             direction for ``falls`` / ``rises``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.time_to_verdict import _cell_stops
+from bench.time_to_verdict import cell_stops
 from orchestrator.report.collect import CellData
 from orchestrator.verdict import VerdictSettings
 
@@ -30,12 +30,12 @@ def test_a_decided_cell_stops_the_runs_that_have_siblings() -> None:
     own = [EPOCHS] * 4  # as if the run rule never stopped them
     settings = VerdictSettings(warmup=4, min_window=4, min_change=0.1, min_seeds=3)
     # one after another: the judge needs 3 seeds, so the third is the first that can stop on its cell
-    assert _cell_stops(cell, histories, own, RULE, settings, "sequential") == [EPOCHS, EPOCHS, FIRST, FIRST]
+    assert cell_stops(cell, histories, own, RULE, settings, "sequential") == [EPOCHS, EPOCHS, FIRST, FIRST]
     # all at once: every run stops at the first epoch the cell is decided
-    assert _cell_stops(cell, histories, own, RULE, settings, "lockstep") == [FIRST] * 4
+    assert cell_stops(cell, histories, own, RULE, settings, "lockstep") == [FIRST] * 4
     # a run stops at the earlier of its own rule's stop and its cell's
     own = [FIRST + 2, EPOCHS, EPOCHS, FIRST]
-    assert _cell_stops(cell, histories, own, RULE, settings, "sequential") == [
+    assert cell_stops(cell, histories, own, RULE, settings, "sequential") == [
         FIRST + 2,
         EPOCHS,
         FIRST,
@@ -48,8 +48,8 @@ def test_an_undecided_cell_or_a_held_schedule_stops_nothing() -> None:
     cell, histories = _cell([-0.02, 0.02, -0.02, 0.02])  # seeds disagree: inconclusive
     own = [EPOCHS] * 4
     for mode in ("sequential", "lockstep"):
-        assert _cell_stops(cell, histories, own, RULE, settings, mode) == own
+        assert cell_stops(cell, histories, own, RULE, settings, mode) == own
     cell, histories = _cell([0.0, 0.0, 0.0, 0.0])
     held = {**RULE, "hold_until": EPOCHS}  # a skip-weight decay that ends at the last epoch
     for mode in ("sequential", "lockstep"):
-        assert _cell_stops(cell, histories, [EPOCHS] * 4, held, settings, mode) == [EPOCHS] * 4
+        assert cell_stops(cell, histories, [EPOCHS] * 4, held, settings, mode) == [EPOCHS] * 4

@@ -12,6 +12,7 @@ import torch
 
 from model.config import load_config
 from model.data import InMemoryPairs, Pairs
+from model.data.phantom import generate_pairs
 from model.diagnose import (
     TERMS,
     best_intensity_mapping,
@@ -25,7 +26,6 @@ from model.diagnose import (
     pool_latent,
     skip_reliance,
 )
-from model.data.phantom import generate_pairs
 from model.trainer import Trainer
 from model.unet import CrossDomainAE, Decoder
 

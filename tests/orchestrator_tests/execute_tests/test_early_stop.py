@@ -10,9 +10,10 @@ import yaml
 from mlflow import MlflowClient
 
 from orchestrator.execute.early_stop import EarlyStopRule, decided
-from orchestrator.report.collect import collect_cells, judge_cells
+from orchestrator.execute.plan import plan_sweep
+from orchestrator.execute.sweep import run_sweep
 from orchestrator.matrix import load_matrix
-from orchestrator.execute.sweep import plan_sweep, run_sweep
+from orchestrator.report.collect import collect_cells, judge_cells
 from orchestrator.tracking import Tracker
 from orchestrator.verdict import hierarchical_bootstrap_rel_change
 

@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.matrix import read_matrix
 from orchestrator.execute.search import search_space
+from orchestrator.matrix import read_matrix
 
 runner = CliRunner()
 

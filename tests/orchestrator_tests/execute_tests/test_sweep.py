@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.matrix import load_matrix
 from orchestrator.execute.sweep import run_sweep
+from orchestrator.matrix import load_matrix
 
 runner = CliRunner()
 

@@ -64,7 +64,7 @@ def test_json_verdicts_match_the_constructed_behaviour(swept: Path) -> None:
     assert verdicts["frozen"]["state"] == "stalled"  # far above the clean-target floor
     assert verdicts["explodes"]["verdict"] == "diverged"
     assert verdicts["learns"]["agrees"] is True and verdicts["frozen"]["agrees"] is True
-    for v in verdicts.values():  # the DESIGN.md contract
+    for v in verdicts.values():  # the verdict JSON contract (docs/verdicts.md)
         contract = ("cell", "axes", "seeds", "epochs", "window", "start", "end", "rel_change", "ci")
         contract += ("p_value", "whole_run_change", "verdict", "guards", "expected", "agrees")
         for key in contract:

@@ -59,7 +59,9 @@ def verdicts(cells: dict[str, list[np.ndarray]]) -> list[CellVerdict]:
     """Verdicts with axes, expectations, a floor, finals and a failing guard."""
     s = VerdictSettings(guards=[Guard(metric="cross_psnr_clean", min=20.0)])
     finals = {
-        "cross_psnr_clean": [24.0, 25.0, 24.5], "noise_leak": [0.08, 0.07, 0.09], "cross_floor": [0.4] * 3,
+        "cross_psnr_clean": [24.0, 25.0, 24.5],
+        "noise_leak": [0.08, 0.07, 0.09],
+        "cross_floor": [0.4] * 3,
     }
     axes = {
         "original": {"same_domain_skip": True, "cross_skip": "use_source", "recon_weight": 0.5},
@@ -70,8 +72,16 @@ def verdicts(cells: dict[str, list[np.ndarray]]) -> list[CellVerdict]:
     expect = {"original": "fail", "no_skip": "fail", "no_skip_everywhere": "pass", "pure_n2n": "partial"}
     leak = {"original": [Guard(metric="noise_leak", max=0.02)]}
     return [
-        judge_cell(name, curves, s, axes=axes[name], expect=expect[name], finals=finals,
-                   cell_guards=leak.get(name, ()), seeds=[0, 1, 2])  # type: ignore[arg-type]
+        judge_cell(
+            name,
+            curves,
+            s,
+            axes=axes[name],
+            expect=expect[name],
+            finals=finals,
+            cell_guards=leak.get(name, ()),
+            seeds=[0, 1, 2],
+        )  # type: ignore[arg-type]
         for name, curves in cells.items()
     ]
 
@@ -88,9 +98,23 @@ def test_render_table(verdicts: list[CellVerdict]) -> None:
     table = render_table(verdicts, title="test_matrix: cross")
     assert table.row_count == 4
     headers = [c.header for c in table.columns]
-    for h in ("cell", "same_domain_skip", "cross_skip", "recon_weight", "seeds", "start", "end",
-              "change [CI]", "p", "verdict", "expected → seen", "agrees", "cross_psnr_clean", "noise_leak",
-              "guards failed"):
+    for h in (
+        "cell",
+        "same_domain_skip",
+        "cross_skip",
+        "recon_weight",
+        "seeds",
+        "start",
+        "end",
+        "change [CI]",
+        "p",
+        "verdict",
+        "expected → seen",
+        "agrees",
+        "cross_psnr_clean",
+        "noise_leak",
+        "guards failed",
+    ):
         assert h in headers
     console = Console(record=True, width=300, color_system=None)
     console.print(table)
@@ -161,8 +185,9 @@ class _Collect(HTMLParser):
 def test_plots_and_html(
     tmp_path: Path, verdicts: list[CellVerdict], cells: dict[str, list[np.ndarray]]
 ) -> None:
-    curves_png = plot_curves(cells, "cross", tmp_path / "fig" / "cross.png",
-                             floor_by_cell={"original": 0.4, "no_skip": None})
+    curves_png = plot_curves(
+        cells, "cross", tmp_path / "fig" / "cross.png", floor_by_cell={"original": 0.4, "no_skip": None}
+    )
     assert curves_png.read_bytes().startswith(PNG_MAGIC)
     rng = np.random.default_rng(0)
     images = {

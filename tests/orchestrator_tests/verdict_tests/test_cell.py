@@ -40,8 +40,9 @@ def _falling(seeds: int = 4, epochs: int = 20, sd: float = 0.01, seed: int = 0) 
     return [0.3 + 1.2 * np.exp(-t / 8.0) + _noise(rng, epochs, sd) for _ in range(seeds)]
 
 
-def _stalled(seeds: int = 4, epochs: int = 20, sd: float = 0.01, plateau: float = 1.0,
-             seed: int = 0) -> list[np.ndarray]:
+def _stalled(
+    seeds: int = 4, epochs: int = 20, sd: float = 0.01, plateau: float = 1.0, seed: int = 0
+) -> list[np.ndarray]:
     """The note's symptom: one drop at epoch 1 (the mean image), then flat."""
     rng = np.random.default_rng(seed)
     out = []
@@ -386,19 +387,36 @@ def test_explicit_warmup() -> None:
 
 def test_failing_guard_flips_agreement_and_is_named() -> None:
     finals = {"noise_leak": [0.05, 0.06, 0.04, 0.05], "cross_psnr_clean": [28.0, 27.5, 28.2, 28.1]}
-    ok = judge_cell("original", _falling(), SETTINGS, expect="pass", finals=finals,
-                    cell_guards=[Guard(metric="cross_psnr_clean", min=25.0)])
+    ok = judge_cell(
+        "original",
+        _falling(),
+        SETTINGS,
+        expect="pass",
+        finals=finals,
+        cell_guards=[Guard(metric="cross_psnr_clean", min=25.0)],
+    )
     assert ok.agrees is True and ok.guards[0].holds is True
     assert ok.finals["cross_psnr_clean"] == pytest.approx(27.95)
-    bad = judge_cell("original", _falling(), SETTINGS.model_copy(update={"guards": [Guard(metric="noise_leak",
-                     max=0.02)]}), expect="pass", finals=finals)
+    bad = judge_cell(
+        "original",
+        _falling(),
+        SETTINGS.model_copy(update={"guards": [Guard(metric="noise_leak", max=0.02)]}),
+        expect="pass",
+        finals=finals,
+    )
     assert bad.verdict is Verdict.FALLS
     assert bad.observed == "fail" and bad.agrees is False
     assert [g.metric for g in bad.failed_guards] == ["noise_leak"]
     assert bad.guards[0].value == pytest.approx(0.05)
     assert "noise_leak" in bad.reason
-    expect_fail = judge_cell("original", _falling(), SETTINGS, expect="fail", finals=finals,
-                             cell_guards=[Guard(metric="noise_leak", max=0.02)])
+    expect_fail = judge_cell(
+        "original",
+        _falling(),
+        SETTINGS,
+        expect="fail",
+        finals=finals,
+        cell_guards=[Guard(metric="noise_leak", max=0.02)],
+    )
     assert expect_fail.agrees is True  # the note's "fail (noise leak)" is checkable
 
 
@@ -407,8 +425,12 @@ def test_missing_guard_metric_cannot_confirm_pass() -> None:
     v = judge_cell("x", _falling(), SETTINGS, expect="pass", cell_guards=[guard])
     assert v.guards[0].value is None and v.guards[0].holds is None
     assert v.agrees is None
-    assert judge_cell("x", _rising(), SETTINGS, expect="fail",
-                      cell_guards=[Guard(metric="noise_leak", max=0.1)]).agrees is True
+    assert (
+        judge_cell(
+            "x", _rising(), SETTINGS, expect="fail", cell_guards=[Guard(metric="noise_leak", max=0.1)]
+        ).agrees
+        is True
+    )
 
 
 def test_partial_is_a_fall_that_stops_far_from_the_floor() -> None:
@@ -430,8 +452,15 @@ def test_partial_is_a_fall_that_stops_far_from_the_floor() -> None:
     assert unknown.observed == "pass" and unknown.agrees is None
     stalled = judge_cell("pure_n2n", _stalled(), SETTINGS, floor=0.2, expect="partial")
     assert stalled.observed == "fail" and stalled.agrees is False
-    leak = judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="partial", finals={"noise_leak": [1.0]},
-                      cell_guards=[Guard(metric="noise_leak", max=0.5)])
+    leak = judge_cell(
+        "pure_n2n",
+        curves,
+        SETTINGS,
+        floor=0.2,
+        expect="partial",
+        finals={"noise_leak": [1.0]},
+        cell_guards=[Guard(metric="noise_leak", max=0.5)],
+    )
     assert leak.observed == "fail" and leak.agrees is False
 
 
@@ -446,9 +475,29 @@ def test_judge_cell_is_deterministic_and_serialises() -> None:
     b = judge_cell("x", _falling(), SETTINGS, finals=finals, axes={"up_mode": "add", "latent": np.int64(512)})
     assert a == b or a.to_dict() == b.to_dict()
     d = json.loads(json.dumps(a.to_dict(), allow_nan=False))
-    for key in ("cell", "axes", "seeds", "epochs", "window", "start", "end", "rel_change", "ci", "p_value",
-                "theil_sen", "whole_run_change", "floor", "progress", "state", "verdict", "reason", "guards",
-                "expected", "agrees", "seeds_failed"):
+    for key in (
+        "cell",
+        "axes",
+        "seeds",
+        "epochs",
+        "window",
+        "start",
+        "end",
+        "rel_change",
+        "ci",
+        "p_value",
+        "theil_sen",
+        "whole_run_change",
+        "floor",
+        "progress",
+        "state",
+        "verdict",
+        "reason",
+        "guards",
+        "expected",
+        "agrees",
+        "seeds_failed",
+    ):
         assert key in d
     assert d["verdict"] == "falls" and d["axes"]["latent"] == 512 and d["window"] == [4, 19]
     assert d["start"]["mean"] > d["end"]["mean"] and len(d["start"]["per_seed"]) == 4
