@@ -12,7 +12,8 @@ marginal standard deviation is ``sigma`` times the level. Scenarios:
 
 The false ``falls`` rate is measured on ``null`` and ``stalled``; power is the ``falls`` rate on ``effect``.
 
-Run from the repository root: ``.venv/bin/python -m bench.calibrate_verdicts --reps 400 --jobs 2``.
+Run from the repository root: ``.venv/bin/python -m bench.calibrate_verdicts --reps 400 --jobs 2``;
+``--early-stop`` judges every cell as a sweep with ``budget.early_stop`` does.
 """
 
 from __future__ import annotations
@@ -26,13 +27,22 @@ from multiprocessing import Pool
 
 import numpy as np
 
-from orchestrator.verdict import Verdict, VerdictSettings, default_warmup, judge_cell, mann_kendall_hamed_rao
+from orchestrator.execute.early_stop import EarlyStopRule
+from orchestrator.verdict import (
+    CellVerdict,
+    Verdict,
+    VerdictSettings,
+    default_warmup,
+    judge_cell,
+    mann_kendall_hamed_rao,
+)
 
 __all__ = [
     "OPERATING_RANGE",
     "STRESS_RANGE",
     "Regime",
     "judge_cell_ms",
+    "judge_with_early_stops",
     "regimes",
     "run_regime",
     "simulate_cell",
@@ -131,21 +141,55 @@ def regimes(
             yield Regime(scenario, seeds, epochs, phi, sigma)
 
 
-def run_regime(args: tuple[Regime, int, int]) -> dict[str, float]:
+def judge_with_early_stops(
+    curves: list[np.ndarray], settings: VerdictSettings, *, patience: int = 1
+) -> tuple[CellVerdict, int]:
+    """Judge a cell as a sweep with ``budget.early_stop`` would: each seed fed to the early-stop rule epoch
+    by epoch and cut where it stops, the cell judged over the budget's window (lines extended).
+
+    Returns:
+        The verdict and the epochs trained (after epoch 0, summed over seeds).
+    """
+    epochs = len(curves[0]) - 1
+    cut = []
+    for c in curves:
+        rule = EarlyStopRule(
+            metric="m",
+            epochs=epochs,
+            min_change=settings.min_change,
+            warmup=settings.warmup,
+            min_window=settings.min_window,
+            patience=patience,
+            confidence=settings.confidence,
+        )
+        stop = next((e for e, value in enumerate(c) if rule({"m": float(value)})), epochs)
+        cut.append(np.asarray(c[: stop + 1]))
+    planned = epochs + 1 if any(len(c) < epochs + 1 for c in cut) else None
+    return judge_cell("sim", cut, settings, planned_epochs=planned), sum(len(c) - 1 for c in cut)
+
+
+def run_regime(args: tuple) -> dict[str, float]:
     """Verdict rates over ``reps`` simulated cells of one regime (and how often the interval covers 0).
 
     Args:
-        args: ``(regime, reps, seed)``; the seed makes each regime's draw independent of scheduling.
+        args: ``(regime, reps, seed[, early])``; the seed makes each regime's draw independent of
+            scheduling; ``early`` judges each cell with early stops (:func:`judge_with_early_stops`).
 
     Returns:
-        Mapping verdict value -> rate, plus ``covers0``.
+        Mapping verdict value -> rate, plus ``covers0`` and ``saved`` (the fraction of epochs not trained).
     """
-    r, reps, seed = args
+    r, reps, seed, *rest = args
+    early = bool(rest and rest[0])
     settings = VerdictSettings()
     rng = np.random.default_rng(seed)
-    counts = dict.fromkeys([v.value for v in Verdict] + ["covers0"], 0)
+    counts = dict.fromkeys([v.value for v in Verdict] + ["covers0", "saved"], 0.0)
     for _ in range(reps):
-        v = judge_cell("sim", simulate_cell(rng, r), settings)
+        curves = simulate_cell(rng, r)
+        if early:
+            v, trained = judge_with_early_stops(curves, settings)
+            counts["saved"] += 1.0 - trained / (r.seeds * (r.epochs - 1))
+        else:
+            v = judge_cell("sim", curves, settings)
         counts[v.verdict.value] += 1
         counts["covers0"] += int(v.ci is not None and v.ci[0] <= 0.0 <= v.ci[1])
     return {k: n / reps for k, n in counts.items()}
@@ -194,13 +238,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--quiet", action="store_true", help="summaries only")
+    ap.add_argument(
+        "--early-stop",
+        action="store_true",
+        help="judge each cell as a sweep with budget.early_stop does (seeds cut where the rule stops them)",
+    )
+    ap.add_argument("--operating-only", action="store_true", help="leave out the stress range")
     args = ap.parse_args()
     groups: list[tuple[str, str, list[Regime]]] = []
-    for label, space in (("operating", OPERATING_RANGE), ("stress", STRESS_RANGE)):
+    ranges = (("operating", OPERATING_RANGE), ("stress", STRESS_RANGE))
+    for label, space in ranges[:1] if args.operating_only else ranges:
         for scenario in ("null", "stalled", "effect"):
             groups.append((label, scenario, list(regimes(space, scenario))))
         groups.append((label, "small", list(regimes(space, "effect", effects=(0.10,)))))
-    todo = [(r, args.reps, args.seed + 7919 * i) for i, r in enumerate(r for *_, rs in groups for r in rs)]
+    rs_all = (r for *_, rs in groups for r in rs)
+    todo = [(r, args.reps, args.seed + 7919 * i, args.early_stop) for i, r in enumerate(rs_all)]
     t0 = time.perf_counter()
     if args.jobs > 1:
         with Pool(args.jobs) as pool:
@@ -208,7 +260,10 @@ def main() -> None:
     else:
         results = [run_regime(a) for a in todo]
     dt = time.perf_counter() - t0
-    print(f"verdict calibration: {args.reps} cells per regime, seed {args.seed}, default VerdictSettings")
+    early = ", with early stops (budget.early_stop, patience 1)" if args.early_stop else ""
+    print(
+        f"verdict calibration: {args.reps} cells per regime, seed {args.seed}, default VerdictSettings{early}"
+    )
     k = 0
     for label, scenario, rs in groups:
         got = results[k : k + len(rs)]
@@ -231,9 +286,11 @@ def main() -> None:
         else:
             i = int(np.argmin(falls))
             head = f"falls {falls.mean():.4f} (min {falls[i]:.4f} at {rs[i].label()})"
+        saved = f"; epochs saved {np.mean([g['saved'] for g in got]):.1%}" if args.early_stop else ""
         print(
             f"== {label:9s} {scenario:7s} {len(rs):3d} regimes: {head}; "
             + " ".join(f"{v}={p:.3f}" for v, p in pooled.items())
+            + saved
         )
     n_cells = args.reps * len(todo)
     print(f"{n_cells} simulated cells in {dt:.0f} s with {args.jobs} jobs")

@@ -31,7 +31,7 @@ from torch import nn
 from model.config import ConfigError, RunConfig, TrainerConfig
 from model.data import InMemoryPairs, PairedSource, Pairs, open_source, split_indices
 from model.discriminator import PatchDiscriminator
-from model.metrics import l1, noise_leak_terms, psnr
+from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
 from model.unet import CrossDomainAE
 
 __all__ = [
@@ -358,6 +358,11 @@ class Trainer:
         metrics["skip_weight"] = sw
         return metrics
 
+    def baselines(self) -> dict[str, float]:
+        """The constant-prediction baselines of this run's data (:func:`model.metrics.constant_baselines`)."""
+        bs = max(self.config.trainer.batch_size, 256)
+        return constant_baselines(self.train.sequential(bs), self.val.sequential(bs))
+
     @torch.inference_mode()
     def sample_images(self, epoch: int) -> dict[str, np.ndarray]:
         """Grids of ``x_a_from_b`` and ``x_b_from_a`` on the first validation pairs."""
@@ -391,6 +396,8 @@ class Trainer:
                 step_cb = (lambda s, n, e=epoch: on_step(e, s, n)) if on_step else None
                 train_metrics = self.train_epoch(epoch, step_cb)
             metrics = self.evaluate(epoch)
+            if epoch == 0:
+                metrics |= self.baselines()
             for term in LOSS_TERMS:
                 if term in metrics and not math.isfinite(metrics[term]):
                     raise NonFiniteLossError(f"validation {term}", epoch, 0)

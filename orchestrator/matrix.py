@@ -3,13 +3,13 @@
 A matrix names a ``base`` config, ``seeds``, and points to run: the cartesian product of ``axes``,
 named ``cells``, or each cell crossed with the axes. Every point is resolved into a full
 :class:`~model.config.RunConfig` and validated before anything runs; each (point, seed) becomes a
-:class:`RunSpec` with a stable run key (hash of the resolved config, seed included).
+:class:`RunSpec` with its identity: a run key that covers the resolved config (seed included), the code
+and the data (:mod:`orchestrator.identity`).
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from model.config import ConfigError, RunConfig, apply_overrides, describe_validation_error, read_config_file
+from orchestrator.identity import RunIdentity, identify
 from orchestrator.verdict import Guard, VerdictSettings
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "RunSpec",
     "expand",
     "load_matrix",
-    "run_key",
 ]
 
 AXIS_ALIASES: dict[str, tuple[str, ...]] = {
@@ -202,47 +202,32 @@ class Matrix(_Strict):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (cell, seed) to run."""
+    """One (cell, seed) to run, with its identity (:mod:`orchestrator.identity`)."""
 
     cell: str
     seed: int
     axes: dict[str, Any]
     config: RunConfig
-    run_key: str
+    identity: RunIdentity
     expect: str | None = None
     note: str | None = None
     guards: tuple[Guard, ...] = field(default_factory=tuple)
     early_stop: dict[str, Any] | None = None  # EarlyStopRule fields when the budget asks for early stops
 
+    @property
+    def run_key(self) -> str:
+        """The run's key: config, seed, code and data (a finished run with this key is never run again)."""
+        return self.identity.run_key
+
+    @property
+    def config_key(self) -> str:
+        """The key of its config and seed alone: the same run with other code or data has the same one."""
+        return self.identity.config_key
+
     def to_payload(self) -> dict[str, Any]:
-        """Plain data to hand to a worker process."""
-        return {
-            "cell": self.cell,
-            "seed": self.seed,
-            "axes": self.axes,
-            "config": self.config.to_dict(),
-            "run_key": self.run_key,
-            "early_stop": self.early_stop,
-        }
-
-
-#: Config fields added after run keys were first written, with the value every earlier run used: at that
-#: value they stay out of the hash, so a store's finished runs keep their keys (and are not re-run).
-KEY_NEUTRAL: dict[tuple[str, ...], Any] = {("trainer", "precision"): "float32"}
-
-
-def run_key(config: RunConfig) -> str:
-    """Stable hash of the fully resolved config (the seed is ``trainer.seed``)."""
-    data = config.to_dict()
-    for path, value in KEY_NEUTRAL.items():
-        *parents, leaf = path
-        section = data
-        for name in parents:
-            section = section.get(name, {})
-        if section.get(leaf) == value:
-            section.pop(leaf)
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """What a worker process needs: the validated config travels as it is (pickled), so that what the
+        user left at its default stays a default."""
+        return {"run_key": self.run_key, "config": self.config, "early_stop": self.early_stop}
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -420,7 +405,7 @@ def resolve_point(
                 seed=seed,
                 axes=dict(values),
                 config=config,
-                run_key=run_key(config),
+                identity=identify(config),
                 expect=cell.expect if cell else None,
                 note=cell.note if cell else None,
                 guards=tuple(cell.guards) if cell else (),
@@ -447,6 +432,7 @@ def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
         "min_window": v.min_window,
         "patience": matrix.budget.early_stop_patience,
         "confidence": v.confidence,
+        "floor_metric": v.floor_metric,
     }
 
 

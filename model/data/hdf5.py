@@ -140,8 +140,8 @@ def _problems(
 ) -> tuple[list[str], bool]:
     """Everything wrong with ``f`` under ``keys``, one message per problem, and whether clean data is usable.
 
-    ``explicit`` names the clean keys the user set (absent -> a problem); default clean keys that are
-    absent just mean no clean data.
+    ``explicit`` names the clean keys that must be there (:func:`_required_clean`); the default clean keys
+    that are absent just mean no clean data.
     """
     problems: list[str] = []
     available = ", ".join(_datasets(f)) or "none"
@@ -189,6 +189,15 @@ def _problems(
                     f"{path}: dataset '{key}' holds {nan} NaN and {inf} Inf values (first in slice {first})"
                 )
     return problems, clean_ok
+
+
+def _required_clean(keys: HDF5Keys) -> set[str]:
+    """The clean roles whose dataset must exist: those renamed from their default (``clean_a``, ``clean_b``).
+
+    Decided by the names alone, not by which fields a config set, so that a config behaves the same after
+    any round trip (a worker's copy, ``config.json``, a checkpoint): the default names are optional.
+    """
+    return {role for role in ("clean_a", "clean_b") if getattr(keys, role) not in (None, role)}
 
 
 def _domains(f: h5py.File) -> tuple[str, str]:
@@ -285,10 +294,11 @@ def open_hdf5(cfg: HDF5Data) -> PairedSource:
     Raises:
         DataError: the file is missing or not HDF5; a dataset is missing (the message lists the
             available ones), not 3-D, not float, empty, of a different shape than its pair, or holds
-            NaN / Inf values; or a clean key set explicitly in ``cfg.keys`` is absent.
+            NaN / Inf values; or a clean key renamed in ``cfg.keys`` (not ``clean_a`` / ``clean_b``) is
+            absent.
     """
     path = Path(cfg.path)
-    explicit = {k for k in ("clean_a", "clean_b") if k in cfg.keys.model_fields_set}
+    explicit = _required_clean(cfg.keys)
     with _open_file(path) as f:
         problems, clean_ok = _problems(f, path, cfg.keys, explicit)
         if problems:
@@ -353,14 +363,14 @@ def inspect_file(path: str | Path, keys: HDF5Keys = HDF5Keys()) -> dict[str, Any
         ``{"path", "datasets": {name: {shape, dtype, chunks, min, max, mean, nan, inf}}, "attrs",
         "keys": {role: name}, "pairs": N | None, "height", "width", "has_clean", "domains",
         "problems": [message, ...]}``; ``problems`` is empty when :func:`open_hdf5` would accept the
-        file with these keys (same checks, same messages; a clean key set explicitly in ``keys`` must
+        file with these keys (same checks, same messages; a clean key renamed in ``keys`` must
         exist).
 
     Raises:
         DataError: the file is missing or not HDF5.
     """
     path = Path(path)
-    explicit = {k for k in ("clean_a", "clean_b") if k in keys.model_fields_set}
+    explicit = _required_clean(keys)
     with _open_file(path) as f:
         problems, clean_ok = _problems(f, path, keys, explicit)
         datasets = {name: _stats(f[name]) for name in _datasets(f)}

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.execute.plan import PlanItem
@@ -25,7 +26,8 @@ def plan_table(plan: list[PlanItem], title: str) -> Table:
         table.add_column(col)
     for p in plan:
         cells = [p.spec.cell, str(p.spec.seed), *(str(p.spec.axes.get(a, "")) for a in axes)]
-        table.add_row(*cells, f"[{p.state.style}]{p.state.label}[/]", p.spec.run_key)
+        state = p.state.label + (f" ({p.why})" if p.why else "")
+        table.add_row(*cells, f"[{p.state.style}]{escape(state)}[/]", p.spec.run_key)
     return table
 
 

@@ -25,10 +25,20 @@ def report(
     out: Annotated[
         Path | None, typer.Option(help="write the report here (default: print; html: runs/reports/)")
     ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(help="judge the runs of this code fingerprint (tag orch.code; a prefix will do)"),
+    ] = None,
+    sweep_id: Annotated[
+        str | None, typer.Option("--sweep", help="judge the runs of this sweep (tag orch.sweep; a prefix)")
+    ] = None,
 ) -> None:
-    """The verdict table: per cell, does the metric really fall after the warm-up?"""
+    """The verdict table: per cell, does the metric really fall after the warm-up, and how far?
+
+    By default the runs of the code and data installed now are judged; --code and --sweep judge earlier
+    ones (made before an edit, or by one sweep), to compare them with today's."""
     from orchestrator.matrix import MatrixError, load_matrix
-    from orchestrator.report import FORMATS, ReportError, build_report
+    from orchestrator.report import FORMATS, ReportError, Selection, build_report
     from orchestrator.tracking.store import sqlite_path
     from orchestrator.verdict import VerdictSettings
 
@@ -52,7 +62,10 @@ def report(
     if db is not None and not db.exists():
         raise fail(f"no tracking store at {uri}: run `orch sweep` first or pass --tracking-uri")
     try:
-        rep = build_report(uri, name, settings, specs=specs, out_dir=out.parent if out else None)
+        select = Selection(code=code, sweep=sweep_id)
+        rep = build_report(
+            uri, name, settings, specs=specs, out_dir=out.parent if out else None, select=select
+        )
     except ReportError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises

@@ -63,6 +63,7 @@ def sweep(
             f"(store: {uri})",
             highlight=False,
         )
+        _say_stale(plan)
 
     try:
         with display.live():
@@ -87,13 +88,24 @@ def sweep(
         raise typer.Exit(130) from None
     console.print(
         f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged {outcome.diverged}, "
-        f"crashed {outcome.crashed}), skipped {outcome.skipped} already finished"
+        f"crashed {outcome.crashed}), skipped {outcome.skipped} already finished; sweep {outcome.sweep_id}"
     )
     _print_report(mx, specs, uri, outcome.parent_run_id)
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
         raise typer.Exit(1)
+
+
+def _say_stale(plan: list) -> None:
+    """One line per reason why finished runs are run again (the code or the data changed)."""
+    from collections import Counter
+
+    from orchestrator.execute.plan import PlanState
+
+    reasons = Counter(p.why for p in plan if p.state is PlanState.STALE)
+    for why, n in reasons.items():
+        console.print(f"  {n} stale: {why}", highlight=False, markup=False)
 
 
 def _dry_run(name: str, specs: list, uri: str, fresh: bool) -> None:
@@ -109,13 +121,14 @@ def _dry_run(name: str, specs: list, uri: str, fresh: bool) -> None:
     console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
     todo = sum(p.state is not PlanState.DONE for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
+    _say_stale(plan)
 
 
 def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # noqa: ANN001
     from orchestrator.report import ReportError, build_report
 
     try:
-        report = build_report(uri, mx.name, mx.verdict, specs=specs, parent_run_id=parent_run_id)
+        report = build_report(uri, mx.name, mx.verdict, specs=specs, parent_run_id=parent_run_id, record=True)
     except ReportError as exc:
         err_console.print(f"no verdicts: {exc}")
         return

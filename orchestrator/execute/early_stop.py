@@ -4,13 +4,15 @@ A worker sees only its own run, so the rule judges the run's curve alone with th
 (the relative change over the analysis window, with the moving-block bootstrap interval of
 :func:`~orchestrator.verdict.hierarchical_bootstrap_rel_change` on one seed), against the matrix's
 ``verdict.min_change``: ``falls`` / ``rises`` when the interval lies beyond it, ``flat`` when it lies
-inside. An epoch's reading counts only when two intervals agree on it: the one over the window so far, and
-the one the report will judge a stopped run by, its line extended to the budget's last epoch
-(``judge_cell(planned_epochs=...)``). The first keeps a ``falls`` from resting on the extension alone; the
-second keeps a slow, steady change, small over the epochs so far but not over the whole window, from
-reading ``flat``. The run stops when the same reading holds at ``patience`` consecutive epochs, no earlier
-than ``verdict.min_window`` epochs into the window, and never while its training schedule still changes
-(``hold_until``: the end of a skip-weight decay, which keeps changing what the run learns).
+inside. An epoch's reading counts only when two intervals agree on it: the one over the window so far,
+and the one the report will judge a stopped run by, its line extended to the budget's last epoch
+(``judge_cell(planned_epochs=...)``). The first keeps a ``falls`` from resting on the extension alone;
+the second keeps a slow, steady change, small over the epochs so far but not over the whole window, from
+reading ``flat``. The extended line is never drawn below what the metric can be (its floor, logged as
+``verdict.floor_metric``, else zero for a loss), as the report's judge draws it. The run stops when the
+same reading holds at ``patience`` consecutive epochs, no earlier than ``verdict.min_window`` epochs into
+the window, and never while its training schedule still changes (``hold_until``: the end of a skip-weight
+decay, which keeps changing what the run learns).
 
 It is a heuristic, not a guarantee: ``bench/time_to_verdict.py`` measures, on a matrix, the epochs saved
 and whether every cell's verdict stayed what the full budget gives.
@@ -54,6 +56,8 @@ class EarlyStopRule:
     confidence: float = 0.95
     n_boot: int = 400
     hold_until: int = 0  # no stop before this epoch (the end of a schedule that still changes training)
+    floor_metric: str | None = None  # the metric's attainable floor: an extended line is not drawn below it
+    floor: float | None = None  # the latest value of floor_metric
     history: list[float] = field(default_factory=list)
     readings: list[str | None] = field(default_factory=list)
 
@@ -62,6 +66,8 @@ class EarlyStopRule:
         return cls(**data)
 
     def __call__(self, metrics: dict[str, float]) -> str | None:
+        if self.floor_metric and math.isfinite(metrics.get(self.floor_metric, math.nan)):
+            self.floor = float(metrics[self.floor_metric])
         value = metrics.get(self.metric, math.nan)
         self.history.append(float(value))
         epoch = len(self.history) - 1
@@ -79,8 +85,16 @@ class EarlyStopRule:
         extended = rel
         if reading is not None:
             # What the judge will see of a stopped run: its line extended to the budget's last epoch.
+            lower = self.floor
+            if lower is None and min(self.history) >= 0:
+                lower = 0.0  # a loss: its line is not extended below zero
             extended = hierarchical_bootstrap_rel_change(
-                curve, (warmup, self.epochs), n_boot=self.n_boot, confidence=self.confidence, extend=True
+                curve,
+                (warmup, self.epochs),
+                n_boot=self.n_boot,
+                confidence=self.confidence,
+                extend=True,
+                lower=lower,
             )
             if decided(extended, self.min_change) != reading:
                 reading = None

@@ -7,6 +7,7 @@ path); :func:`plan_sweep` reads the store and gives each run a :class:`PlanState
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +16,7 @@ from model.config import FastMRIData, HDF5Data
 from model.data import DataError
 from model.trainer import resolve_device
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import RunStatus, Tracker, prepare_store
+from orchestrator.tracking import Attempt, RunStatus, Tracker, prepare_store
 from orchestrator.tracking.store import sqlite_path
 
 __all__ = ["PlanItem", "PlanState", "dry_run_plan", "plan_sweep", "preflight"]
@@ -26,6 +27,7 @@ class PlanState(StrEnum):
 
     DONE = "done"  # a run with its key finished (or stopped early while the matrix asks for early stops)
     TODO = "todo"  # never run
+    STALE = "stale"  # it ran, but with other code or data: run again (the old run is kept to compare)
     FAILED = "failed"  # its last attempt crashed or diverged: run again
     KILLED = "killed"  # its last attempt was interrupted: run again
     EARLY = "early"  # it stopped early, but the matrix now asks for the full budget: run again
@@ -35,6 +37,7 @@ class PlanState(StrEnum):
         """How the plan table says it."""
         return {
             PlanState.TODO: "to run",
+            PlanState.STALE: "stale: run again",
             PlanState.FAILED: "failed before: retry",
             PlanState.KILLED: "interrupted: retry",
             PlanState.EARLY: "stopped early before: full budget now",
@@ -43,15 +46,19 @@ class PlanState(StrEnum):
     @property
     def style(self) -> str:
         """Its colour in the plan table (rich style)."""
-        return {PlanState.DONE: "green", PlanState.FAILED: "red", PlanState.KILLED: "yellow"}.get(
-            self, "cyan"
-        )
+        return {
+            PlanState.DONE: "green",
+            PlanState.FAILED: "red",
+            PlanState.KILLED: "yellow",
+            PlanState.STALE: "magenta",
+        }.get(self, "cyan")
 
 
 @dataclass(frozen=True)
 class PlanItem:
     spec: RunSpec
     state: PlanState
+    why: str | None = None  # for a stale run: what changed since it ran
 
 
 def preflight(specs: list[RunSpec]) -> None:
@@ -71,28 +78,62 @@ def preflight(specs: list[RunSpec]) -> None:
             raise DataError(f"{data.directory}: no such data folder")
 
 
-def _state(runs: list[tuple[str, RunStatus]], early_stop: bool) -> PlanState:
-    """The plan for a run key whose attempts, oldest first, ended as ``runs``."""
-    done = (RunStatus.FINISHED, RunStatus.STOPPED) if early_stop else (RunStatus.FINISHED,)
-    if any(status in done for _, status in runs):
+def _state(spec: RunSpec, runs: list[Attempt]) -> PlanState:
+    """The plan for a run whose attempts with its own key, oldest first, ended as ``runs``."""
+    done = (RunStatus.FINISHED, RunStatus.STOPPED) if spec.early_stop else (RunStatus.FINISHED,)
+    if any(a.status in done for a in runs):
         return PlanState.DONE
     if not runs:
         return PlanState.TODO
-    last = runs[-1][1]
+    last = runs[-1].status
     if last is RunStatus.STOPPED:
         return PlanState.EARLY
     return PlanState.FAILED if last in (RunStatus.CRASHED, RunStatus.DIVERGED) else PlanState.KILLED
 
 
+def _what_changed(spec: RunSpec, before: Attempt) -> str:
+    """Why an earlier run of the same config no longer counts: the code, the data, or both changed."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(before.start_time / 1000))
+    commit = (
+        f", commit {before.git_commit[:10]}" if before.git_commit and before.git_commit != "unknown" else ""
+    )
+    if before.code is None:
+        return f"ran {when}{commit}, before runs recorded their code"
+    changed = [
+        what
+        for what, old, new in (
+            ("code", before.code, spec.identity.code),
+            ("data", before.data, spec.identity.data),
+        )
+        if old != new
+    ]
+    return f"{' and '.join(changed) or 'identity'} changed since the run of {when}{commit}"
+
+
 def plan_sweep(
     specs: list[RunSpec], tracker: Tracker, experiment: str, *, fresh: bool = False
 ) -> list[PlanItem]:
-    """What a sweep would do with each run (:class:`PlanState`); ``fresh`` runs everything again."""
-    states = tracker.run_states(experiment)
-    return [
-        PlanItem(s, PlanState.TODO if fresh else _state(states.get(s.run_key, []), bool(s.early_stop)))
-        for s in specs
-    ]
+    """What a sweep would do with each run (:class:`PlanState`); ``fresh`` runs everything again.
+
+    A run of the same config and seed made with other code or data is ``stale``: run again, with the
+    reason (what changed since when), and kept in the store for comparison.
+    """
+    if fresh:
+        return [PlanItem(s, PlanState.TODO) for s in specs]
+    by_key: dict[str, list[Attempt]] = {}
+    by_config: dict[str, list[Attempt]] = {}
+    for attempt in tracker.attempts(experiment):
+        by_key.setdefault(attempt.run_key, []).append(attempt)
+        by_config.setdefault(attempt.config_key, []).append(attempt)
+    plan = []
+    for spec in specs:
+        state = _state(spec, by_key.get(spec.run_key, []))
+        earlier = [a for a in by_config.get(spec.config_key, []) if a.run_key != spec.run_key]
+        if state is PlanState.TODO and earlier:
+            plan.append(PlanItem(spec, PlanState.STALE, _what_changed(spec, earlier[-1])))
+        else:
+            plan.append(PlanItem(spec, state))
+    return plan
 
 
 def dry_run_plan(

@@ -200,6 +200,7 @@ class _Trials:
             run_key=spec.run_key,
             axes=values,
             trial=trial.number,
+            **spec.identity.tags(),
         )
         run_id = self.tracker.start_run(
             self.matrix.name,

@@ -42,6 +42,7 @@ __all__ = [
 @dataclass
 class SweepOutcome:
     parent_run_id: str | None
+    sweep_id: str = ""
     ran: int = 0
     finished: int = 0
     diverged: int = 0
@@ -134,6 +135,7 @@ class _Coordinator:
                 run_key=spec.run_key,
                 axes=spec.axes,
                 expect=spec.expect,
+                **spec.identity.tags(),
             )
             self.run_ids[index] = self.tracker.start_run(
                 self.experiment,
@@ -260,12 +262,7 @@ def run_workers(
 
 def _mark_stale(tracker: Tracker, experiment: str) -> None:
     """Runs left RUNNING by a sweep that was killed are marked KILLED (they are run again)."""
-    stale = [
-        rid
-        for runs in tracker.run_states(experiment).values()
-        for rid, status in runs
-        if status is RunStatus.RUNNING
-    ]
+    stale = [a.run_id for a in tracker.attempts(experiment) if a.status is RunStatus.RUNNING]
     tracker.mark_killed(stale, "left RUNNING by an interrupted sweep")
 
 
@@ -331,7 +328,7 @@ def run_sweep(
         tags=run_tags(RunKind.SWEEP, sweep=sweep_id, runs_planned=len(todo), fresh=str(fresh).lower()),
         artifacts=[matrix_path] if matrix_path else [],
     )
-    outcome = SweepOutcome(parent, skipped=len(specs) - len(todo))
+    outcome = SweepOutcome(parent, sweep_id, skipped=len(specs) - len(todo))
     if todo:
         n = min(
             default_workers(len(todo), specs[todo[0]].config.trainer.device) if workers is None else workers,
@@ -439,7 +436,7 @@ def join_sweep(
     tracker = Tracker(prepare_store(tracking_uri))  # a worker may be the first to open a fresh store
     n = workers or default_workers(len(items), specs[0].config.trainer.device)
     attrs = work.attrs
-    outcome = SweepOutcome(attrs.get("parent_run_id"))
+    outcome = SweepOutcome(attrs.get("parent_run_id"), attrs.get("sweep_id", ""))
     run_workers(
         specs,
         storage_url=storage,

@@ -68,7 +68,6 @@ class _Worker:
 
     def train(self, trial_id: int, index: int) -> None:
         """Train item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
-        from model.config import RunConfig
         from model.data import open_source
         from model.trainer import fit
 
@@ -92,7 +91,7 @@ class _Worker:
 
         with self.work.keep_alive(trial_id):
             try:
-                config = RunConfig.model_validate(payload["config"])
+                config = payload["config"]  # the validated RunConfig as the coordinator built it
                 data_key = config.data.model_dump_json()
                 if data_key not in self.sources:
                     self.sources[data_key] = open_source(config.data)

@@ -8,7 +8,7 @@
 """
 
 from orchestrator.report.build import FORMATS, Report, build_report
-from orchestrator.report.collect import CellData, ReportError, collect_cells, judge_cells
+from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
 from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import render_table, to_csv, to_html, to_json, to_markdown
 
@@ -17,6 +17,7 @@ __all__ = [
     "CellData",
     "Report",
     "ReportError",
+    "Selection",
     "build_report",
     "collect_cells",
     "judge_cells",

@@ -10,10 +10,10 @@ import numpy as np
 
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
-from orchestrator.tracking.vocabulary import TAG_EXPECT
+from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellVerdict, Guard, VerdictSettings, judge_cell
 
-__all__ = ["CellData", "ReportError", "collect_cells", "judge_cells"]
+__all__ = ["CellData", "ReportError", "Selection", "collect_cells", "judge_cells"]
 
 
 class ReportError(ValueError):
@@ -45,45 +45,69 @@ def _pick(runs: list[RunRecord]) -> RunRecord:
     return max(pool, key=lambda r: r.start_time)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which of a matrix's runs a report judges.
+
+    By default, the runs of the code and data installed now (their run keys are the matrix's). ``code``
+    (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
+    select runs of the matrix's configs made by other code or by one sweep, for comparison.
+    """
+
+    code: str | None = None
+    sweep: str | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.code is None and self.sweep is None
+
+    def admits(self, rec: RunRecord) -> bool:
+        return (self.code is None or rec.tags.get(TAG_CODE, "").startswith(self.code)) and (
+            self.sweep is None or rec.sweep.startswith(self.sweep)
+        )
+
+    def describe(self) -> str:
+        parts = [f"code {self.code}" if self.code else "", f"sweep {self.sweep}" if self.sweep else ""]
+        return ", ".join(p for p in parts if p) or "the current code and data"
+
+
 def collect_cells(
-    tracker: Tracker, experiment: str, metric: str, *, specs: Sequence[RunSpec] | None = None
+    tracker: Tracker,
+    experiment: str,
+    metric: str,
+    *,
+    specs: Sequence[RunSpec] | None = None,
+    select: Selection = Selection(),  # noqa: B008 - frozen
 ) -> list[CellData]:
     """Gather every cell's runs from ``experiment``.
 
     With ``specs`` (a matrix's expansion) exactly those runs count, in the matrix's order, with the
-    matrix's axis values, expectations and guards; without, every run tagged ``orch.cell`` and
-    ``orch.seed`` does, with axes and expectations read from its tags.
+    matrix's axis values, expectations and guards: by default the runs of the current code and data
+    (the specs' run keys), else those ``select`` picks among the runs of the specs' configs. Without
+    ``specs``, every run tagged ``orch.cell`` and ``orch.seed`` that ``select`` admits counts, with axes
+    and expectations read from its tags.
 
     Raises:
-        ReportError: unknown experiment, no runs, or ``metric`` in none of them.
+        ReportError: unknown experiment, no runs, ``metric`` in none of them, or every run failed.
     """
+    by_config = not select.current
+    keys = {(s.config_key if by_config else s.run_key) for s in specs} if specs else None
     try:
-        records = tracker.records(experiment, [metric], keys={s.run_key for s in specs} if specs else None)
+        records = tracker.records(experiment, [metric], keys=keys, by_config=by_config)
     except TrackingError as exc:
         raise ReportError(str(exc)) from None
-    if not records:
-        known = ", ".join(tracker.experiment_names()) or "none"
-        raise ReportError(
-            f"experiment {experiment!r} has no runs tagged orch.cell and orch.seed"
-            + (" for this matrix: run `orch sweep` first" if specs else "")
-            + f" (experiments in the store: {known})"
-        )
-    if not any(r.history.get(metric) and r.history[metric][0][0] >= 0 for r in records):
-        logged = sorted({m for r in records for m in r.history})
-        raise ReportError(
-            f"no run in {experiment!r} logged the metric {metric!r} per epoch (logged: {logged})"
-        )
-
+    records = [r for r in records if select.admits(r)]
+    _check_records(tracker, records, experiment, metric, specs, select)
     cells: dict[str, CellData] = {}
     if specs:
         by_key: dict[str, list[RunRecord]] = {}
         for r in records:
-            by_key.setdefault(r.run_key, []).append(r)
+            by_key.setdefault(r.config_key if by_config else r.run_key, []).append(r)
         for spec in specs:
             cell = cells.setdefault(
                 spec.cell, CellData(spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards))
             )
-            runs = by_key.get(spec.run_key)
+            runs = by_key.get(spec.config_key if by_config else spec.run_key)
             if not runs:
                 cell.missing += 1
                 continue
@@ -97,6 +121,50 @@ def collect_cells(
             cell = cells.setdefault(name, CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)))
             _add(cell, rec, seed, metric)
     return list(cells.values())
+
+
+def _check_records(
+    tracker: Tracker,
+    records: list[RunRecord],
+    experiment: str,
+    metric: str,
+    specs: Sequence[RunSpec] | None,
+    select: Selection,
+) -> None:
+    """Raise ReportError saying why there is nothing to judge: no runs, or none that logged ``metric``
+    (because every run failed, with the first failure's reason)."""
+    if not records:
+        known = ", ".join(tracker.experiment_names()) or "none"
+        which = "" if select.current else f" of {select.describe()}"
+        stale = ""
+        if (
+            specs
+            and select.current
+            and tracker.records(experiment, [], keys={s.config_key for s in specs}, by_config=True)
+        ):
+            stale = " (its runs were made by other code or data: `orch sweep` runs them again, "
+            stale += "`orch report --code FINGERPRINT` judges the old ones)"
+        raise ReportError(
+            f"experiment {experiment!r} has no runs tagged orch.cell and orch.seed{which}"
+            + (f" for this matrix{stale or ': run `orch sweep` first'}" if specs else "")
+            + f" (experiments in the store: {known})"
+        )
+    if any(r.history.get(metric) and r.history[metric][0][0] >= 0 for r in records):
+        return
+    failed = sorted((r for r in records if not r.status.has_curve), key=lambda r: r.start_time)
+    if len(failed) == len(records):
+        counts = ", ".join(
+            f"{sum(r.status is s for r in failed)} {s.value}"
+            for s in RunStatus
+            if any(r.status is s for r in failed)
+        )
+        first = failed[0]
+        why = first.tags.get(TAG_FAILURE) or first.status.value
+        raise ReportError(
+            f"every run in {experiment!r} failed ({counts}); the first, {first.cell} seed {first.seed}: {why}"
+        )
+    logged = sorted({m for r in records for m in r.history})
+    raise ReportError(f"no run in {experiment!r} logged the metric {metric!r} per epoch (logged: {logged})")
 
 
 def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:

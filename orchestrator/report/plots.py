@@ -26,6 +26,7 @@ def plot_curves(
     out_png: Path | str,
     floor_by_cell: Mapping[str, float | None] | None = None,
     *,
+    baseline_by_cell: Mapping[str, float | None] | None = None,
     warmup: int | None = None,
     title: str | None = None,
 ) -> Path:
@@ -37,6 +38,7 @@ def plot_curves(
         metric: Metric name for the axis label.
         out_png: Output path (parents are created).
         floor_by_cell: Cell -> attainable floor, drawn as a dashed line in the cell's colour.
+        baseline_by_cell: Cell -> constant-prediction baseline, drawn as a dotted line in its colour.
         warmup: Warm-up length to shade; None = ``default_warmup`` of the longest curve.
         title: Figure title.
 
@@ -61,16 +63,23 @@ def plot_curves(
         epochs = np.arange(y.shape[1])
         ax.plot(epochs, mean, color=color, lw=1.8, label=f"{cell} (n={y.shape[0]})")
         ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, lw=0)
-        floor = (floor_by_cell or {}).get(cell)
-        if floor is not None and math.isfinite(floor):
-            ax.axhline(floor, color=color, ls="--", lw=1.0, alpha=0.8)
+        for level, style in (
+            ((floor_by_cell or {}).get(cell), "--"),
+            ((baseline_by_cell or {}).get(cell), ":"),
+        ):
+            if level is not None and math.isfinite(level):
+                ax.axhline(level, color=color, ls=style, lw=1.0, alpha=0.8)
     if longest:
         w = warmup if warmup is not None else default_warmup(longest)
         ax.axvspan(-0.5, w - 0.5, color="0.85", alpha=0.6, lw=0, label=f"warm-up (epochs < {w})")
         ax.set_xlim(-0.5, longest - 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric} per epoch (mean, min-max over seeds; dashed: floor)")
+    ax.set_title(title or f"{metric} per epoch (mean, min-max over seeds)")
+    ax.text(
+        0.99, 0.98, "dashed: floor   dotted: constant prediction", transform=ax.transAxes,
+        ha="right", va="top", fontsize="x-small", color="0.4",
+    )  # fmt: skip
     ax.grid(alpha=0.3)
     if curves_by_cell:
         ax.legend(fontsize="small", loc="best")

@@ -29,6 +29,7 @@ __all__ = [
     "REPORTED_FINALS",
     "VERDICT_SYMBOLS",
     "Field",
+    "ranked",
     "render_table",
     "to_csv",
     "to_html",
@@ -134,6 +135,15 @@ FIELDS: tuple[Field, ...] = (
     Field("floor", lambda v: v.floor),
     Field("progress", lambda v: v.progress),
     Field("at_floor", lambda v: v.at_floor),
+    Field("baseline", lambda v: v.baseline),
+    Field(
+        "vs_baseline",
+        lambda v: v.vs_baseline,
+        "vs constant",
+        lambda v: "–" if v.vs_baseline is None else f"{v.vs_baseline:+.0%}",
+        numeric=True,
+    ),
+    Field("beats_baseline", lambda v: v.beats_baseline),
     Field("state", lambda v: v.state),
     Field("verdict", lambda v: v.verdict.value, "verdict", _verdict_text),
     Field(
@@ -164,6 +174,7 @@ def _columns(verdicts: Sequence[CellVerdict]) -> list[Field]:
     finals = [k for k in REPORTED_FINALS if any(v.finals.get(k) is not None for v in verdicts)]
     return [
         Field("cell", lambda v: v.cell, "cell"),
+        *([_BY_HEADER["vs constant"]] if any(v.vs_baseline is not None for v in verdicts) else []),
         *(
             Field(f"axis.{a}", lambda v, a=a: v.axes.get(a), a, lambda v, a=a: _fmt_axis(v.axes.get(a)))
             for a in axes
@@ -177,8 +188,16 @@ def _columns(verdicts: Sequence[CellVerdict]) -> list[Field]:
     ]
 
 
+def ranked(verdicts: Sequence[CellVerdict]) -> list[CellVerdict]:
+    """The cells in the order the displayed formats show them: lowest end level against the
+    constant-prediction baseline first (the answer to "which one learns"), unknown ones last in the
+    matrix's order."""
+    return sorted(verdicts, key=lambda v: (v.vs_baseline is None, v.vs_baseline or 0.0))
+
+
 def _text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[str]]]:
-    """The displayed fields and their texts, shared by the table, markdown and HTML renderers."""
+    """The displayed fields and their texts, shared by the table, markdown and HTML renderers (rows in
+    the order of :func:`ranked`; the renderers take ``verdicts`` in that order)."""
     fields = _columns(verdicts)
     rows = [[(f.text or (lambda v, f=f: str(f.value(v))))(v) for f in fields] for v in verdicts]
     return fields, rows
@@ -189,13 +208,14 @@ def _text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[
 
 
 def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Table:
-    """A rich table with one row per cell.
+    """A rich table with one row per cell, ranked by where each ends against the constant prediction.
 
-    Columns: cell, its axis values, seeds finished/failed, the metric at the window's start and end
-    (mean ± spread over seeds), the relative change over the window with its interval (in %), the trend
-    p-value, the verdict (symbol, word and, where the floor is known, converged / stalled / approaching),
-    expected → observed outcome, whether they agree, ``cross_psnr_clean`` / ``noise_leak`` at the end when
-    present, and failed guards. Long cells fold rather than truncate.
+    Columns: cell, its end level against the constant-prediction baseline (when known), its axis values, seeds
+    finished/failed, the metric at the window's start and end (mean ± spread over seeds), the relative change
+    over the window with its interval (in %), the trend p-value, the verdict (symbol, word and, where the
+    floor is known, converged / stalled / approaching), expected → observed outcome, whether they agree,
+    ``cross_psnr_clean`` / ``noise_leak`` at the end when present, and failed guards. Long cells fold rather
+    than truncate.
 
     Args:
         verdicts: Cell verdicts, in display order.
@@ -204,6 +224,7 @@ def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") ->
     Returns:
         The table (print it with a rich console).
     """
+    verdicts = ranked(verdicts)
     fields, rows = _text_rows(verdicts)
     table = Table(title=title, show_lines=False)
     keep_whole = ("cell", "start", "end", "verdict", "expected → seen")  # never folded below their content
@@ -235,6 +256,7 @@ def to_markdown(verdicts: Sequence[CellVerdict], *, title: str | None = None) ->
     Returns:
         Markdown text ending in a newline.
     """
+    verdicts = ranked(verdicts)
     fields, rows = _text_rows(verdicts)
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(_md(f.header) for f in fields) + " |")
@@ -300,6 +322,7 @@ def to_html(
     Returns:
         HTML text.
     """
+    verdicts = ranked(verdicts)
     fields, rows = _text_rows(verdicts)
     headers = [f.header for f in fields]
     esc = html.escape

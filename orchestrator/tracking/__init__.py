@@ -14,6 +14,7 @@ from orchestrator.lazy import lazy_attributes
 from orchestrator.tracking.vocabulary import RunKind, RunStatus, axes_from_tags, run_tags
 
 __all__ = [
+    "Attempt",
     "RunKind",
     "RunRecord",
     "RunStatus",
@@ -31,6 +32,7 @@ _LAZY = {
     "TrackingError": "store",
     "normalize_uri": "store",
     "prepare_store": "store",
+    "Attempt": "tracker",
     "RunRecord": "tracker",
     "Tracker": "tracker",
     "flatten": "tracker",

@@ -11,10 +11,10 @@ process can track many runs at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
-import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,9 +30,15 @@ from mlflow.exceptions import MlflowException
 
 from model.config import RunConfig
 from model.trainer import EpochResult
+from orchestrator.identity import code_context, identify
 from orchestrator.tracking.store import TrackingError, artifact_root, normalize_uri, prepare_store, retry
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
+    TAG_CODE,
+    TAG_CONFIG_KEY,
+    TAG_DATA,
+    TAG_GIT_COMMIT,
+    TAG_GIT_DIRTY,
     TAG_KEY,
     TAG_KIND,
     TAG_SEED,
@@ -42,7 +48,7 @@ from orchestrator.tracking.vocabulary import (
     run_tags,
 )
 
-__all__ = ["RunRecord", "Tracker", "flatten", "open_single_run"]
+__all__ = ["Attempt", "RunRecord", "Tracker", "flatten", "open_single_run"]
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -57,22 +63,50 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Tags naming the software a run used: Python and package versions, the git commit and dirty flag."""
     tags = {"orch.python": platform.python_version()}
     for pkg in ("orch", "torch", "mlflow", "optuna", "numpy"):
         try:
             tags[f"orch.version.{pkg}"] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.strip()
-        if commit:
-            tags["mlflow.source.git.commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
+    context = code_context()
+    tags |= {TAG_GIT_COMMIT: context["git_commit"], TAG_GIT_DIRTY: context["git_dirty"]}
+    if context["git_commit"] != "unknown":
+        tags["mlflow.source.git.commit"] = context["git_commit"]
     return tags
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a (cell, seed) as the store holds it: how it ended and which code and data it ran."""
+
+    run_id: str
+    status: RunStatus
+    run_key: str
+    config_key: str
+    code: str | None
+    data: str | None
+    git_commit: str | None
+    start_time: int
+
+    @classmethod
+    def of(cls, run: Any) -> Attempt:
+        tags = run.data.tags
+        key = tags.get(TAG_KEY, "")
+        return cls(
+            run_id=run.info.run_id,
+            status=RunStatus.of(run.info.status, tags),
+            run_key=key,
+            # runs logged before code fingerprints had their config key as their run key
+            config_key=tags.get(TAG_CONFIG_KEY, key),
+            code=tags.get(TAG_CODE),
+            data=tags.get(TAG_DATA),
+            git_commit=tags.get(TAG_GIT_COMMIT) or tags.get("mlflow.source.git.commit"),
+            start_time=run.info.start_time or 0,
+        )
 
 
 @dataclass
@@ -83,6 +117,7 @@ class RunRecord:
     cell: str
     seed: int
     run_key: str
+    config_key: str
     status: RunStatus
     sweep: str
     tags: dict[str, str]
@@ -136,7 +171,7 @@ class Tracker:
             self.client.create_run,
             exp_id,
             run_name=name,
-            tags={**run_tags(RunKind.SWEEP), **_versions(), **tags},
+            tags={**run_tags(RunKind.SWEEP), **versions(), **tags},
         )
         for path in artifacts:
             retry(self.client.log_artifact, run.info.run_id, str(path))
@@ -157,7 +192,7 @@ class Tracker:
             tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
         """
         exp_id = self.experiment_id(experiment)
-        all_tags = dict(tags)
+        all_tags = {**versions(), **tags}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
@@ -185,6 +220,10 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         retry(self.client.log_artifact, run_id, str(path), artifact_path)
+
+    def log_table(self, run_id: str, columns: dict[str, list[Any]], artifact_file: str) -> None:
+        """A table artifact that MLflow's UI shows as one (``columns``: name -> values)."""
+        retry(self.client.log_table, run_id, columns, artifact_file)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -221,16 +260,10 @@ class Tracker:
                     break
         return runs
 
-    def run_states(self, experiment: str) -> dict[str, list[tuple[str, RunStatus]]]:
-        """run key -> [(run id, status)] of every child run of a sweep in ``experiment``, oldest first."""
-        out: dict[str, list[tuple[str, RunStatus]]] = {}
-        for run in sorted(self._search(experiment), key=lambda r: r.info.start_time or 0):
-            key = run.data.tags.get(TAG_KEY)
-            if key:
-                out.setdefault(key, []).append(
-                    (run.info.run_id, RunStatus.of(run.info.status, run.data.tags))
-                )
-        return out
+    def attempts(self, experiment: str) -> list[Attempt]:
+        """Every child run of a sweep in ``experiment``, oldest first."""
+        out = [Attempt.of(run) for run in self._search(experiment)]
+        return sorted((a for a in out if a.run_key), key=lambda a: a.start_time)
 
     def mark_killed(self, run_ids: Iterable[str], reason: str) -> int:
         """Mark runs left RUNNING by a killed sweep as KILLED."""
@@ -255,10 +288,16 @@ class Tracker:
         return [e.name for e in retry(self.client.search_experiments)]
 
     def records(
-        self, experiment: str, metrics: Iterable[str], *, keys: set[str] | None = None
+        self,
+        experiment: str,
+        metrics: Iterable[str],
+        *,
+        keys: set[str] | None = None,
+        by_config: bool = False,
     ) -> list[RunRecord]:
-        """Child runs of ``experiment`` (all of them, or those whose run key is in ``keys``) with the
-        per-step history of ``metrics`` and the final value of every other metric."""
+        """Child runs of ``experiment`` (all of them, or those whose run key, or with ``by_config`` whose
+        config key, is in ``keys``) with the per-step history of ``metrics`` and the final value of every
+        other metric."""
         if self.experiment_id(experiment, create=False) is None:
             raise TrackingError(f"no experiment named {experiment!r} in {self.uri}")
         wanted = list(dict.fromkeys(metrics))
@@ -268,13 +307,16 @@ class Tracker:
             if TAG_CELL not in tags or TAG_SEED not in tags:
                 continue
             key = tags.get(TAG_KEY, run.info.run_id)
-            if keys is not None and (key not in keys or tags.get(TAG_KIND) == RunKind.TRIAL):
+            config_key = tags.get(TAG_CONFIG_KEY, key)  # before code fingerprints, the run key was this
+            matched = config_key if by_config else key
+            if keys is not None and (matched not in keys or tags.get(TAG_KIND) == RunKind.TRIAL):
                 continue  # a matrix's runs are its sweeps' (search trials are judged by --experiment)
             rec = RunRecord(
                 run_id=run.info.run_id,
                 cell=tags[TAG_CELL],
                 seed=int(tags[TAG_SEED]),
                 run_key=key,
+                config_key=config_key,
                 status=RunStatus.of(run.info.status, tags),
                 sweep=tags.get(TAG_SWEEP, ""),
                 tags=dict(tags),
@@ -329,5 +371,6 @@ class _SingleRun:
 def open_single_run(uri: str, config: RunConfig, *, name: str, experiment: str = "orch-train") -> _SingleRun:
     """A standalone tracked run for ``orch train`` (experiment ``orch-train``)."""
     tracker = Tracker(prepare_store(uri))
-    run_id = tracker.start_run(experiment, config, name=name, tags={**run_tags(RunKind.TRAIN), **_versions()})
+    tags = run_tags(RunKind.TRAIN, **identify(config).tags())
+    run_id = tracker.start_run(experiment, config, name=name, tags=tags)
     return _SingleRun(tracker, run_id)

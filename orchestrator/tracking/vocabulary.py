@@ -9,7 +9,10 @@ The tags are public (users filter on them in ``mlflow ui``): ``orch.kind`` (``sw
 run, ``run`` for its child runs, ``trial`` for a search trial's, ``train`` and ``diagnose`` for the single
 commands'), ``orch.sweep``, ``orch.cell``, ``orch.seed``, ``orch.run_key``, ``orch.axis.<name>``,
 ``orch.expect``, ``orch.status`` (a :class:`RunStatus` value), ``orch.failure`` (why a run failed:
-``nan: ...`` for a diverged run, else the exception) and ``orch.early_stop`` (why it stopped early).
+``nan: ...`` for a diverged run, else the exception), ``orch.early_stop`` (why it stopped early), the
+run's identity (``orch.config_key``, ``orch.code``, ``orch.data``; :mod:`orchestrator.identity`), the
+code it ran (``orch.git_commit``, ``orch.git_dirty``, ``orch.version.<package>``) and the verdict of its
+cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``).
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from typing import Any
 __all__ = [
     "TAG_AXIS",
     "TAG_CELL",
+    "TAG_CODE",
+    "TAG_CONFIG_KEY",
+    "TAG_DATA",
     "TAG_EXPECT",
     "TAG_FAILURE",
+    "TAG_GIT_COMMIT",
+    "TAG_GIT_DIRTY",
     "TAG_KEY",
     "TAG_KIND",
     "TAG_SEED",
@@ -31,6 +39,8 @@ __all__ = [
     "TAG_STOP",
     "TAG_SWEEP",
     "TAG_TRIAL",
+    "TAG_VERDICT",
+    "TAG_VERDICT_CHANGE",
     "RunKind",
     "RunStatus",
     "axes_from_tags",
@@ -48,6 +58,13 @@ TAG_TRIAL = "orch.trial"
 TAG_STATUS = "orch.status"
 TAG_FAILURE = "orch.failure"
 TAG_STOP = "orch.early_stop"
+TAG_CONFIG_KEY = "orch.config_key"  # the run's config and seed alone (orchestrator.identity)
+TAG_CODE = "orch.code"  # fingerprint of the code that computed the run
+TAG_DATA = "orch.data"  # fingerprint of its data
+TAG_GIT_COMMIT = "orch.git_commit"
+TAG_GIT_DIRTY = "orch.git_dirty"
+TAG_VERDICT = "orch.verdict"  # the cell's verdict, set on its runs by the sweep's report
+TAG_VERDICT_CHANGE = "orch.verdict_change"
 
 #: ``orch.failure`` of a diverged run starts with this (the MLflow contract: "why: nan, or the exception").
 _NAN = "nan"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.verdict.result import CellVerdict, GuardResult
-from orchestrator.verdict.settings import Expectation, Guard, Verdict, VerdictSettings
+from orchestrator.verdict.settings import NEEDS_CLEAN_IMAGES, Expectation, Guard, Verdict, VerdictSettings
 from orchestrator.verdict.stats import Fit, default_warmup, fit_window, mann_kendall_hamed_rao, theil_sen
 
 __all__ = ["judge_cell"]
@@ -36,6 +36,7 @@ def judge_cell(
     axes: Mapping[str, Any] | None = None,
     expect: Expectation | None = None,
     floor: float | None = None,
+    baseline: float | None = None,
     finals: Mapping[str, Sequence[float]] | None = None,
     cell_guards: Sequence[Guard] = (),
     diverged_seeds: int = 0,
@@ -55,6 +56,8 @@ def judge_cell(
         expect: The matrix's expectation for the cell (``pass`` / ``fail`` / ``partial``), if any.
         floor: Attainable floor of the metric (e.g. clean target against noisy target on the validation
             pairs). None: taken from ``finals[settings.floor_metric]`` when present, else unknown.
+        baseline: The metric's constant-prediction level (what a model gets for free). None: taken from
+            ``finals[settings.baseline_name()]`` when present, else unknown.
         finals: Metric name -> final-epoch value per seed, for guards and the report (e.g. ``noise_leak``).
         cell_guards: Guards of this cell, in addition to ``settings.guards``.
         diverged_seeds: Runs that went NaN/Inf and have no curve here (counted as diverged seeds).
@@ -64,7 +67,10 @@ def judge_cell(
             stopped early (``budget.early_stop``). The window is then the budget's, and each shorter
             curve's line over its own window epochs is extended to the budget's last epoch (its
             interval widens accordingly), so that the verdict is about the same span as the full
-            budget's rather than about the shorter one, on which a steady change reads smaller. The
+            budget's rather than about the shorter one, on which a steady change reads smaller. An
+            extended line never goes below what the metric can be (zero for a loss, its floor when known),
+            a ``falls`` or ``rises`` must already show in the epochs the seeds measured (else the cell is
+            ``inconclusive``), and the floor and baseline are read against the measured end level. The
             trend test (p-value, Theil-Sen slope) covers the window epochs every seed has.
 
     Returns:
@@ -83,7 +89,8 @@ def judge_cell(
     n_diverged, n_total = len(bad) + diverged_seeds, len(raw) + diverged_seeds
     notes = [f"{n_diverged} of {n_total} seeds diverged (NaN/Inf)"] if n_diverged else []
     span = _span([raw[i] for i in good], planned_epochs, settings, notes)
-    floor_value = _floor(floor, finals, settings.floor_metric)
+    floor_value = _from_finals(floor, finals, settings.floor_metric)
+    baseline_value = _from_finals(baseline, finals, settings.baseline_name())
     base: dict[str, Any] = dict(
         cell=name,
         metric=settings.metric,
@@ -98,6 +105,7 @@ def judge_cell(
         guards=_evaluate_guards([*settings.guards, *cell_guards], finals),
         finals={k: _finite_mean(v) for k, v in finals.items()},
         floor=floor_value,
+        baseline=baseline_value,
         expected=expect,
         notes=notes,
     )
@@ -105,13 +113,15 @@ def judge_cell(
     if refusal is not None:
         return _finish(base, dict(_EMPTY), *refusal, settings)
 
-    fit, stats_ = _trend(span, floor_value, settings)
+    fit, measured, stats_ = _trend(span, floor_value, baseline_value, settings)
     if not math.isfinite(fit.estimate):
         stats_.update(seed_agreement=None, state=None)
         return _finish(
             base, stats_, Verdict.INCONCLUSIVE, "relative change undefined: the start level is 0", settings
         )
     verdict, reason, agreement = _classify(fit, stats_["p_value"], settings)
+    if measured is not None and verdict in (Verdict.FALLS, Verdict.RISES):
+        verdict, reason = _as_measured(verdict, reason, measured, settings)
     stats_["seed_agreement"] = agreement
     stats_["state"] = _state(verdict, stats_["at_floor"])
     return _finish(base, stats_, verdict, reason, settings)
@@ -135,6 +145,10 @@ _EMPTY: dict[str, Any] = dict(
     progress=None,
     at_floor=None,
     state=None,
+    vs_baseline=None,
+    beats_baseline=None,
+    level=None,
+    measured=None,
 )
 
 
@@ -212,40 +226,103 @@ def _refusal(
     return None
 
 
-def _trend(span: _Span, floor: float | None, settings: VerdictSettings) -> tuple[Fit, dict[str, Any]]:
-    """The window's fit and the verdict's trend fields (levels, change and interval, trend test, floor)."""
+def _lower_bound(span: _Span, floor: float | None) -> float | None:
+    """What the metric can be at the least: its floor when known, else zero for a metric that never went
+    below zero (a loss); None (no bound) for others."""
+    if floor is not None:
+        return floor
+    return 0.0 if all(float(np.min(c)) >= 0 for c in span.curves) else None
+
+
+def _trend(
+    span: _Span, floor: float | None, baseline: float | None, settings: VerdictSettings
+) -> tuple[Fit, Fit | None, dict[str, Any]]:
+    """The window's fit, the fit of what early-stopped seeds measured (None without early stops), and the
+    verdict's trend fields (levels, change and interval, trend test, floor, baseline)."""
     assert span.window is not None
     y = span.y
-    fit = fit_window(
-        span.curves if span.extend else y,
-        span.window,
+    first, last = span.window
+    fit_args = dict(
         n_boot=settings.n_boot,
         confidence=settings.confidence,
         block_length=settings.block_length,
         seed=settings.bootstrap_seed,
-        extend=span.extend,
     )
-    first, last = span.window
+    if span.extend:
+        fit = fit_window(span.curves, span.window, extend=True, lower=_lower_bound(span, floor), **fit_args)
+        measured: Fit | None = fit_window(span.curves, span.window, own_ends=True, **fit_args)
+    else:
+        fit, measured = fit_window(y, span.window, **fit_args), None
     mean_window = y[:, first : min(last, span.common - 1) + 1].mean(axis=0)  # the epochs every seed has
     tau, p = mann_kendall_hamed_rao(mean_window, acf_alpha=settings.alpha)
     start, end = float(fit.start.mean()), float(fit.end.mean())
+    seen_end = float(measured.end.mean()) if measured is not None else end  # the level the seeds reached
     epoch0 = float(y[:, 0].mean())
-    progress, at_floor = _floor_position(epoch0, end, floor, settings.floor_tolerance)
-    return fit, dict(
-        start=start,
-        start_sd=_sd(fit.start),
-        end=end,
-        end_sd=_sd(fit.end),
-        start_per_seed=[float(v) for v in fit.start],
-        end_per_seed=[float(v) for v in fit.end],
-        rel_change=fit.estimate,
-        ci=(fit.low, fit.high),
-        p_value=p,
-        tau=tau,
-        theil_sen=theil_sen(mean_window),
-        whole_run_change=(end - epoch0) / abs(epoch0) if epoch0 != 0 else None,
-        progress=progress,
-        at_floor=at_floor,
+    progress, at_floor = _floor_position(epoch0, seen_end, floor, settings.floor_tolerance)
+    vs_baseline, beats, level = _baseline_position(seen_end, baseline, settings.min_change)
+    return (
+        fit,
+        measured,
+        dict(
+            start=start,
+            start_sd=_sd(fit.start),
+            end=end,
+            end_sd=_sd(fit.end),
+            start_per_seed=[float(v) for v in fit.start],
+            end_per_seed=[float(v) for v in fit.end],
+            rel_change=fit.estimate,
+            ci=(fit.low, fit.high),
+            p_value=p,
+            tau=tau,
+            theil_sen=theil_sen(mean_window),
+            whole_run_change=(end - epoch0) / abs(epoch0) if epoch0 != 0 else None,
+            progress=progress,
+            at_floor=at_floor,
+            vs_baseline=vs_baseline,
+            beats_baseline=beats,
+            level=level,
+            measured=None
+            if measured is None
+            else {
+                "window": [first, max(len(c) for c in span.curves) - 1],
+                "last_epochs": [len(c) - 1 for c in span.curves],
+                "end": seen_end,
+                "rel_change": measured.estimate,
+                "ci": [measured.low, measured.high],
+            },
+        ),
+    )
+
+
+def _baseline_position(
+    end: float, baseline: float | None, margin: float
+) -> tuple[float | None, bool | None, str | None]:
+    """Where the end level sits against the constant-prediction baseline: relative position, whether it is
+    clearly below (by more than ``margin``), and the phrase the verdict uses."""
+    if baseline is None or not baseline > 0:
+        return None, None, None
+    rel = end / baseline - 1.0
+    levels = f"{end:.3g} vs {baseline:.3g}"
+    if rel < -margin:
+        return rel, True, f"learns beyond the constant: {-rel:.0%} below it ({levels})"
+    if rel <= margin:
+        return rel, False, f"at the constant-prediction level ({levels}): no better than a fixed image"
+    return rel, False, f"above the constant-prediction level ({levels}, {rel:+.0%}): worse than a fixed image"
+
+
+def _as_measured(
+    verdict: Verdict, reason: str, measured: Fit, settings: VerdictSettings
+) -> tuple[Verdict, str]:
+    """A cell whose seeds stopped early reads ``falls`` / ``rises`` only if what they measured shows it."""
+    m = settings.min_change
+    shown = measured.high < -m if verdict is Verdict.FALLS else measured.low > m
+    if shown:
+        return verdict, reason
+    interval = f"{measured.estimate:+.1%} [{measured.low:+.1%}, {measured.high:+.1%}]"
+    word = "fall" if verdict is Verdict.FALLS else "rise"
+    return Verdict.INCONCLUSIVE, (
+        f"stopped early: the {word} ({reason}) rests on the extension; the epochs measured show {interval}, "
+        f"not beyond +/-{m:.0%}"
     )
 
 
@@ -298,11 +375,12 @@ def _state(verdict: Verdict, at_floor: bool | None) -> str | None:
     return None
 
 
-def _floor(floor: float | None, finals: Mapping[str, np.ndarray], floor_metric: str | None) -> float | None:
-    if floor is not None:
-        return float(floor) if math.isfinite(floor) else None
-    if floor_metric is not None and floor_metric in finals:
-        return _finite_mean(finals[floor_metric])
+def _from_finals(value: float | None, finals: Mapping[str, np.ndarray], metric: str | None) -> float | None:
+    """``value`` when given (and finite), else the mean of ``finals[metric]`` when logged, else None."""
+    if value is not None:
+        return float(value) if math.isfinite(value) else None
+    if metric is not None and metric in finals:
+        return _finite_mean(finals[metric])
     return None
 
 
@@ -331,24 +409,32 @@ def _evaluate_guards(guards: Sequence[Guard], finals: Mapping[str, np.ndarray]) 
 
 def _outcomes(
     verdict: Verdict,
-    at_floor: bool | None,
-    progress: float | None,
+    stats_: Mapping[str, Any],
     guards: Sequence[GuardResult],
     partial_progress: float,
 ) -> tuple[bool | None, bool | None, bool | None]:
-    """Three-valued (True / False / None = cannot tell) pass, partial and fail predicates."""
+    """Three-valued (True / False / None = cannot tell) pass, partial and fail predicates.
+
+    A guard that could not be judged (its metric was never logged) leaves a pass unconfirmed (None). A
+    trend passes only if it also ends below the constant-prediction baseline, where that is known:
+    ``falls`` that ends at or above it is ``partial`` at best, ``flat`` at the floor that does not beat it
+    is no pass.
+    """
     holds = [g.holds for g in guards]
     guards_ok: bool | None = False if False in holds else (None if None in holds else True)
     if guards_ok is False or verdict in (Verdict.DIVERGED, Verdict.RISES):
         return False, False, True
     if verdict == Verdict.INCONCLUSIVE:
         return None, None, None
+    beats = stats_.get("beats_baseline")
+    progress = stats_.get("progress")
     if verdict == Verdict.FLAT:
-        trend_pass: bool | None = at_floor
+        trend_pass: bool | None = _and(stats_.get("at_floor"), beats is not False)
         trend_partial: bool | None = False
     else:  # falls
-        trend_pass = True
-        trend_partial = None if progress is None else progress < partial_progress
+        trend_pass = True if beats is None else beats
+        short = None if progress is None else progress < partial_progress
+        trend_partial = True if beats is False else short
     passes = _and(trend_pass, guards_ok)
     partial = _and(trend_partial, guards_ok)
     if passes is True or partial is True:
@@ -379,9 +465,23 @@ def _finish(
         reason = f"{reason}; {stats_['state']} (progress {_pct(stats_.get('progress'))} toward floor)"
     elif verdict == Verdict.FLAT and base["floor"] is None:
         reason = f"{reason}; floor unknown: converged or stalled cannot be told"
-    passes, partial, fails = _outcomes(
-        verdict, stats_.get("at_floor"), stats_.get("progress"), base["guards"], settings.partial_progress
-    )
+    if stats_.get("level"):
+        only = verdict is Verdict.FALLS and stats_.get("beats_baseline") is False
+        reason = f"{reason}; {'but only ' if only else ''}ends {stats_['level']}"
+    notes = base["notes"]
+    for g in base["guards"]:
+        if g.holds is None:
+            why = " (the data has no clean images)" if g.metric in NEEDS_CLEAN_IMAGES else ""
+            notes.append(f"guard {g.metric}: not judged, no run logged it{why}; a pass cannot be confirmed")
+    measured = stats_.get("measured")
+    if measured:
+        lo, hi = measured["ci"]
+        notes.append(
+            f"measured before the early stops (from epoch {measured['window'][0]} to each seed's last, "
+            f"{', '.join(map(str, measured['last_epochs']))}): {measured['rel_change']:+.1%} "
+            f"[{lo:+.1%}, {hi:+.1%}], ending at {measured['end']:.3g}"
+        )
+    passes, partial, fails = _outcomes(verdict, stats_, base["guards"], settings.partial_progress)
     observed = "partial" if partial else "pass" if passes else "fail" if fails else None
     expect = base["expected"]
     agrees = None if expect is None else {"pass": passes, "partial": partial, "fail": fails}[expect]

@@ -39,7 +39,13 @@ class CellVerdict:
     """The verdict on one cell over its seeds; ``to_dict`` is the verdict JSON contract (docs/verdicts.md).
 
     Levels (``start``, ``end``) are the per-seed linear fits over the window evaluated at its first and last
-    epoch, averaged over seeds; ``*_sd`` is their spread over seeds (sample standard deviation).
+    epoch, averaged over seeds; ``*_sd`` is their spread over seeds (sample standard deviation). When seeds
+    stopped early, ``end`` is their lines extended to the budget's last epoch (bounded by what the metric
+    can be) and ``measured`` is what the seeds measured before stopping.
+
+    ``baseline`` is what a model gets for free (the constant-prediction level of the metric);
+    ``vs_baseline`` the measured end level relative to it (-0.35: 35% below), ``beats_baseline`` whether
+    that is below it by more than ``min_change``, and ``level`` says it in words.
     """
 
     cell: str
@@ -68,6 +74,11 @@ class CellVerdict:
     floor: float | None
     progress: float | None
     at_floor: bool | None
+    baseline: float | None
+    vs_baseline: float | None
+    beats_baseline: bool | None
+    level: str | None
+    measured: dict[str, Any] | None
     state: str | None
     verdict: Verdict
     reason: str
@@ -116,6 +127,11 @@ class CellVerdict:
             "floor": _num(self.floor),
             "progress": _num(self.progress),
             "at_floor": self.at_floor,
+            "baseline": _num(self.baseline),
+            "vs_baseline": _num(self.vs_baseline),
+            "beats_baseline": self.beats_baseline,
+            "level": self.level,
+            "measured": _jsonable(self.measured),
             "state": self.state,
             "verdict": self.verdict.value,
             "reason": self.reason,

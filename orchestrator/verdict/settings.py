@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Expectation", "Guard", "Verdict", "VerdictSettings"]
+__all__ = ["NEEDS_CLEAN_IMAGES", "Expectation", "Guard", "Verdict", "VerdictSettings"]
 
 Expectation = Literal["pass", "fail", "partial"]
 
@@ -72,6 +72,10 @@ class VerdictSettings(BaseModel):
         floor_tolerance: The end level is "at the floor" when it exceeds the floor by at most this
             fraction of the floor (of the epoch-0 level when the floor is 0).
         floor_metric: Name of the per-epoch metric that carries the attainable floor (None: no floor).
+        baseline_metric: Name of the metric that carries the constant-prediction baseline the end level is
+            read against (what a model gets for free: the target domain's mean image, or zeros). ``auto``:
+            ``cross_baseline`` when the judged metric is ``cross`` or ``recon`` (both are L1 against the
+            same targets), else none. A cell that does not end below it by ``min_change`` is not a pass.
         guards: Guards applied to every cell (cells may add their own).
         partial_progress: ``partial`` holds when the metric falls but has closed less than this fraction
             of the gap between its epoch-0 level and the floor.
@@ -94,6 +98,23 @@ class VerdictSettings(BaseModel):
     diverged_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
     floor_tolerance: float = Field(default=0.10, ge=0.0)
     floor_metric: str | None = "cross_floor"
+    baseline_metric: str | None = "auto"
     guards: list[Guard] = Field(default_factory=list)
     partial_progress: float = Field(default=0.5, gt=0.0, le=1.0)
     bootstrap_seed: int = 0
+
+    def baseline_name(self) -> str | None:
+        """The metric holding the constant-prediction baseline of :attr:`metric` (see ``baseline_metric``)."""
+        if self.baseline_metric != "auto":
+            return self.baseline_metric
+        return "cross_baseline" if self.metric in ("cross", "recon") else None
+
+
+#: Metrics the trainer logs only for data with clean images (a guard on one cannot be judged without them).
+NEEDS_CLEAN_IMAGES = (
+    "cross_floor",
+    "cross_clean",
+    "cross_psnr_clean",
+    "noise_leak",
+    "cross_mean_image_psnr_clean",
+)

@@ -106,6 +106,7 @@ def hierarchical_bootstrap_rel_change(
     block_length: int | None = None,
     seed: int = 0,
     extend: bool = False,
+    lower: float | None = None,
 ) -> tuple[float, float, float]:
     """Relative change over a window with a hierarchical (seeds, then epoch blocks) bootstrap interval.
 
@@ -130,6 +131,7 @@ def hierarchical_bootstrap_rel_change(
         block_length: Moving-block length; None chooses it from the residuals' lag-1 autocorrelation.
         seed: Generator seed (deterministic results).
         extend: Extend the lines of curves that end before the window's last epoch (else an error).
+        lower: The lowest level the metric can take (a loss: 0, or its floor): end levels are bounded by it.
 
     Returns:
         ``(estimate, low, high)`` as fractions (-0.25 = a 25% fall).
@@ -142,6 +144,7 @@ def hierarchical_bootstrap_rel_change(
         block_length=block_length,
         seed=seed,
         extend=extend,
+        lower=lower,
     )
     return fit.estimate, fit.low, fit.high
 
@@ -165,6 +168,8 @@ def fit_window(
     block_length: int | None,
     seed: int,
     extend: bool = False,
+    lower: float | None = None,
+    own_ends: bool = False,
 ) -> Fit:
     """The fit and interval behind :func:`hierarchical_bootstrap_rel_change` (see there).
 
@@ -172,6 +177,13 @@ def fit_window(
     the window's first) and its line is extended to the last; without, that is an error. Seeds are grouped
     by the length they are fitted on; with one group (every seed over the whole window) the computation,
     random draws included, is that of a single fit over every seed.
+
+    ``lower`` bounds every end level (and every replicate's) from below: what the metric can be (never
+    below zero for a loss, nor below its known floor), so that a line extended past a run's last epoch
+    cannot promise a level no run could reach.
+
+    With ``own_ends`` (what seeds that stopped early measured), curves may end before the window does and
+    each seed's end level is its line at its own last epoch: no extension at all.
     """
     ys = [np.asarray(c, dtype=float) for c in curves]
     if not ys or any(y.ndim != 1 for y in ys):
@@ -181,7 +193,7 @@ def fit_window(
     ends = [min(last, y.size - 1) for y in ys]
     if not 0 <= first < last:
         raise ValueError(f"window {window} is not (first, last) with 0 <= first < last")
-    if not extend and min(ends) < last:
+    if not (extend or own_ends) and min(ends) < last:
         raise ValueError(f"window {window} does not fit {min(y.size for y in ys)} epochs")
     if any(e - first < 1 for e in ends):
         raise ValueError(f"window {window} leaves fewer than 2 epochs of a curve with {min(map(len, ys))}")
@@ -202,9 +214,11 @@ def fit_window(
         b_g = w @ tc / float(tc @ tc)
         resid = w - a_g[:, None] - b_g[:, None] * tc
         a[members], b[members] = a_g, b_g
-        off_start[members], off_end[members] = tc[0], tc[0] + (last - first)
+        off_start[members], off_end[members] = tc[0], tc[0] + ((end if own_ends else last) - first)
         fits.append((members, resid, tc))
     start, end_level = a + b * off_start, a + b * off_end
+    if lower is not None:  # what the metric can be: a line is not extended past it
+        end_level = np.maximum(end_level, lower)
     per_seed = _rel(start, end_level)
     estimate = float(_rel(start.mean(), end_level.mean()))
     if not math.isfinite(estimate):
@@ -223,7 +237,8 @@ def fit_window(
         da, db = np.where(mine, da_g, da), np.where(mine, db_g, db)
     a_star, b_star = a[pick] + da, b[pick] + db  # (B, S)
     s_star = (a_star + b_star * off_start[pick]).mean(axis=1)
-    e_star = (a_star + b_star * off_end[pick]).mean(axis=1)
+    e_seed = a_star + b_star * off_end[pick]  # (B, S)
+    e_star = (e_seed if lower is None else np.maximum(e_seed, lower)).mean(axis=1)
     reps = _rel(s_star, e_star)  # (B,)
     reps = reps[np.isfinite(reps)]
     q = (1.0 - confidence) / 2.0

@@ -149,19 +149,20 @@ def test_test_matrix_is_the_notes_table() -> None:
     }
 
 
-def test_run_key_ignores_later_fields_at_the_value_earlier_runs_used(tmp_path: Path) -> None:
+def test_config_key_ignores_later_fields_at_the_value_earlier_runs_used(tmp_path: Path) -> None:
     """trainer.precision was added after stores were written: float32 (what every earlier run used) leaves
-    the key as it was; bfloat16 is a different run."""
+    the config key as it was (the run key of stores written before code fingerprints); bfloat16 is a
+    different run."""
     import hashlib
     import json
 
     from model.config import RunConfig
-    from orchestrator.matrix import run_key
+    from orchestrator.identity import config_key
 
     cfg = RunConfig()
     legacy = cfg.to_dict()
     del legacy["trainer"]["precision"]
     text = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
-    assert run_key(cfg) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert config_key(cfg) == hashlib.sha256(text.encode()).hexdigest()[:16]
     bf16 = RunConfig.model_validate({"trainer": {"precision": "bfloat16"}})
-    assert run_key(bf16) != run_key(cfg)
+    assert config_key(bf16) != config_key(cfg)

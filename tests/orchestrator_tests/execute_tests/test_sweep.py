@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -196,3 +197,26 @@ def test_bad_matrix_exits_2_and_creates_nothing(in_tmp: Path, tiny: dict, cells:
     assert not (in_tmp / "runs").exists()
     res = runner.invoke(app, ["sweep", str(in_tmp / "missing.yaml")])
     assert res.exit_code == 2 and "no such matrix file" in res.output
+
+
+def test_a_sweep_over_a_users_file_without_clean_images(in_tmp: Path, tiny: dict) -> None:
+    """The researcher's own HDF5 file: no clean images, an odd size. Every run finishes, and the report
+    says what it cannot judge instead of `?` with no word why."""
+    from model.data import Pairs, write_pairs
+    from model.data.phantom import generate_pairs
+
+    ph = generate_pairs(30, 20, seed=3)
+    write_pairs(in_tmp / "own.h5", Pairs(ph.a, ph.b), source="scanner")
+    tiny["data"] = {"source": "hdf5", "path": str(in_tmp / "own.h5")}
+    path = _matrix(in_tmp, tiny, {"nse": {"cross_skip": "no_skip"}}, epochs=6, seeds=[0, 1, 2])
+    m = yaml.safe_load(path.read_text())
+    m["verdict"] = {"warmup": 2, "guards": [{"metric": "noise_leak", "max": 0.1}]}
+    path.write_text(yaml.safe_dump(m))
+    uri = f"sqlite:///{in_tmp}/runs/mlflow.db"
+    res = runner.invoke(app, ["--tracking-uri", uri, "sweep", str(path), "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "finished 3, diverged 0, crashed 0" in res.output
+    report = runner.invoke(app, ["--tracking-uri", uri, "report", str(path), "--format", "json"])
+    (v,) = json.loads(report.output)
+    assert v["floor"] is None and v["baseline"] is not None and v["level"]
+    assert any("guard noise_leak: not judged" in n and "no clean images" in n for n in v["notes"])

@@ -9,17 +9,14 @@ from pathlib import Path
 from model.config import load_config
 from orchestrator.execute.worker import worker_main
 from orchestrator.execute.workqueue import WorkQueue, open_storage
-from orchestrator.matrix import run_key
+from orchestrator.identity import identify
 from orchestrator.tracking import RunStatus
 
 
 def test_worker_reports_start_epochs_and_end_then_exits(tmp_path: Path, tiny: dict) -> None:
     good = load_config(tiny)
     bad = load_config({**tiny, "data": {"source": "hdf5", "path": "/nonexistent.h5"}})
-    payloads = [
-        {"run_key": run_key(c), "config": c.to_dict(), "early_stop": None, "cell": "c", "seed": 0, "axes": {}}
-        for c in (good, bad)
-    ]
+    payloads = [{"run_key": identify(c).run_key, "config": c, "early_stop": None} for c in (good, bad)]
     path = str(tmp_path / "q.journal")
     items = [{"index": i, "run_key": p["run_key"]} for i, p in enumerate(payloads)]
     WorkQueue.create(open_storage(path), "q", items)

@@ -34,7 +34,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "base": base,
         "seeds": [0, 1, 2],
         "cells": {
-            "learns": {"lr": 0.001, "expect": "pass"},
+            # falls, but this tiny model ends far above what predicting the mean image scores: partial
+            "learns": {"lr": 0.001, "expect": "partial"},
             # lr ~ 0: the weights do not move; BatchNorm's running statistics settle within the warm-up
             "frozen": {"lr": 1.0e-12, "expect": "fail"},
             "explodes": {"lr": 1.0e30, "trainer.optimizer": "sgd", "expect": "fail"},
@@ -64,6 +65,11 @@ def test_json_verdicts_match_the_constructed_behaviour(swept: Path) -> None:
     assert verdicts["frozen"]["state"] == "stalled"  # far above the clean-target floor
     assert verdicts["explodes"]["verdict"] == "diverged"
     assert verdicts["learns"]["agrees"] is True and verdicts["frozen"]["agrees"] is True
+    learns = verdicts["learns"]
+    assert (
+        learns["beats_baseline"] is False and learns["vs_baseline"] > 0.5 and learns["observed"] == "partial"
+    )
+    assert "but only ends above the constant-prediction level" in learns["reason"]
     for v in verdicts.values():  # the verdict JSON contract (docs/verdicts.md)
         contract = ("cell", "axes", "seeds", "epochs", "window", "start", "end", "rel_change", "ci")
         contract += ("p_value", "whole_run_change", "verdict", "guards", "expected", "agrees")
@@ -97,6 +103,33 @@ def test_report_by_experiment_and_figures_logged_to_the_sweep(swept: Path) -> No
     (parent,) = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'sweep'")
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/cross_curves.png" in logged and "report/x_a_from_b_last_epoch.png" in logged
+
+
+def test_the_sweeps_verdicts_are_recorded_once_and_tagged_on_its_runs(swept: Path) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{swept}/runs/mlflow.db")
+    exp = client.get_experiment_by_name("constructed")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'sweep'")
+    pid = parent.info.run_id
+    recorded = client.download_artifacts(pid, "report/verdicts.json", str(swept / "dl1"))
+    before = Path(recorded).read_text()
+    settings = json.loads(
+        Path(client.download_artifacts(pid, "report/settings.json", str(swept / "dl2"))).read_text()
+    )
+    assert settings["verdict"]["warmup"] == 5 and settings["runs"] == "the current code and data"
+    assert "report/verdicts_table.json" in {a.path for a in client.list_artifacts(pid, "report")}
+    falls = client.search_runs([exp.experiment_id], "tags.`orch.verdict` = 'falls'")
+    assert {r.data.tags["orch.cell"] for r in falls} == {"learns"} and len(falls) == 3
+    assert all(r.data.tags["orch.verdict_change"].endswith("%") for r in falls)
+    # a report with other settings (the defaults: min_seeds 3, no warm-up 5) writes beside, never over
+    assert _report(swept, "--experiment", "constructed", "--format", "json").exit_code == 0
+    again = Path(client.download_artifacts(pid, "report/verdicts.json", str(swept / "dl3"))).read_text()
+    assert again == before
+    others = {a.path: a for a in client.list_artifacts(pid, "reports")}  # one folder per settings
+    assert others and all(client.list_artifacts(pid, p) for p in others)
+    assert {
+        r.data.tags["orch.cell"]
+        for r in client.search_runs([exp.experiment_id], "tags.`orch.verdict` = 'falls'")
+    } == {"learns"}
 
 
 @pytest.mark.parametrize(

@@ -44,14 +44,19 @@ def test_epochs_status_and_config_read_back(tracker: Tracker, tiny: dict) -> Non
     assert run.info.status == "FAILED" and run.data.tags["orch.failure"].startswith("nan")
 
 
-def test_run_states_list_attempts_oldest_first(tracker: Tracker, tiny: dict) -> None:
+def test_attempts_are_listed_oldest_first_with_their_identity(tracker: Tracker, tiny: dict) -> None:
     first = _run(tracker, tiny, key="k")
     tracker.finish(first, RunStatus.CRASHED, "boom")
     second = _run(tracker, tiny, key="k")
     tracker.finish(second, RunStatus.FINISHED)
-    assert tracker.run_states("exp") == {"k": [(first, RunStatus.CRASHED), (second, RunStatus.FINISHED)]}
+    attempts = tracker.attempts("exp")
+    assert [(a.run_id, a.status) for a in attempts] == [
+        (first, RunStatus.CRASHED),
+        (second, RunStatus.FINISHED),
+    ]
+    assert attempts[0].config_key == "k" and attempts[0].code is None  # a run without identity tags
     tracker.mark_killed([first], "test")
-    assert tracker.run_states("exp")["k"][0] == (first, RunStatus.KILLED)
+    assert tracker.attempts("exp")[0].status is RunStatus.KILLED
 
 
 def test_records_of_a_matrix_leave_out_search_trials(tracker: Tracker, tiny: dict) -> None:
@@ -68,4 +73,4 @@ def test_latest_sweep_and_sweep_runs(tracker: Tracker, tiny: dict) -> None:
     child = _run(tracker, tiny, key="k")
     assert tracker.latest_sweep("exp") == parent
     assert [r.info.run_id for r in tracker.sweep_runs("exp", "s")] == [child]
-    assert tracker.latest_sweep("none") is None and tracker.run_states("none") == {}
+    assert tracker.latest_sweep("none") is None and tracker.attempts("none") == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.calibrate_verdicts import Regime, simulate_cell
+from bench.calibrate_verdicts import Regime, judge_with_early_stops, simulate_cell
 from orchestrator.verdict import Verdict, VerdictSettings, judge_cell
 
 SETTINGS = VerdictSettings()
@@ -57,3 +57,31 @@ def test_clear_falls_are_found_95_percent() -> None:
     power = sum(v is Verdict.FALLS for _, v in got) / len(got)
     assert power >= 0.95, power
     assert not any(v in (Verdict.FLAT, Verdict.RISES) for _, v in got)
+
+
+N_EARLY = 500  # per scenario: the rule runs a bootstrap per seed and epoch (about 40 ms a cell)
+
+
+def _early_verdicts(scenario: str, n: int, seed: int) -> list[tuple[Regime, Verdict, int]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        r = _draw(rng, scenario)
+        verdict, trained = judge_with_early_stops(simulate_cell(rng, r), SETTINGS)
+        out.append((r, verdict.verdict, trained))
+    return out
+
+
+@pytest.mark.parametrize(("scenario", "seed"), [("null", 404), ("stalled", 505)])
+def test_early_stops_keep_false_falls_at_most_one_percent(scenario: str, seed: int) -> None:
+    """Cells judged as a sweep with budget.early_stop judges them: seeds cut where the rule stops them,
+    lines extended to the budget's end (bounded, and a fall must show in the epochs measured)."""
+    got = _early_verdicts(scenario, N_EARLY, seed)
+    assert sum(v is Verdict.FALLS for _, v, _ in got) / len(got) <= 0.01
+    assert sum(t for *_, t in got) < sum(r.seeds * (r.epochs - 1) for r, *_ in got)  # some runs stopped
+
+
+def test_early_stops_still_find_clear_falls() -> None:
+    got = _early_verdicts("effect", N_EARLY, 606)
+    assert sum(v is Verdict.FALLS for _, v, _ in got) / len(got) >= 0.85
+    assert not any(v in (Verdict.FLAT, Verdict.RISES) for _, v, _ in got)

@@ -522,3 +522,48 @@ def test_cell_verdict_is_frozen() -> None:
     assert isinstance(v, CellVerdict)
     with pytest.raises(AttributeError):
         v.verdict = Verdict.FLAT  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------ early stops and baselines
+
+
+def test_an_early_stop_never_claims_more_than_was_measured() -> None:
+    """The issue's case: two seeds stopped at epoch 6 of 12 while falling steeply, far from the floor. Their
+    lines extended to epoch 12 went below the floor and below zero; the cell read `falls (converged)`."""
+    t = np.arange(7)
+    rng = np.random.default_rng(4)
+    stopped = [0.60 * np.exp(-t / 3.5) + 0.05 + rng.normal(0, 0.004, 7) for _ in range(2)]
+    settings = VerdictSettings(min_seeds=2, warmup=2)
+    v = judge_cell("x", stopped, settings, planned_epochs=13, floor=0.037, expect="pass")
+    assert min(v.end_per_seed) >= 0.037  # never below what the metric can be
+    assert v.state != "converged" and v.at_floor is False  # measured ends ~0.2, five times the floor
+    assert v.ci is not None and v.ci[0] > -1.0
+    assert v.measured is not None and v.measured["window"] == [2, 6]
+    assert any("measured before the early stops" in n for n in v.notes)
+
+
+def test_a_fall_that_rests_on_the_extension_alone_is_inconclusive() -> None:
+    """Seeds that stopped while measuring no fall beyond min_change cannot read `falls` from their lines."""
+    rng = np.random.default_rng(5)
+    slow = [1.0 - 0.004 * np.arange(9) + rng.normal(0, 0.002, 9) for _ in range(4)]  # -2.4% measured
+    v = judge_cell("x", slow, VerdictSettings(warmup=2), planned_epochs=60)
+    assert v.verdict is Verdict.INCONCLUSIVE and "rests on the extension" in v.reason
+
+
+def test_a_fall_to_the_constant_prediction_is_no_pass() -> None:
+    curves = _falling()
+    end = judge_cell("x", curves, SETTINGS).end
+    at_constant = judge_cell("x", curves, SETTINGS, expect="pass", baseline=end * 1.02)
+    assert at_constant.verdict is Verdict.FALLS and at_constant.beats_baseline is False
+    assert at_constant.agrees is False and at_constant.observed == "partial"
+    assert "but only ends at the constant-prediction level" in at_constant.reason
+    below = judge_cell("x", curves, SETTINGS, expect="pass", baseline=end * 2)
+    assert below.beats_baseline is True and below.agrees is True and below.vs_baseline == pytest.approx(-0.5)
+    assert "learns beyond the constant" in below.reason
+    flat_above = judge_cell("x", _stalled(), SETTINGS, expect="fail", finals={"cross_baseline": [0.5] * 4})
+    assert flat_above.baseline == 0.5 and flat_above.observed == "fail" and flat_above.vs_baseline > 0.5
+
+
+def test_a_guard_on_a_metric_never_logged_says_why() -> None:
+    v = judge_cell("x", _stalled(), SETTINGS, cell_guards=[Guard(metric="noise_leak", max=0.1)])
+    assert any("guard noise_leak: not judged" in n and "no clean images" in n for n in v.notes)
