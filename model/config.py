@@ -143,6 +143,12 @@ class TrainerConfig(_Strict):
         4, ge=0, description="pairs shown in the per-epoch x_a_from_b / x_b_from_a grids"
     )
     image_every: int = Field(1, ge=1, description="epochs between image grids")
+    val_pairs: int | None = Field(
+        None,
+        ge=1,
+        description="validation pairs measured each epoch: the first N of the fixed validation split "
+        "(default: all of it); the training split does not change",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainerConfig:

@@ -186,7 +186,7 @@ class Trainer:
         self.source = source if source is not None else open_source(config.data)
         train_idx, val_idx = split_indices(self.source.n, config.data.val_fraction, seed=0)
         self.train = _Batches(self.source, train_idx, self.device)
-        self.val = _Batches(self.source, val_idx, self.device)
+        self.val = _Batches(self.source, val_idx[: tc.val_pairs], self.device)
         self.generator = torch.Generator().manual_seed(tc.seed)
         self.has_clean = self.source.has_clean
         self._floor: float | None = None

@@ -42,7 +42,10 @@ __all__ = [
 
 #: Config fields added after run keys were first written, with the value every earlier run used: at that
 #: value they stay out of the config key, so that a store's runs keep their config keys.
-KEY_NEUTRAL: dict[tuple[str, ...], Any] = {("trainer", "precision"): "float32"}
+KEY_NEUTRAL: dict[tuple[str, ...], Any] = {
+    ("trainer", "precision"): "float32",
+    ("trainer", "val_pairs"): None,
+}
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 

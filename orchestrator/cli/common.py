@@ -22,9 +22,19 @@ __all__ = [
     "tracking_uri",
 ]
 
-# logs and CI are not terminals: give tables room instead of rich's 80-column default
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+def _width(tty: bool) -> int | None:
+    """A terminal's own width; piped or logged, ``COLUMNS`` or 100 (rich's default is 80)."""
+    if tty:
+        return None
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 100
+
+
+console = Console(width=_width(sys.stdout.isatty()))
+err_console = Console(stderr=True, width=_width(sys.stderr.isatty()))
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 

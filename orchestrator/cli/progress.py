@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from orchestrator.execute.plan import PlanItem
@@ -32,54 +33,85 @@ def plan_table(plan: list[PlanItem], title: str) -> Table:
 
 
 class SweepDisplay:
-    """Follows :class:`SweepEvent` s; a live table on a terminal, one line per finished run otherwise."""
+    """Follows :class:`SweepEvent` s: on a terminal a live view redrawn four times a second (the phase before
+    the first run, then done / running / left, each running run's epoch with a bar and time, an ETA from the
+    epoch times measured so far); one line per finished run in any case, so a log keeps them."""
 
     def __init__(self, console: Console, total: int) -> None:
         self.console, self.total = console, total
         self.done = 0
+        self.phase = "starting"
         self.running: dict[int, SweepEvent] = {}
         self.epochs: dict[int, int] = {}
         self.started: dict[int, float] = {}
-        self.durations: list[float] = []
+        self.epoch_seconds: dict[str, list[float]] = {}  # cell -> measured seconds per epoch
         self.t0 = time.monotonic()
-        self._live: Live | None = None
 
     @contextmanager
     def live(self) -> Iterator[SweepDisplay]:
-        if self.console.is_terminal:
-            with Live(self._render(), console=self.console, refresh_per_second=4, transient=True) as live:
-                self._live = live
-                yield self
-            self._live = None
-        else:
+        if not self.console.is_terminal:
+            yield self
+            return
+        with Live(self, console=self.console, refresh_per_second=4, transient=True):
             yield self
 
-    def _eta(self) -> str:
-        left = self.total - self.done
-        if not self.durations or left == 0:
-            return "-"
-        workers = max(1, len(self.running))
-        seconds = sum(self.durations) / len(self.durations) * left / workers
-        return time.strftime("%M:%S", time.gmtime(seconds)) if seconds < 3600 else f"{seconds / 3600:.1f} h"
+    def on_phase(self, text: str) -> None:
+        """What the sweep does before its runs start (preparing the store, planning, starting workers)."""
+        self.phase = text
+        if not self.console.is_terminal:
+            self.console.print(f"{text}...", highlight=False)
 
-    def _render(self) -> Group:
+    def _run_seconds(self, ev: SweepEvent) -> float | None:
+        """A run's expected length: its cell's measured seconds per epoch, else any cell's."""
+        per_epoch = self.epoch_seconds.get(ev.spec.cell) or [
+            t for ts in self.epoch_seconds.values() for t in ts
+        ]
+        if not per_epoch:
+            return None
+        return (ev.spec.config.trainer.epochs + 1) * sum(per_epoch) / len(per_epoch)
+
+    def _eta(self) -> str:
+        """The work left (running runs' remaining epochs, queued runs' whole length) over the workers."""
+        now = time.monotonic()
+        left = 0.0
+        for index, ev in self.running.items():
+            length = self._run_seconds(ev)
+            if length is None:
+                return "-"
+            left += max(0.0, length - (now - self.started[index]))
+        queued = self.total - self.done - len(self.running)
+        if queued:
+            lengths = [x for ev in self.running.values() if (x := self._run_seconds(ev)) is not None]
+            if not lengths:
+                return "-"
+            left += queued * sum(lengths) / len(lengths)
+        seconds = left / max(1, len(self.running))
+        return _clock(seconds)
+
+    def __rich__(self) -> Group:
+        now = time.monotonic()
         head = Table.grid(padding=(0, 2))
         left = self.total - self.done - len(self.running)
-        elapsed = time.strftime("%M:%S", time.gmtime(time.monotonic() - self.t0))
+        if not self.running and not self.done:
+            head.add_row(f"[cyan]{self.phase}...[/]", f"elapsed {_clock(now - self.t0)}")
+            return Group(head)
         head.add_row(
             f"[green]done {self.done}[/]",
             f"[cyan]running {len(self.running)}[/]",
             f"left {left}",
-            f"elapsed {elapsed}",
+            f"elapsed {_clock(now - self.t0)}",
             f"ETA {self._eta()}",
         )
-        runs = Table(show_header=True, box=None)
-        for col in ("cell", "seed", "epoch", "step"):
+        runs = Table(show_header=True, box=None, padding=(0, 1))
+        for col in ("cell", "seed", "epoch", "", "time"):
             runs.add_column(col)
         for index, ev in sorted(self.running.items()):
             epochs = ev.spec.config.trainer.epochs
-            step = f"{ev.step}/{ev.steps}" if ev.step else ""
-            runs.add_row(ev.spec.cell, str(ev.spec.seed), f"{self.epochs.get(index, 0)}/{epochs}", step)
+            done = self.epochs.get(index, 0)
+            steps = (ev.step or 0) / ev.steps if ev.steps else 0.0
+            bar = ProgressBar(total=epochs, completed=min(epochs, done + steps), width=20)
+            elapsed = _clock(now - self.started[index])
+            runs.add_row(ev.spec.cell, str(ev.spec.seed), f"{done}/{epochs}", bar, elapsed)
         return Group(head, runs)
 
     def __call__(self, event: SweepEvent) -> None:
@@ -88,20 +120,27 @@ class SweepDisplay:
             self.started[event.item] = time.monotonic()
         elif event.kind == "step":
             self.running[event.item] = event
-            self.epochs[event.item] = event.epoch or 0
+            self.epochs[event.item] = max(0, (event.epoch or 1) - 1)
         elif event.kind == "epoch":
             self.epochs[event.item] = event.epoch or 0
+            if event.epoch:
+                elapsed = time.monotonic() - self.started[event.item]
+                self.epoch_seconds.setdefault(event.spec.cell, []).append(elapsed / (event.epoch + 1))
         elif event.kind == "end":
             self.running.pop(event.item, None)
             self.done += 1
-            self.durations.append(time.monotonic() - self.started.pop(event.item, time.monotonic()))
+            self.started.pop(event.item, None)
             mark = {RunStatus.FINISHED: "[green]ok[/]", RunStatus.STOPPED: "[green]ok (early stop)[/]"}.get(
                 event.status, f"[red]{event.status}[/]"
             )
-            why = f": {event.reason}" if event.reason and event.status is not RunStatus.FINISHED else ""
+            why = (
+                f": {escape(event.reason)}" if event.reason and event.status is not RunStatus.FINISHED else ""
+            )
             self.console.print(
-                f"[{self.done}/{self.total}] {event.spec.cell} seed {event.spec.seed} {mark}{why}",
+                f"[{self.done}/{self.total}] {escape(event.spec.cell)} seed {event.spec.seed} {mark}{why}",
                 highlight=False,
             )
-        if self._live is not None:
-            self._live.update(self._render())
+
+
+def _clock(seconds: float) -> str:
+    return time.strftime("%M:%S", time.gmtime(seconds)) if seconds < 3600 else f"{seconds / 3600:.1f} h"

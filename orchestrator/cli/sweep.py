@@ -76,6 +76,7 @@ def sweep(
                 fresh=fresh,
                 on_event=display,
                 on_plan=on_plan,
+                on_phase=display.on_phase,
                 storage=storage,
                 heartbeat=heartbeat,
             )

@@ -299,6 +299,7 @@ def run_sweep(
     queue_dir: Path = Path("runs/queue"),
     on_event: Callable[[SweepEvent], None] | None = None,
     on_plan: Callable[[list[PlanItem]], None] | None = None,
+    on_phase: Callable[[str], None] = lambda text: None,
 ) -> SweepOutcome:
     """Run every (cell, seed) of ``matrix`` not already finished in the store.
 
@@ -313,10 +314,12 @@ def run_sweep(
         KeyboardInterrupt: interrupted; in-flight runs are marked KILLED.
     """
     queue_storage = open_storage(storage, heartbeat=heartbeat) if storage else None
+    on_phase("opening the tracking store")
     tracker = Tracker(prepare_store(tracking_uri))
     experiment = matrix.name
     tracker.experiment_id(experiment)
     _mark_stale(tracker, experiment)
+    on_phase(f"planning {len(specs)} runs")
     plan = plan_sweep(specs, tracker, experiment, fresh=fresh)
     if on_plan is not None:
         on_plan(plan)
@@ -356,6 +359,7 @@ def run_sweep(
             outcome=outcome,
             heartbeat=heartbeat,
         )
+        on_phase(f"starting {n} worker{'s' if n != 1 else ''}" if n else "waiting for remote workers")
         try:
             _run_queue(
                 work, specs, outcome, workers=n, run=lambda k: workers_here(workers=k, threads=_threads(k))

@@ -3,14 +3,16 @@
 - :mod:`~orchestrator.report.collect`: the store's runs -> each cell's curves over its seeds -> verdicts.
 - :mod:`~orchestrator.report.build`: :func:`build_report`, the verdicts with their figures, logged to the
   sweep.
-- :mod:`~orchestrator.report.render`: every format (table, markdown, CSV, JSON, HTML) from one field table.
+- :mod:`~orchestrator.report.render`: the terminal views, markdown, CSV and JSON, from one field table.
+- :mod:`~orchestrator.report.html`: the HTML page (the answer, the context, the table, the figures).
 - :mod:`~orchestrator.report.plots`: the curve and image figures.
 """
 
 from orchestrator.report.build import FORMATS, Report, build_report
 from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
+from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
-from orchestrator.report.render import render_table, to_csv, to_html, to_json, to_markdown
+from orchestrator.report.render import headline, render_summary, render_table, to_csv, to_json, to_markdown
 
 __all__ = [
     "FORMATS",
@@ -22,7 +24,9 @@ __all__ = [
     "collect_cells",
     "judge_cells",
     "plot_curves",
+    "headline",
     "plot_images",
+    "render_summary",
     "render_table",
     "to_csv",
     "to_html",

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 
 from orchestrator.matrix import RunSpec
 from orchestrator.report.collect import ReportError, Selection, collect_cells, judge_cells
+from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
-from orchestrator.report.render import render_table, to_csv, to_html, to_json, to_markdown
+from orchestrator.report.render import render_summary, render_table, to_csv, to_json, to_markdown
 from orchestrator.tracking import Tracker
-from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE
+from orchestrator.tracking.vocabulary import (
+    TAG_GIT_COMMIT,
+    TAG_GIT_DIRTY,
+    TAG_SWEEP,
+    TAG_VERDICT,
+    TAG_VERDICT_CHANGE,
+)
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
 __all__ = ["FORMATS", "Report", "ReportError", "build_report"]
@@ -31,13 +40,17 @@ class Report:
     verdicts: list[CellVerdict]
     figures: dict[str, Path]
     out_dir: Path
+    context: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
         return f"{self.experiment}: does {self.settings.metric} fall after the warm-up?"
 
-    def table(self) -> Table:
-        return render_table(self.verdicts, title=self.title)
+    def table(self, *, wide: bool = False) -> Table | Group:
+        """The terminal view: the summary that reads at 100 columns, or with ``wide`` every column."""
+        if wide:
+            return render_table(self.verdicts, title=self.title)
+        return render_summary(self.verdicts, title=self.title)
 
     def render(self, fmt: str) -> str:
         if fmt == "markdown":
@@ -47,7 +60,7 @@ class Report:
         if fmt == "json":
             return to_json(self.verdicts)
         if fmt == "html":
-            return to_html(self.verdicts, self.figures, title=self.title)
+            return to_html(self.verdicts, self.figures, title=self.title, context=self.context)
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
@@ -100,7 +113,43 @@ def build_report(
             tags = {TAG_VERDICT: verdict.verdict.value, TAG_VERDICT_CHANGE: change}
             for run_id in cell.run_ids:
                 tracker.set_tags(run_id, tags)
-    return Report(experiment, settings, verdicts, figures, out)
+    context = _context(tracker, experiment, parent, settings, verdicts, select)
+    return Report(experiment, settings, verdicts, figures, out, context)
+
+
+def _context(
+    tracker: Tracker,
+    experiment: str,
+    parent: str | None,
+    settings: VerdictSettings,
+    verdicts: Sequence[CellVerdict],
+    select: Selection,
+) -> dict[str, str]:
+    """What the report is about, in label -> text lines: the runs, the sweep, the code, the thresholds."""
+    exp_id = tracker.experiment_id(experiment, create=False) or ""
+    out = {"experiment": f"{experiment} (id {exp_id})", "runs judged": select.describe()}
+    if parent:
+        tags, start = tracker.run_tags_and_start(parent)
+        out["sweep"] = f"{tags.get(TAG_SWEEP, '?')} (parent run {parent})"
+        out["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(start / 1000))
+        commit = tags.get(TAG_GIT_COMMIT) or tags.get("mlflow.source.git.commit")
+        if commit:
+            dirty = tags.get(TAG_GIT_DIRTY)
+            out["commit"] = commit + (" (with uncommitted changes)" if dirty == "true" else "")
+    if verdicts and verdicts[0].window:
+        first, last = verdicts[0].window
+        out["budget"] = f"{verdicts[0].epochs - 1} epochs after epoch 0"
+        out["window"] = f"epochs {first}-{last} (warm-up: the first {verdicts[0].warmup})"
+    out["thresholds"] = (
+        f"min change {settings.min_change:.0%}, {settings.confidence:.0%} bootstrap interval, "
+        f"at least {settings.min_seeds} seeds and {settings.min_window} window epochs"
+    )
+    uri = tracker.uri
+    if uri.startswith("http"):
+        out["MLflow"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}"
+    else:
+        out["MLflow"] = f"mlflow ui --backend-store-uri {uri}   (experiment {exp_id})"
+    return out
 
 
 def _label(settings: VerdictSettings, select: Selection) -> str:
@@ -152,13 +201,20 @@ def _figures(
             warmup=warmups.pop() if len(warmups) == 1 else None,
             title=f"{experiment}: {settings.metric} per epoch (mean, band over seeds)",
         )
-    images = {}
+    images, labels, captions = {}, {}, {}
+    clean = {v.cell: v.floor is not None for v in verdicts}
     for cell in cells:
         if cell.run_ids:
             grid = tracker.images(cell.run_ids[0], "x_a_from_b")
             if grid is not None:
                 images[cell.name] = grid
+                labels[cell.name] = IMAGE_COLUMNS[: 4 if clean.get(cell.name) else 3]
+                captions[cell.name] = f"seed {cell.seeds[0]}, last epoch"
     if images:
         figures["x_a_from_b"] = out / "x_a_from_b_last_epoch.png"
-        plot_images(images, figures["x_a_from_b"])
+        plot_images(images, figures["x_a_from_b"], column_labels=labels, captions=captions)
     return figures
+
+
+#: The columns of an ``x_a_from_b`` grid (``model.trainer.Trainer.sample_images``), one row per pair.
+IMAGE_COLUMNS = ("source (b)", "a from b", "noisy target (a)", "clean target")

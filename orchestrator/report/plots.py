@@ -88,7 +88,14 @@ def plot_curves(
     return out
 
 
-def plot_images(images_by_cell: Mapping[str, np.ndarray], out_png: Path | str, *, ncols: int = 4) -> Path:
+def plot_images(
+    images_by_cell: Mapping[str, np.ndarray],
+    out_png: Path | str,
+    *,
+    ncols: int = 4,
+    column_labels: Mapping[str, Sequence[str]] | None = None,
+    captions: Mapping[str, str] | None = None,
+) -> Path:
     """Image grids (e.g. the last epoch's ``x_a_from_b``) of several cells side by side.
 
     Args:
@@ -97,6 +104,9 @@ def plot_images(images_by_cell: Mapping[str, np.ndarray], out_png: Path | str, *
             (grey) or clipped to [0, 1] (colour; 0-255 values are scaled).
         out_png: Output path (parents are created).
         ncols: Panels per row.
+        column_labels: Cell -> the names of the image columns of its grid (e.g. source, output, target,
+            clean target), written under them.
+        captions: Cell -> a line written under its panel's title (e.g. which seed).
 
     Returns:
         The PNG path.
@@ -115,8 +125,18 @@ def plot_images(images_by_cell: Mapping[str, np.ndarray], out_png: Path | str, *
             ax.imshow(arr, cmap="gray", interpolation="nearest")
         else:
             ax.imshow(arr, interpolation="nearest")
-        ax.set_title(cell, fontsize="small")
-        ax.set_axis_off()
+        caption = (captions or {}).get(cell)
+        ax.set_title(cell + (f"\n{caption}" if caption else ""), fontsize="small")
+        labels = list((column_labels or {}).get(cell, ()))
+        if labels:
+            width = arr.shape[1] / len(labels)
+            ax.set_xticks([width * (i + 0.5) for i in range(len(labels))], labels, fontsize="x-small")
+            ax.set_yticks([])
+            ax.tick_params(length=0)
+            for side in ax.spines.values():
+                side.set_visible(False)
+        else:
+            ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(out, format="png")
     return out

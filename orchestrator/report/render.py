@@ -8,17 +8,17 @@ JSON format is :meth:`CellVerdict.to_dict`, the verdict JSON contract.
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import io
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -26,13 +26,20 @@ from orchestrator.verdict import CellVerdict, GuardResult, Verdict
 
 __all__ = [
     "FIELDS",
+    "FIELD_BY_HEADER",
+    "axis_text",
+    "change_text",
+    "split_axes",
+    "text_rows",
+    "verdict_text",
     "REPORTED_FINALS",
     "VERDICT_SYMBOLS",
     "Field",
+    "headline",
     "ranked",
+    "render_summary",
     "render_table",
     "to_csv",
-    "to_html",
     "to_json",
     "to_markdown",
 ]
@@ -89,13 +96,13 @@ def _ci(i: int) -> Callable[[CellVerdict], Any]:
     return lambda v: v.ci[i] if v.ci else None
 
 
-def _change_text(v: CellVerdict) -> str:
+def change_text(v: CellVerdict) -> str:
     if v.rel_change is None or v.ci is None:
         return "–"
     return f"{v.rel_change:+.1%} [{100 * v.ci[0]:+.1f}, {100 * v.ci[1]:+.1f}]"
 
 
-def _verdict_text(v: CellVerdict) -> str:
+def verdict_text(v: CellVerdict) -> str:
     return f"{VERDICT_SYMBOLS[v.verdict]} {v.verdict.value}" + (f" ({v.state})" if v.state else "")
 
 
@@ -117,7 +124,7 @@ FIELDS: tuple[Field, ...] = (
     Field("start_sd", lambda v: v.start_sd),
     Field("end_mean", lambda v: v.end, "end", lambda v: _pm(v.end, v.end_sd), numeric=True),
     Field("end_sd", lambda v: v.end_sd),
-    Field("rel_change", lambda v: v.rel_change, "change [CI]", _change_text, numeric=True),
+    Field("rel_change", lambda v: v.rel_change, "change [CI]", change_text, numeric=True),
     Field("ci_low", _ci(0)),
     Field("ci_high", _ci(1)),
     Field("confidence", lambda v: v.confidence),
@@ -145,7 +152,7 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("beats_baseline", lambda v: v.beats_baseline),
     Field("state", lambda v: v.state),
-    Field("verdict", lambda v: v.verdict.value, "verdict", _verdict_text),
+    Field("verdict", lambda v: v.verdict.value, "verdict", verdict_text),
     Field(
         "expected",
         lambda v: v.expected,
@@ -163,7 +170,7 @@ FIELDS: tuple[Field, ...] = (
     Field("reason", lambda v: v.reason),
 )
 
-_BY_HEADER = {f.header: f for f in FIELDS if f.header}
+FIELD_BY_HEADER = {f.header: f for f in FIELDS if f.header}
 #: Table columns after the cell and its axis values; the final metrics go before "guards failed".
 _DISPLAY_ORDER = ("seeds", "start", "end", "change [CI]", "p", "verdict", "expected → seen", "agrees")
 
@@ -174,17 +181,17 @@ def _columns(verdicts: Sequence[CellVerdict]) -> list[Field]:
     finals = [k for k in REPORTED_FINALS if any(v.finals.get(k) is not None for v in verdicts)]
     return [
         Field("cell", lambda v: v.cell, "cell"),
-        *([_BY_HEADER["vs constant"]] if any(v.vs_baseline is not None for v in verdicts) else []),
+        *([FIELD_BY_HEADER["vs constant"]] if any(v.vs_baseline is not None for v in verdicts) else []),
         *(
-            Field(f"axis.{a}", lambda v, a=a: v.axes.get(a), a, lambda v, a=a: _fmt_axis(v.axes.get(a)))
+            Field(f"axis.{a}", lambda v, a=a: v.axes.get(a), a, lambda v, a=a: axis_text(v.axes.get(a)))
             for a in axes
         ),
-        *(_BY_HEADER[h] for h in _DISPLAY_ORDER),
+        *(FIELD_BY_HEADER[h] for h in _DISPLAY_ORDER),
         *(
             Field(f"final.{k}", lambda v, k=k: v.finals.get(k), k, lambda v, k=k: _num(v.finals.get(k)), True)
             for k in finals
         ),
-        _BY_HEADER["guards failed"],
+        FIELD_BY_HEADER["guards failed"],
     ]
 
 
@@ -195,7 +202,7 @@ def ranked(verdicts: Sequence[CellVerdict]) -> list[CellVerdict]:
     return sorted(verdicts, key=lambda v: (v.vs_baseline is None, v.vs_baseline or 0.0))
 
 
-def _text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[str]]]:
+def text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[str]]]:
     """The displayed fields and their texts, shared by the table, markdown and HTML renderers (rows in
     the order of :func:`ranked`; the renderers take ``verdicts`` in that order)."""
     fields = _columns(verdicts)
@@ -205,6 +212,109 @@ def _text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[
 
 # ---------------------------------------------------------------------------------------------------------
 # Renderers
+
+
+def headline(verdicts: Sequence[CellVerdict]) -> list[str]:
+    """The answer in words, one sentence a line: which cells learn more than a constant, what the trend
+    does after the warm-up, and how many cells agree with their expectation."""
+    if not verdicts:
+        return ["No cell to judge."]
+    n = len(verdicts)
+    lines = []
+    known = [v for v in ranked(verdicts) if v.vs_baseline is not None]
+    if known:
+        beats = [v for v in known if v.beats_baseline]
+        best = known[0]
+        level = f"{best.vs_baseline:+.0%} ({best.end:.3g} vs {best.baseline:.3g})"
+        if beats:
+            names = ", ".join(v.cell for v in beats)
+            lines.append(
+                f"{len(beats)} of {n} cells end below what predicting the target domain's mean image scores "
+                f"({names}); the lowest, {best.cell}, at {level}."
+            )
+        else:
+            lines.append(
+                f"No cell ends below what predicting the target domain's mean image scores; the lowest, "
+                f"{best.cell}, ends at {level}."
+            )
+    by: dict[str, list[str]] = {}
+    for v in verdicts:
+        by.setdefault(verdict_text(v).split(" ", 1)[1], []).append(v.cell)
+    trend = "; ".join(f"{word}: {', '.join(cells)}" for word, cells in by.items())
+    lines.append(f"After the warm-up, {verdicts[0].metric} reads {trend}.")
+    expected = [v for v in verdicts if v.expected]
+    if expected:
+        agree = sum(v.agrees is True for v in expected)
+        undecided = sum(v.agrees is None for v in expected)
+        more = f" ({undecided} cannot tell yet)" if undecided else ""
+        lines.append(f"{agree} of {len(expected)} cells agree with their expectation{more}.")
+    return lines
+
+
+def render_summary(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Group:
+    """The verdicts as a terminal reads them at 100 columns: one short row per cell, then why.
+
+    The table has the cell, where it ends against the constant prediction, the verdict with its state,
+    the change over the window with its interval, the end level and expected → seen; cells are ranked by
+    :func:`ranked`. Under it, each cell's axis values (only those that differ between cells; the others
+    are said once) and its one-line reason, wrapped to the console's width rather than cut. The full
+    table is :func:`render_table` (``orch report --wide``).
+    """
+    verdicts = ranked(verdicts)
+    differ, same = split_axes(verdicts)
+    conf = f"{verdicts[0].confidence:.0%}" if verdicts else "95%"
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    has_baseline = any(v.vs_baseline is not None for v in verdicts)
+    longest = max((len(v.cell) for v in verdicts), default=4)
+    table.add_column("cell", overflow="fold", min_width=min(20, longest))
+    if has_baseline:
+        table.add_column("vs const", justify="right", overflow="fold")
+    table.add_column("verdict", overflow="fold")  # narrower than 100 columns, fold: never cut a value
+    table.add_column(f"change [{conf} CI]", justify="right", overflow="fold")
+    table.add_column("end", justify="right", overflow="fold")
+    table.add_column("expected→seen", overflow="fold")
+    for v in verdicts:
+        row: list[str | Text] = [v.cell]
+        if has_baseline:
+            row.append(FIELD_BY_HEADER["vs constant"].text(v))
+        row.append(Text(verdict_text(v), style=_STYLES[v.verdict]))
+        row.append(change_text(v).replace(", ", ","))
+        row.append("–" if v.end is None else f"{v.end:.3g}")
+        mark = {True: " ✓", False: " ✗"}.get(v.agrees, "") if v.expected else ""
+        style = {True: "green", False: "bold red"}.get(v.agrees, "")
+        row.append(Text(f"{v.expected or '–'}→{v.observed or '?'}{mark}", style=style))
+        table.add_row(*row)
+    why: list[Any] = [Text("")]
+    for v in verdicts:
+        head = Text(v.cell, style="bold")
+        shown = "  ".join(f"{a}={axis_text(v.axes[a])}" for a in differ if a in v.axes)
+        head.append(f"  {shown}" if shown else "", style="dim")
+        why += [Padding(head, (0, 0, 0, 2)), Padding(Text(v.reason), (0, 0, 0, 6))]
+    foot = []
+    if same:
+        foot.append("every cell: " + ", ".join(f"{a}={axis_text(x)}" for a, x in same.items()))
+    if verdicts and verdicts[0].window:
+        first, last = verdicts[0].window
+        foot.append(f"change: over the window, epochs {first}-{last} (after the warm-up)")
+    if has_baseline:
+        foot.append("vs const: where the cell ends against predicting the target domain's mean image")
+    answer = [Padding(Text(line, style="bold"), (0, 0, 0, 2)) for line in headline(verdicts)]
+    foot_lines = [Padding(Text(f, style="dim"), (0, 0, 0, 2)) for f in foot]
+    return Group(table, *answer, *why, Text(""), *foot_lines)
+
+
+def split_axes(verdicts: Sequence[CellVerdict]) -> tuple[list[str], dict[str, Any]]:
+    """Axis names whose values differ between the cells, and the axes every cell has the same value of."""
+    differ, same = [], {}
+    for a in _axis_names(verdicts):
+        values = {json.dumps(v.axes.get(a), sort_keys=True, default=str) for v in verdicts}
+        if len(values) > 1 or len(verdicts) == 1:
+            differ.append(a)
+        else:
+            same[a] = verdicts[0].axes.get(a)
+    return differ, same
 
 
 def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Table:
@@ -225,7 +335,7 @@ def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") ->
         The table (print it with a rich console).
     """
     verdicts = ranked(verdicts)
-    fields, rows = _text_rows(verdicts)
+    fields, rows = text_rows(verdicts)
     table = Table(title=title, show_lines=False)
     keep_whole = ("cell", "start", "end", "verdict", "expected → seen")  # never folded below their content
     for i, f in enumerate(fields):
@@ -257,7 +367,7 @@ def to_markdown(verdicts: Sequence[CellVerdict], *, title: str | None = None) ->
         Markdown text ending in a newline.
     """
     verdicts = ranked(verdicts)
-    fields, rows = _text_rows(verdicts)
+    fields, rows = text_rows(verdicts)
     lines = [f"## {title}", ""] if title else []
     lines.append("| " + " | ".join(_md(f.header) for f in fields) + " |")
     lines.append("|" + "|".join("---" for _ in fields) + "|")
@@ -309,60 +419,6 @@ def to_json(verdicts: Sequence[CellVerdict], *, indent: int | None = 2) -> str:
     return json.dumps([v.to_dict() for v in verdicts], indent=indent, allow_nan=False, ensure_ascii=False)
 
 
-def to_html(
-    verdicts: Sequence[CellVerdict], figures: Mapping[str, Path] | None = None, *, title: str = "Verdicts"
-) -> str:
-    """A self-contained HTML page: the verdict table, one line of reasoning per cell, embedded PNG figures.
-
-    Args:
-        verdicts: Cell verdicts, in display order.
-        figures: Caption -> PNG path; each is embedded as a base64 ``<img>`` (no external files).
-        title: Page title and heading.
-
-    Returns:
-        HTML text.
-    """
-    verdicts = ranked(verdicts)
-    fields, rows = _text_rows(verdicts)
-    headers = [f.header for f in fields]
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-        "th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f3f3f3}"
-        ".falls{color:#17803d}.flat{color:#a36a00}.rises{color:#b3261e}.diverged{color:#b3261e;"
-        "font-weight:bold}.inconclusive{color:#777}.agree-false{color:#b3261e;font-weight:bold}"
-        "figure{display:inline-block;margin:1em}img{max-width:100%}</style>",
-        "</head><body>",
-        f"<h1>{esc(title)}</h1>",
-        '<table class="verdicts">',
-        "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>",
-        "<tbody>",
-    ]
-    vi, ai = headers.index("verdict"), headers.index("agrees")
-    for v, row in zip(verdicts, rows, strict=True):
-        tds = []
-        for i, c in enumerate(row):
-            cls = v.verdict.value if i == vi else (f"agree-{str(v.agrees).lower()}" if i == ai else "")
-            tds.append(f'<td class="{cls}">{esc(c)}</td>' if cls else f"<td>{esc(c)}</td>")
-        parts.append("<tr>" + "".join(tds) + "</tr>")
-    parts += ["</tbody></table>", "<ul>"]
-    for v in verdicts:
-        notes = "".join(f"<br><small>{esc(n)}</small>" for n in v.notes)
-        parts.append(f"<li><b>{esc(v.cell)}</b> ({esc(v.verdict.value)}): {esc(v.reason)}{notes}</li>")
-    parts.append("</ul>")
-    for caption, path in (figures or {}).items():
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Private helpers
 
@@ -394,7 +450,7 @@ def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.4g}"
 
 
-def _fmt_axis(x: Any) -> str:
+def axis_text(x: Any) -> str:
     if x is None:
         return "–"
     if isinstance(x, float):

@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 from model.config import RunConfig
 from model.trainer import EpochResult
 from orchestrator.identity import code_context, identify
+from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.store import TrackingError, artifact_root, normalize_uri, prepare_store, retry
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
@@ -284,6 +285,11 @@ class Tracker:
             return None
         return max(runs, key=lambda r: r.info.start_time).info.run_id
 
+    def run_tags_and_start(self, run_id: str) -> tuple[dict[str, str], int]:
+        """A run's tags and its start time (ms since the epoch)."""
+        run = retry(self.client.get_run, run_id)
+        return dict(run.data.tags), run.info.start_time or 0
+
     def experiment_names(self) -> list[str]:
         return [e.name for e in retry(self.client.search_experiments)]
 
@@ -301,7 +307,7 @@ class Tracker:
         if self.experiment_id(experiment, create=False) is None:
             raise TrackingError(f"no experiment named {experiment!r} in {self.uri}")
         wanted = list(dict.fromkeys(metrics))
-        out = []
+        chosen = []
         for run in self._search(experiment, kinds=(RunKind.RUN, RunKind.TRIAL)):
             tags = run.data.tags
             if TAG_CELL not in tags or TAG_SEED not in tags:
@@ -311,6 +317,11 @@ class Tracker:
             matched = config_key if by_config else key
             if keys is not None and (matched not in keys or tags.get(TAG_KIND) == RunKind.TRIAL):
                 continue  # a matrix's runs are its sweeps' (search trials are judged by --experiment)
+            chosen.append((run, key, config_key))
+        curves = fetch_curves(self.client, self.uri, [run for run, _, _ in chosen], wanted)
+        out = []
+        for run, key, config_key in chosen:
+            tags = run.data.tags
             rec = RunRecord(
                 run_id=run.info.run_id,
                 cell=tags[TAG_CELL],
@@ -323,10 +334,7 @@ class Tracker:
                 params=dict(run.data.params),
                 start_time=run.info.start_time or 0,
             )
-            for name in wanted:
-                if name in run.data.metrics:
-                    hist = retry(self.client.get_metric_history, run.info.run_id, name)
-                    rec.history[name] = sorted((m.step, m.value) for m in hist)
+            rec.history.update(curves[run.info.run_id])
             for name, value in run.data.metrics.items():
                 rec.history.setdefault(name, [(-1, value)])
             out.append(rec)

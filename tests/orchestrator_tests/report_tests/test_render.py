@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import (
     VERDICT_SYMBOLS,
     render_table,
     to_csv,
-    to_html,
     to_json,
     to_markdown,
 )
@@ -203,7 +203,9 @@ def test_plots_and_html(
     page = to_html(verdicts, {"cross per epoch": curves_png, "x_a_from_b": images_png}, title="test <matrix>")
     parser = _Collect()
     parser.feed(page)
-    assert "table" in parser.tags and parser.tags.count("tr") == 1 + len(verdicts)
+    # the short table (a row per cell and its reason under it), then every column folded away
+    assert "table" in parser.tags and parser.tags.count("tr") == (1 + 2 * len(verdicts)) + (1 + len(verdicts))
+    assert "After the warm-up, cross reads" in page and "<details>" in page
     assert len(parser.imgs) == 2
     assert all((img["src"] or "").startswith("data:image/png;base64,") for img in parser.imgs)
     assert "test &lt;matrix&gt;" in page
