@@ -18,6 +18,7 @@ from orchestrator.report.collect import ReportError, Selection, collect_cells, j
 from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import render_summary, render_table, to_csv, to_json, to_markdown
+from orchestrator.report.views import group_cells, select_cells
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.vocabulary import (
     TAG_GIT_COMMIT,
@@ -74,6 +75,9 @@ def build_report(
     out_dir: Path | None = None,
     select: Selection = Selection(),  # noqa: B008 - frozen
     record: bool = False,
+    cells: Sequence[str] = (),
+    where: dict[str, str] | None = None,
+    group_by: str | None = None,
 ) -> Report:
     """Judge every cell of ``experiment`` and draw its figures.
 
@@ -88,15 +92,24 @@ def build_report(
     ``reports/<label>/``, a label of the settings and selection: another report never overwrites the
     sweep's record, nor one made with other settings.
 
+    ``cells`` and ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value
+    of that axis, every seed of every cell with the value pooled (the axis's marginal effect over the others,
+    :func:`~orchestrator.report.views.group_cells`).
+
     Raises:
-        ReportError: unknown experiment, no runs, the metric was never logged, or every run failed.
+        ReportError: unknown experiment, no runs, the metric was never logged, every run failed, or a
+            selection that names no cell or axis.
     """
     tracker = Tracker(tracking_uri)
-    cells = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)
-    verdicts = judge_cells(cells, settings)
-    label = _label(settings, select)
+    data = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)
+    if cells or where:
+        data = select_cells(data, names=cells, where=where)
+    if group_by:
+        data = group_cells(data, group_by)
+    verdicts = judge_cells(data, settings)
+    label = _label(settings, select, cells=list(cells), where=where or {}, group_by=group_by)
     out = out_dir or Path("runs") / "reports" / experiment.replace("/", "_") / ("" if record else label)
-    figures = _figures(tracker, experiment, settings, cells, verdicts, out)
+    figures = _figures(tracker, experiment, settings, data, verdicts, out)
     parent = parent_run_id or tracker.latest_sweep(experiment)
     if parent:
         folder = "report" if record else f"reports/{label}"
@@ -108,7 +121,7 @@ def build_report(
         )
     if record and parent:
         tracker.log_table(parent, _table(verdicts), "report/verdicts_table.json")
-        for cell, verdict in zip(cells, verdicts, strict=True):
+        for cell, verdict in zip(data, verdicts, strict=True):
             change = "" if verdict.rel_change is None else f"{verdict.rel_change:+.1%}"
             tags = {TAG_VERDICT: verdict.verdict.value, TAG_VERDICT_CHANGE: change}
             for run_id in cell.run_ids:
@@ -152,9 +165,9 @@ def _context(
     return out
 
 
-def _label(settings: VerdictSettings, select: Selection) -> str:
-    """A short name for the settings and selection of a report (equal inputs, equal label)."""
-    text = json.dumps(_provenance(settings, select), sort_keys=True)
+def _label(settings: VerdictSettings, select: Selection, **view: Any) -> str:
+    """A short name for the settings, selection and view of a report (equal inputs, equal label)."""
+    text = json.dumps({**_provenance(settings, select), **view}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
