@@ -30,6 +30,7 @@ __all__ = [
     "Choices",
     "Range",
     "SearchSettings",
+    "axis_value",
     "base_config",
     "check_axes",
     "resolve_point",
@@ -329,6 +330,18 @@ def _axis_paths(axis: str) -> tuple[str, ...]:
         f"unknown axis '{axis}'{hint} (axes: {', '.join(sorted(AXIS_ALIASES))}, or a dotted config path "
         "such as trainer.lr)"
     )
+
+
+def axis_value(config: RunConfig, axis: str) -> Any:
+    """The value an axis (alias or dotted path) has in a resolved config (an alias: its first path's).
+
+    Raises:
+        MatrixError: an unknown axis.
+    """
+    node: Any = config.to_dict()
+    for part in _axis_paths(axis)[0].split("."):
+        node = node[part]
+    return node
 
 
 def _points(matrix: Matrix) -> list[tuple[str, dict[str, Any], Cell | None]]:

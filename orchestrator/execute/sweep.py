@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from model.trainer import EpochResult
 from orchestrator.execute.plan import PlanItem, PlanState, plan_sweep
+from orchestrator.execute.resources import WorkerSlot, plan_workers
 from orchestrator.execute.worker import worker_main
 from orchestrator.execute.workqueue import PREFIX, QueueError, WorkQueue, find_sweep_queue, open_storage
 from orchestrator.matrix import Matrix, RunSpec
@@ -32,7 +33,6 @@ from orchestrator.tracking import RunKind, RunStatus, Tracker, prepare_store, ru
 __all__ = [
     "SweepEvent",
     "SweepOutcome",
-    "default_workers",
     "join_sweep",
     "run_sweep",
     "run_workers",
@@ -80,20 +80,6 @@ class SweepEvent:
     reason: str | None = None
 
 
-def default_workers(n_runs: int, device: str = "auto") -> int:
-    """One worker per CPU core on CPU (each gets one thread); one on a single GPU."""
-    import torch
-
-    if device != "cpu" and torch.cuda.is_available():
-        return max(1, min(n_runs, torch.cuda.device_count()))
-    return max(1, min(n_runs, os.cpu_count() or 1))
-
-
-def _threads(workers: int) -> int:
-    """CPU threads per worker: the cores split between the workers, no oversubscription."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
 # -------------------------------------------------------------------------------------- coordinator
 
 
@@ -135,6 +121,7 @@ class _Coordinator:
                 run_key=spec.run_key,
                 axes=spec.axes,
                 expect=spec.expect,
+                device=msg[4] if len(msg) > 4 else None,
                 **spec.identity.tags(),
             )
             self.run_ids[index] = self.tracker.start_run(
@@ -222,13 +209,12 @@ def run_workers(
     experiment: str,
     parent_run_id: str | None,
     sweep_id: str,
-    workers: int,
-    threads: int,
+    slots: list[WorkerSlot],
     outcome: SweepOutcome,
     on_event: Callable[[SweepEvent], None] | None = None,
     heartbeat: float = 10.0,
 ) -> SweepOutcome:
-    """Start ``workers`` processes on the queue and track what they report until they are done.
+    """Start a worker process per slot (its device and threads) and track what they report until done.
 
     Queue items name an index into ``specs`` (the matrix's full expansion). Runs in flight when this
     is interrupted are marked KILLED in the store and the exception (KeyboardInterrupt) is re-raised.
@@ -239,11 +225,20 @@ def run_workers(
     procs = [
         ctx.Process(
             target=worker_main,
-            args=(storage_url, queue_name, payloads, events, threads, os.getpid(), heartbeat),
+            args=(
+                storage_url,
+                queue_name,
+                payloads,
+                events,
+                slot.threads,
+                os.getpid(),
+                heartbeat,
+                slot.device,
+            ),
             daemon=True,
             name=f"orch-worker-{i}",
         )
-        for i in range(workers)
+        for i, slot in enumerate(slots)
     ]
     for p in procs:
         p.start()
@@ -293,6 +288,7 @@ def run_sweep(
     tracking_uri: str,
     matrix_path: Path | None = None,
     workers: int | None = None,
+    workers_per_gpu: int = 1,
     fresh: bool = False,
     storage: str | None = None,
     heartbeat: float = 10.0,
@@ -333,10 +329,13 @@ def run_sweep(
     )
     outcome = SweepOutcome(parent, sweep_id, skipped=len(specs) - len(todo))
     if todo:
-        n = min(
-            default_workers(len(todo), specs[todo[0]].config.trainer.device) if workers is None else workers,
-            len(todo),
+        device = specs[todo[0]].config.trainer.device
+        slots = (
+            []
+            if workers == 0
+            else plan_workers(len(todo), device, workers=workers, workers_per_gpu=workers_per_gpu)
         )
+        n = len(slots)
         storage_url = storage or str(queue_dir / f"{sweep_id}.journal")
         queue_name = f"{PREFIX}:{experiment}:{sweep_id}"
         work = WorkQueue.create(
@@ -355,15 +354,14 @@ def run_sweep(
             experiment=experiment,
             parent_run_id=parent,
             sweep_id=sweep_id,
+            slots=slots,
             on_event=on_event,
             outcome=outcome,
             heartbeat=heartbeat,
         )
         on_phase(f"starting {n} worker{'s' if n != 1 else ''}" if n else "waiting for remote workers")
         try:
-            _run_queue(
-                work, specs, outcome, workers=n, run=lambda k: workers_here(workers=k, threads=_threads(k))
-            )
+            _run_queue(work, specs, outcome, workers=n, run=lambda _: workers_here())
         except BaseException:
             work.abandon()  # remote workers must not start what is left
             tracker.finish(parent, RunStatus.KILLED, "interrupted")
@@ -412,6 +410,7 @@ def join_sweep(
     tracking_uri: str,
     storage: str,
     workers: int | None = None,
+    workers_per_gpu: int = 1,
     heartbeat: float = 10.0,
     wait: float = 60.0,
     on_event: Callable[[SweepEvent], None] | None = None,
@@ -438,7 +437,9 @@ def join_sweep(
             "the same matrix file (and base config) as the coordinator"
         )
     tracker = Tracker(prepare_store(tracking_uri))  # a worker may be the first to open a fresh store
-    n = workers or default_workers(len(items), specs[0].config.trainer.device)
+    slots = plan_workers(
+        len(items), specs[0].config.trainer.device, workers=workers, workers_per_gpu=workers_per_gpu
+    )
     attrs = work.attrs
     outcome = SweepOutcome(attrs.get("parent_run_id"), attrs.get("sweep_id", ""))
     run_workers(
@@ -449,8 +450,7 @@ def join_sweep(
         experiment=matrix.name,
         parent_run_id=attrs.get("parent_run_id"),
         sweep_id=attrs.get("sweep_id", ""),
-        workers=n,
-        threads=_threads(n),
+        slots=slots,
         on_event=on_event,
         outcome=outcome,
         heartbeat=heartbeat,

@@ -28,11 +28,14 @@ def worker_main(
     threads: int,
     parent: int,
     heartbeat: float = 10.0,
+    device: str | None = None,
 ) -> None:
     """A worker process: claim items until none is left; report everything over ``events``.
 
-    Messages, each a tuple: ``("start", index, pid, trial id)``, ``("step", index, epoch, step, steps)``
-    (at most twice a second), ``("epoch", index, EpochResult)``, ``("end", index, status, reason,
+    ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``).
+
+    Messages, each a tuple: ``("start", index, pid, trial id, device)``, ``("step", index, epoch, step,
+    steps)`` (at most twice a second), ``("epoch", index, EpochResult)``, ``("end", index, status, reason,
     traceback)`` with a :class:`~orchestrator.tracking.vocabulary.RunStatus` value.
 
     On a storage with heartbeats (RDB, many machines) it also waits while other workers still run
@@ -43,7 +46,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     torch.set_num_threads(threads)
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
-    worker = _Worker(work, payloads, events, parent)
+    worker = _Worker(work, payloads, events, parent, device)
     while not worker.orphaned():
         claimed = work.claim()
         if claimed is None:
@@ -58,8 +61,16 @@ def worker_main(
 class _Worker:
     """Trains claimed items one after another, sharing each data source between its runs."""
 
-    def __init__(self, work: WorkQueue, payloads: list[dict[str, Any]], events: Any, parent: int) -> None:
-        self.work, self.payloads, self.events, self.parent = work, payloads, events, parent
+    def __init__(
+        self, work: WorkQueue, payloads: list[dict[str, Any]], events: Any, parent: int, device: str | None
+    ) -> None:
+        self.work, self.payloads, self.events, self.parent, self.device = (
+            work,
+            payloads,
+            events,
+            parent,
+            device,
+        )
         self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
         self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
 
@@ -69,10 +80,19 @@ class _Worker:
     def train(self, trial_id: int, index: int) -> None:
         """Train item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
         from model.data import open_source
-        from model.trainer import fit
+        from model.trainer import fit, resolve_device
 
         events, payload = self.events, self.payloads[index]
-        events.put(("start", index, os.getpid(), trial_id))
+        config = payload["config"]  # the validated RunConfig as the coordinator built it
+        if self.device and config.trainer.device in ("auto", "cuda"):  # pinned: the run's identity stays
+            config = config.model_copy(
+                update={"trainer": config.trainer.model_copy(update={"device": self.device})}
+            )
+        try:
+            device = str(resolve_device(config.trainer.device))
+        except Exception:  # noqa: BLE001 - reported as the run's crash below
+            device = config.trainer.device
+        events.put(("start", index, os.getpid(), trial_id, device))
         last_step = [0.0]
 
         def on_step(epoch: int, step: int, steps: int) -> None:
@@ -91,7 +111,6 @@ class _Worker:
 
         with self.work.keep_alive(trial_id):
             try:
-                config = payload["config"]  # the validated RunConfig as the coordinator built it
                 data_key = config.data.model_dump_json()
                 if data_key not in self.sources:
                     self.sources[data_key] = open_source(config.data)
