@@ -1,15 +1,16 @@
 """The `orch` command line: thin Typer wrappers over library functions, one file per command.
 
-Exit codes: 0 done; 1 some runs crashed (others still ran); 2 invalid input (nothing was started).
+Exit codes: :data:`orchestrator.cli.common.EXIT_CODES` (shown in ``orch --help``).
 """
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import TYPER, set_tracking_uri
+from orchestrator.cli.common import EXIT_CODES, TYPER, set_tracking_uri
 from orchestrator.cli.data import data_app
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.report import report
@@ -20,8 +21,17 @@ from orchestrator.cli.train import train
 __all__ = ["app"]
 
 app = typer.Typer(
-    name="orch", help="Experiment-matrix orchestrator for the cross-domain autoencoder ablations.", **TYPER
+    name="orch",
+    help="Experiment-matrix orchestrator for the cross-domain autoencoder ablations.",
+    epilog=EXIT_CODES,
+    **{**TYPER, "add_completion": True},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"orch {metadata.version('orch')}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -32,6 +42,10 @@ def main(
             "--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)"
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print orch's version and exit"),
+    ] = False,
 ) -> None:
     set_tracking_uri(tracking_uri_opt)
 

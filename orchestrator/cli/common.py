@@ -1,20 +1,22 @@
 """What every command shares: the consoles, the tracking store's URI, and turning an error into an exit.
 
-Exit codes: 0 done; 1 some runs crashed (the others still ran); 2 invalid input (one message, nothing
-started, nothing written).
+Exit codes: :data:`EXIT_CODES`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "EXIT_CODES",
     "TYPER",
+    "TrackingUri",
     "console",
     "err_console",
     "fail",
@@ -40,6 +42,24 @@ DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
 #: Settings of every Typer app of the CLI: help when called bare, errors as one message (no traceback).
 TYPER = {"no_args_is_help": True, "add_completion": False, "pretty_exceptions_enable": False}
+
+#: What every command's exit code means (shown in --help).
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 some runs crashed (the others still ran); 2 invalid input (one message, nothing "
+    "started, nothing written); 130 interrupted (Ctrl-C or SIGTERM: run the same command to finish the rest)."
+)
+
+#: ``--tracking-uri`` after a command (``orch report M --tracking-uri U``), where users of ``mlflow ui``
+#: put it; the one before the command is the app's own option.
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow store (default: MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db)",
+        callback=lambda value: set_tracking_uri(value) if value else None,
+        expose_value=False,
+    ),
+]
 
 _tracking_uri: list[str | None] = [None]
 
