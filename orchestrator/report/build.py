@@ -205,28 +205,47 @@ def _figures(
     if curves:
         figures["curves"] = out / f"{settings.metric}_curves.png"
         warmups = {v.warmup for v in verdicts}
-        plot_curves(
-            curves,
-            settings.metric,
-            figures["curves"],
+        args = dict(
             floor_by_cell={v.cell: v.floor for v in verdicts if v.floor is not None},
             baseline_by_cell={v.cell: v.baseline for v in verdicts if v.baseline is not None},
             warmup=warmups.pop() if len(warmups) == 1 else None,
             title=f"{experiment}: {settings.metric} per epoch (mean, band over seeds)",
         )
-    images, labels, captions = {}, {}, {}
+        digest = _digest([{k: [c.tolist() for c in v] for k, v in curves.items()}, settings.metric, args])
+        if not _unchanged(figures["curves"], digest):  # the same curves draw the same figure
+            plot_curves(curves, settings.metric, figures["curves"], **args)
+            _remember(figures["curves"], digest)
+    shown = [c for c in cells if c.run_ids]
+    png = out / "x_a_from_b_last_epoch.png"
     clean = {v.cell: v.floor is not None for v in verdicts}
-    for cell in cells:
-        if cell.run_ids:
-            grid = tracker.images(cell.run_ids[0], "x_a_from_b")
-            if grid is not None:
-                images[cell.name] = grid
-                labels[cell.name] = IMAGE_COLUMNS[: 4 if clean.get(cell.name) else 3]
-                captions[cell.name] = f"seed {cell.seeds[0]}, last epoch"
+    labels = {c.name: IMAGE_COLUMNS[: 4 if clean.get(c.name) else 3] for c in shown}
+    captions = {c.name: f"seed {c.seeds[0]}, last epoch" for c in shown}
+    digest = _digest([[c.name, c.run_ids[0]] for c in shown])  # ended runs' images do not change
+    if shown and _unchanged(png, digest):
+        figures["x_a_from_b"] = png
+        return figures
+    images = {c.name: grid for c in shown if (grid := tracker.images(c.run_ids[0], "x_a_from_b")) is not None}
     if images:
-        figures["x_a_from_b"] = out / "x_a_from_b_last_epoch.png"
-        plot_images(images, figures["x_a_from_b"], column_labels=labels, captions=captions)
+        figures["x_a_from_b"] = png
+        plot_images(images, png, column_labels=labels, captions=captions)
+        _remember(png, digest)
     return figures
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _unchanged(png: Path, digest: str) -> bool:
+    """The figure at ``png`` was drawn from the inputs whose digest is ``digest`` (its sidecar says so)."""
+    try:
+        return png.exists() and png.with_suffix(".digest").read_text() == digest
+    except OSError:
+        return False
+
+
+def _remember(png: Path, digest: str) -> None:
+    png.with_suffix(".digest").write_text(digest)
 
 
 #: The columns of an ``x_a_from_b`` grid (``model.trainer.Trainer.sample_images``), one row per pair.

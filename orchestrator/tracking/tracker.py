@@ -15,7 +15,9 @@ import functools
 import json
 import platform
 import re
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -355,12 +357,19 @@ class Tracker:
                 steps[int(match.group(1))] = f.path
         if not steps:
             return None
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=steps[max(steps)], tracking_uri=self.uri
-        )
         from PIL import Image
 
-        return np.asarray(Image.open(local))
+        path = steps[max(steps)]
+        root = retry(self.client.get_run, run_id).info.artifact_uri
+        if root.startswith("file://"):  # a local store: read the file where it is
+            with Image.open(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path) as img:
+                return np.asarray(img)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
+            )
+            with Image.open(local) as img:
+                return np.asarray(img)
 
 
 class _SingleRun:
