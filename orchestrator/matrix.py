@@ -29,7 +29,7 @@ from model.config import (
 )
 from model.input_files import MAX_QUOTE, InputFileError, clip, parse_yaml, quote, read_text
 from orchestrator.identity import RunIdentity, identify
-from orchestrator.verdict import Guard, VerdictSettings
+from orchestrator.verdict.settings import Guard, VerdictSettings
 
 __all__ = [
     "AXIS_ALIASES",
