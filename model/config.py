@@ -13,13 +13,32 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from model.input_files import (
+    MAX_QUOTE,
+    BoundedLoader,
+    InputFileError,
+    YAMLLimitError,
+    clip,
+    parse_document,
+    quote,
+)
 
 __all__ = [
     "ConfigError",
@@ -32,6 +51,8 @@ __all__ = [
     "LossWeights",
     "ModelConfig",
     "RunConfig",
+    "SEED_LIMIT",
+    "Seed",
     "SyntheticData",
     "TrainerConfig",
     "apply_overrides",
@@ -46,7 +67,27 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors, and every float is finite (a NaN or Inf noise level or learning rate would
+    only show as a run that "diverges" at epoch 0)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: Seeds are below 2**63: torch.manual_seed and torch.Generator.manual_seed take a signed 64-bit integer
+#: (numpy's SeedSequence would take any non-negative int, so a bigger seed fails only later, in torch).
+SEED_LIMIT = 2**63
+
+
+def _check_seed(seed: int) -> int:
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(
+            f"a seed must be an integer from 0 to 2**63 - 1 (torch's generators take 64-bit seeds), "
+            f"got {quote(seed)}"
+        )
+    return seed
+
+
+Seed = Annotated[int, AfterValidator(_check_seed)]
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -131,7 +172,7 @@ class TrainerConfig(_Strict):
     epochs: int = Field(10, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the training pairs")
     batch_size: int = Field(16, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     precision: Literal["float32", "bfloat16"] = Field(
@@ -180,8 +221,17 @@ class SyntheticData(_Strict):
     misregistration: float = Field(0.0, ge=0, le=1)
     fat_suppression: float = Field(0.95, ge=0, le=1)
     fat_suppression_variation: float = Field(0.0, ge=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
     val_fraction: float = Field(0.25, gt=0, lt=1)
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def _noise_finite(cls, noise: Any) -> Any:
+        # one message for the field, not one per member of its union (a number or {a: .., b: ..})
+        values = noise.values() if isinstance(noise, dict) else [noise]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError(f"data.noise must be a finite number, got {quote(noise)}")
+        return noise
 
     @model_validator(mode="after")
     def _noise_non_negative(self) -> SyntheticData:
@@ -261,25 +311,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML mapping from ``path``.
 
     Raises:
-        ConfigError: the file is missing, unreadable, malformed or not a mapping.
+        ConfigError: the file is missing, a directory, unreadable, not UTF-8 text, malformed, beyond the
+            bounds of :mod:`model.input_files` (nesting, YAML aliases) or not a mapping.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    text = path.read_text()
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        data = parse_document(path, "config")
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -303,9 +342,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
         for text in overrides:
             key, sep, raw = text.partition("=")
             if not sep or not key.strip():
-                raise ConfigError(f"--set {text!r}: expected key=value, e.g. trainer.loss_weights.recon=0.2")
+                raise ConfigError(
+                    f"--set {quote(text)}: expected key=value, e.g. trainer.loss_weights.recon=0.2"
+                )
             try:
-                value = yaml.safe_load(raw) if raw.strip() else ""
+                value = yaml.load(raw, Loader=BoundedLoader) if raw.strip() else ""  # noqa: S506 - safe
+            except YAMLLimitError as exc:
+                raise ConfigError(f"--set {key.strip()}: {exc.problem}") from None
             except yaml.YAMLError:
                 value = raw
             items.append((key.strip(), value))
@@ -411,29 +454,34 @@ def _check_path(key: str) -> None:
 
 def _unknown(name: str, model: type[BaseModel], walked: list[str] | tuple[str, ...]) -> str:
     valid = sorted(model.model_fields)
-    where = ".".join([*walked, name])
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    where = clip(".".join([*walked, name]))
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5) if len(name) <= MAX_QUOTE else []
     hint = f"; did you mean '{'.'.join([*walked, close[0]])}'?" if close else ""
     return f"unknown key '{where}'{hint} (valid here: {', '.join(valid)})"
 
 
+_MAX_PROBLEMS = 10  # problems listed in one message; the rest are counted
+
+
 def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
-    """One readable line per problem in ``exc``, with the closest valid key for unknown ones."""
+    """One readable line per problem in ``exc`` (the first ten, then a count), with the closest valid key for
+    unknown ones; the values quoted are cut to :data:`~model.input_files.MAX_QUOTE` characters."""
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:_MAX_PROBLEMS]:
         loc = tuple(err.get("loc", ()))
         if err["type"] == "extra_forbidden" and loc:
             model, walked = _fields_at(root, loc)
             if model is not None:
                 lines.append(_unknown(str(loc[-1]), model, walked))
                 continue
-        path = ".".join(
-            str(p) for p in loc if not (isinstance(p, str) and p in ("synthetic", "hdf5", "fastmri"))
-        )
-        msg = err["msg"].removeprefix("Value error, ")
+        tags = ("synthetic", "hdf5", "fastmri")  # a discriminated union's tag in the loc
+        path = clip(".".join(str(p) for p in loc if not (isinstance(p, str) and p in tags)))
+        msg = clip(err["msg"].removeprefix("Value error, "), 2 * MAX_QUOTE)
         got = err.get("input")
-        shown = (
-            "" if err["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
-        )
+        quiet = err["type"] in ("missing", "value_error") or isinstance(got, dict)
+        shown = "" if quiet else f" (got {quote(got)})"
         lines.append(f"{path}: {msg}{shown}" if path and not msg.startswith(path) else f"{msg}{shown}")
+    if len(errors) > _MAX_PROBLEMS:
+        lines.append(f"and {len(errors) - _MAX_PROBLEMS} more problems")
     return "; ".join(lines)

@@ -11,7 +11,7 @@ from torch import nn
 
 from model.config import DiscriminatorConfig
 
-__all__ = ["PatchDiscriminator"]
+__all__ = ["PatchDiscriminator", "discriminator_fits", "min_discriminator_size"]
 
 
 class PatchDiscriminator(nn.Module):
@@ -32,3 +32,23 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def discriminator_fits(cfg: DiscriminatorConfig, height: int, width: int) -> bool:
+    """Whether images of ``height`` x ``width`` pass through the discriminator in training.
+
+    Each level's convolution (kernel 4, stride 2, padding 1) halves the map, rounding down; from the second
+    level on an InstanceNorm follows, which in training needs more than one value per map.
+    """
+    h, w = height, width
+    for level in range(len(cfg.features)):
+        h, w = h // 2, w // 2
+        if h < 1 or w < 1 or (level > 0 and h * w < 2):
+            return False
+    return True
+
+
+def min_discriminator_size(cfg: DiscriminatorConfig) -> int:
+    """The smallest side of a square image the discriminator takes in training (2 for one level, else
+    ``2**(levels + 1)``)."""
+    return 2 if len(cfg.features) == 1 else 2 ** (len(cfg.features) + 1)

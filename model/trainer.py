@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ConfigError, RunConfig, TrainerConfig
-from model.data import InMemoryPairs, PairedSource, Pairs, open_source, split_indices
+from model.data import InMemoryPairs, PairedSource, Pairs, SourceShape, open_source, split_indices
 from model.discriminator import PatchDiscriminator
 from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
+from model.preflight import check_data_fits
 from model.unet import CrossDomainAE
 
 __all__ = [
@@ -184,6 +185,7 @@ class Trainer:
             disc_params = [*self.disc_a.parameters(), *self.disc_b.parameters()]
             self.disc_optimizer = self._optimizer(disc_params, tc.discriminator_lr)
         self.source = source if source is not None else open_source(config.data)
+        check_data_fits(config, SourceShape.of(config.data, self.source))
         train_idx, val_idx = split_indices(self.source.n, config.data.val_fraction, seed=0)
         self.train = _Batches(self.source, train_idx, self.device)
         self.val = _Batches(self.source, val_idx[: tc.val_pairs], self.device)

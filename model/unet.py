@@ -42,12 +42,31 @@ __all__ = [
     "Passes",
     "Up",
     "group_batch_norm",
+    "latent_size",
+    "min_image_size",
 ]
 
 Size = tuple[int, int]
 
 #: Where the cross path's skips come from: the source domain's (``use_source``) or nowhere (``no_skip``).
 CROSS_DOMAIN_STRATEGIES = ("use_source", "no_skip")
+
+
+def min_image_size(cfg: ModelConfig) -> int:
+    """The smallest height and width an image may have to pass through the model: ``2**len(features)``.
+
+    The encoder halves the image (max-pool by 2, rounding down) in each of its ``len(features) - 1``
+    ``Down`` blocks and once more into the bottleneck, ``len(features)`` times in all, and the latent needs
+    a pixel: 3x3 images and two levels end in a 0x0 map (torch: "Output size is too small"). Checked
+    against real forward passes for several depths (tests/model_tests/test_unet.py).
+    """
+    return 2 ** len(cfg.encoder.features)
+
+
+def latent_size(cfg: ModelConfig, height: int, width: int) -> Size:
+    """The latent's (h, w) for images of ``height`` x ``width`` (0 where the image is too small)."""
+    levels = len(cfg.encoder.features)
+    return height >> levels, width >> levels
 
 
 def group_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int = 1) -> torch.Tensor:

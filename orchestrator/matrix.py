@@ -12,22 +12,31 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from model.config import ConfigError, RunConfig, apply_overrides, describe_validation_error, read_config_file
+from model.config import (
+    ConfigError,
+    RunConfig,
+    Seed,
+    apply_overrides,
+    describe_validation_error,
+    read_config_file,
+)
+from model.input_files import MAX_QUOTE, InputFileError, clip, parse_yaml, quote, read_text
 from orchestrator.identity import RunIdentity, identify
-from orchestrator.verdict import Guard, VerdictSettings
+from orchestrator.verdict.settings import Guard, VerdictSettings
 
 __all__ = [
     "AXIS_ALIASES",
     "Budget",
     "Cell",
     "Choices",
+    "MAX_RUNS",
     "Range",
     "SearchSettings",
     "axis_value",
@@ -40,6 +49,7 @@ __all__ = [
     "RunSpec",
     "expand",
     "load_matrix",
+    "run_count",
 ]
 
 AXIS_ALIASES: dict[str, tuple[str, ...]] = {
@@ -75,8 +85,13 @@ class MatrixError(ValueError):
     """A matrix that cannot be run; the message names the file, cell, axis and value."""
 
 
+#: Runs a sweep takes without being told ``--yes``: more is likely a mistake (six axes of ten values are a
+#: million runs, and expanding them alone takes hours).
+MAX_RUNS = 10_000
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Cell(_Strict):
@@ -138,7 +153,7 @@ class SearchSettings(_Strict):
     )
     pruner: Literal["median", "none"] = "median"
     startup_trials: int = Field(3, ge=0, description="trials before pruning starts")
-    sampler_seed: int | None = 0
+    sampler_seed: int | None = Field(0, ge=0, lt=2**32, description="Optuna's sampler takes 32-bit seeds")
 
 
 class Budget(_Strict):
@@ -159,7 +174,7 @@ class Matrix(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     base: dict[str, Any] | str = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     axes: dict[str, Annotated[Range | Choices | list[Any], Field(union_mode="left_to_right")]] = Field(
         default_factory=dict
     )
@@ -173,7 +188,7 @@ class Matrix(_Strict):
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct, got {seeds}")
+            raise ValueError(f"seeds must be distinct, got {quote(seeds)}")
         return seeds
 
     @field_validator("axes")
@@ -181,7 +196,7 @@ class Matrix(_Strict):
     def _non_empty_axes(cls, axes: dict[str, Any]) -> dict[str, Any]:
         for name, values in axes.items():
             if isinstance(values, list) and not values:
-                raise ValueError(f"axis {name!r} has no values")
+                raise ValueError(f"axis {quote(name)} has no values")
         return axes
 
     def grid_axes(self) -> dict[str, list[Any]]:
@@ -194,7 +209,7 @@ class Matrix(_Strict):
         for name, values in self.axes.items():
             if isinstance(values, Range):
                 raise MatrixError(
-                    f"axis {name!r} is a range {values.describe()}: ranges are for `orch search`; "
+                    f"axis {quote(name)} is a range {values.describe()}: ranges are for `orch search`; "
                     "give a list of values to sweep"
                 )
             out[name] = values.choices if isinstance(values, Choices) else values
@@ -234,37 +249,13 @@ class RunSpec:
 # ------------------------------------------------------------------------------------------ loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
-
-
-def _construct_mapping(
-    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise MatrixError(f"{path}: no such matrix file")
+    """The matrix file's mapping: UTF-8 YAML without duplicate keys, within the bounds of
+    :mod:`model.input_files` (nesting, aliases)."""
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise MatrixError(f"{path}:{where}: invalid YAML: {problem}") from None
+        data = parse_yaml(read_text(path, "matrix"), str(path), unique_keys=True)
+    except InputFileError as exc:
+        raise MatrixError(str(exc)) from None
     if not isinstance(data, dict):
         raise MatrixError(f"{path}: a matrix must be a mapping with at least 'name'")
     return data
@@ -289,8 +280,44 @@ def read_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, Path]:
         raise MatrixError(f"{where}: {describe_validation_error(exc, Matrix)}") from None
 
 
-def load_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, list[RunSpec]]:
+def run_count(matrix: Matrix) -> tuple[int, str]:
+    """How many runs ``matrix`` asks for, counted without expanding it, and how the count is made up
+    (``"6 axes of 10 values x 1 seed"``). ``exclude`` is not applied: it can only remove runs, so this is
+    an upper bound.
+
+    Raises:
+        MatrixError: an axis is a range (:meth:`Matrix.grid_axes`).
+    """
+    lengths = [len(values) for values in matrix.grid_axes().values()]
+    cells = len(matrix.cells)
+    if not lengths and not cells:
+        return 0, "no axes or cells"
+    parts = [f"{cells} cell{'s' * (cells != 1)}"] if cells else []
+    if lengths:
+        sizes = str(lengths[0]) if len(set(lengths)) == 1 else " x ".join(map(str, lengths))
+        parts.append(f"{len(lengths)} {'axis' if len(lengths) == 1 else 'axes'} of {sizes} values")
+    seeds = len(matrix.seeds)
+    parts.append(f"{seeds} seed{'s' * (seeds != 1)}")
+    return max(cells, 1) * math.prod(lengths) * seeds, " x ".join(parts)
+
+
+def _check_size(matrix: Matrix, max_runs: int | None) -> None:
+    """Refuse a matrix of more than ``max_runs`` runs before expanding it (None: no limit)."""
+    if max_runs is None:
+        return
+    n, how = run_count(matrix)
+    if n > max_runs:
+        raise MatrixError(f"the matrix asks for {n:,} runs ({how}); above {max_runs:,} pass --yes")
+
+
+def load_matrix(
+    source: str | Path | dict[str, Any], *, max_runs: int | None = None
+) -> tuple[Matrix, list[RunSpec]]:
     """Read, validate and expand a matrix.
+
+    Args:
+        max_runs: refuse, before expanding, a matrix that asks for more runs than this (:func:`run_count`;
+            ``orch sweep`` passes :data:`MAX_RUNS` unless told ``--yes``); None: no limit.
 
     Returns:
         The matrix and every run it asks for, each validated as a RunConfig.
@@ -301,6 +328,7 @@ def load_matrix(source: str | Path | dict[str, Any]) -> tuple[Matrix, list[RunSp
     matrix, root = read_matrix(source)
     where = "matrix" if isinstance(source, dict) else str(source)
     try:
+        _check_size(matrix, max_runs)
         specs = expand(matrix, root=root)
     except MatrixError as exc:
         raise MatrixError(f"{where}: {exc}") from None
@@ -311,12 +339,16 @@ def _base_mapping(base: dict[str, Any] | str, root: Path) -> dict[str, Any]:
     if isinstance(base, dict):
         return base
     for candidate in (root / base, Path(base)):
-        if candidate.is_file():
+        if (
+            candidate.exists() or candidate.is_symlink()
+        ):  # a directory or a broken link: read_config_file says
             try:
                 return read_config_file(candidate)
             except ConfigError as exc:
                 raise MatrixError(f"base: {exc}") from None
-    raise MatrixError(f"base: no such config file {base!r} (looked next to the matrix and in {Path.cwd()})")
+    raise MatrixError(
+        f"base: no such config file {quote(base)} (looked next to the matrix and in {Path.cwd()})"
+    )
 
 
 def _axis_paths(axis: str) -> tuple[str, ...]:
@@ -327,8 +359,8 @@ def _axis_paths(axis: str) -> tuple[str, ...]:
     close = difflib.get_close_matches(axis, list(AXIS_ALIASES), n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise MatrixError(
-        f"unknown axis '{axis}'{hint} (axes: {', '.join(sorted(AXIS_ALIASES))}, or a dotted config path "
-        "such as trainer.lr)"
+        f"unknown axis '{clip(axis)}'{hint} (axes: {', '.join(sorted(AXIS_ALIASES))}, or a dotted config "
+        "path such as trainer.lr)"
     )
 
 
@@ -407,11 +439,11 @@ def resolve_point(
         try:
             config = RunConfig.model_validate(apply_overrides(base, {**overrides, "trainer.seed": seed}))
         except ConfigError as exc:
-            raise MatrixError(f"cell {name!r}: {exc}") from None
+            raise MatrixError(f"cell {quote(name)}: {exc}") from None
         except ValidationError as exc:
             detail = describe_validation_error(exc, RunConfig)
-            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
-            raise MatrixError(f"cell {name!r} ({shown}): {detail}") from None
+            shown = clip(", ".join(f"{k}={quote(v)}" for k, v in values.items()), 2 * MAX_QUOTE)
+            raise MatrixError(f"cell {quote(name)} ({shown}): {detail}") from None
         specs.append(
             RunSpec(
                 cell=name,
@@ -468,8 +500,8 @@ def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
         if spec.run_key in seen:
             twin = seen[spec.run_key]
             raise MatrixError(
-                f"cells {twin.cell!r} and {spec.cell!r} resolve to the same config (seed {spec.seed}): "
-                "one run cannot stand for two cells; make them differ or drop one"
+                f"cells {quote(twin.cell)} and {quote(spec.cell)} resolve to the same config (seed "
+                f"{spec.seed}): one run cannot stand for two cells; make them differ or drop one"
             )
         seen[spec.run_key] = spec
     return specs

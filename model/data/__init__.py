@@ -11,7 +11,7 @@
 from model.data.base import DataError, InMemoryPairs, PairedSource, Pairs, split_indices
 from model.data.hdf5 import HDF5Pairs, inspect_file, open_hdf5, save_preview, write_pairs
 from model.data.phantom import PhantomPairs, generate_pairs
-from model.data.sources import open_source, synthesise
+from model.data.sources import SourceShape, open_source, probe_source, source_name, synthesise
 
 __all__ = [
     "DataError",
@@ -20,11 +20,14 @@ __all__ = [
     "PairedSource",
     "Pairs",
     "PhantomPairs",
+    "SourceShape",
     "generate_pairs",
     "inspect_file",
     "open_hdf5",
     "open_source",
+    "probe_source",
     "save_preview",
+    "source_name",
     "split_indices",
     "synthesise",
     "write_pairs",

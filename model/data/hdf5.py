@@ -100,9 +100,11 @@ def _open_file(path: Path) -> h5py.File:
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
-    if not h5py.is_hdf5(path):
-        raise DataError(f"{path}: not an HDF5 file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot be read (permission denied)")
     try:
+        if not h5py.is_hdf5(path):
+            raise DataError(f"{path}: not an HDF5 file")
         return h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"{path}: cannot be read as HDF5 ({exc})") from None
@@ -183,7 +185,11 @@ def _problems(
             )
             continue
         if scan:
-            nan, inf, first = _nonfinite(obj)
+            try:
+                nan, inf, first = _nonfinite(obj)
+            except OSError as exc:  # e.g. external storage that is gone
+                problems.append(f"{path}: dataset '{key}' cannot be read ({exc})")
+                continue
             if nan or inf:
                 problems.append(
                     f"{path}: dataset '{key}' holds {nan} NaN and {inf} Inf values (first in slice {first})"
@@ -334,6 +340,14 @@ def _stats(ds: h5py.Dataset) -> dict[str, Any]:
     info: dict[str, Any] = {"shape": tuple(ds.shape), "dtype": str(ds.dtype), "chunks": ds.chunks}
     if ds.ndim == 0 or ds.size == 0 or not np.issubdtype(ds.dtype, np.number):
         return info
+    try:
+        return {**info, **_value_stats(ds)}
+    except OSError:  # unreadable (e.g. external storage that is gone): _problems says so where it matters
+        return info
+
+
+def _value_stats(ds: h5py.Dataset) -> dict[str, Any]:
+    """min, max, mean of the finite values and the NaN / Inf counts, reading block by block."""
     lo, hi, total, count, nan, inf = np.inf, -np.inf, 0.0, 0, 0, 0
     blocks = _blocks(ds) if ds.ndim >= 2 else iter([(0, ds[()])])
     for _, block in blocks:
@@ -346,14 +360,13 @@ def _stats(ds: h5py.Dataset) -> dict[str, Any]:
             lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
             total += float(vals.sum())
             count += vals.size
-    info.update(
-        min=lo if count else None,
-        max=hi if count else None,
-        mean=total / count if count else None,
-        nan=nan,
-        inf=inf,
-    )
-    return info
+    return {
+        "min": lo if count else None,
+        "max": hi if count else None,
+        "mean": total / count if count else None,
+        "nan": nan,
+        "inf": inf,
+    }
 
 
 def inspect_file(path: str | Path, keys: HDF5Keys = HDF5Keys()) -> dict[str, Any]:  # noqa: B008

@@ -31,23 +31,31 @@ def sweep(
     heartbeat: Annotated[
         float, typer.Option(min=1, help="with --storage: seconds between worker heartbeats")
     ] = 10,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="run a matrix of more than 10,000 runs (refused without it)")
+    ] = False,
 ) -> None:
     """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
     from model.config import ConfigError
     from model.data import DataError
+    from orchestrator.matrix import MAX_RUNS, MatrixError, load_matrix
+
+    if workers == 0 and storage is None:
+        raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
+    try:  # the matrix first: a refusal (a typo, too many runs) comes before torch is imported
+        mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS)
+    except MatrixError as exc:
+        raise fail(str(exc)) from None
+
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import PlanState, preflight
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
-    from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.tracking import TrackingError
 
-    if workers == 0 and storage is None:
-        raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
     try:
-        mx, specs = load_matrix(matrix)
         preflight(specs)
-    except (MatrixError, ConfigError, DataError) as exc:
+    except (ConfigError, DataError) as exc:
         raise fail(str(exc)) from None
     uri = tracking_uri()
     if dry_run:

@@ -1,8 +1,9 @@
 """What a sweep would do with each of a matrix's runs, decided from the store before anything starts.
 
-:func:`preflight` checks what would make every run fail (a device this machine lacks, a missing data
-path); :func:`plan_sweep` reads the store and gives each run a :class:`PlanState`; :func:`dry_run_plan` is
-``orch sweep --dry-run``: the plan without creating a store that does not exist yet.
+:func:`preflight` checks what would make runs fail (a device this machine lacks, data that is missing,
+unreadable or unusable, images too small for the model); :func:`plan_sweep` reads the store and gives
+each run a :class:`PlanState`; :func:`dry_run_plan` is ``orch sweep --dry-run``: the plan without creating
+a store that does not exist yet.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from model.config import FastMRIData, HDF5Data
-from model.data import DataError
+from model.config import DataConfig, FastMRIData, HDF5Data
+from model.data import DataError, SourceShape, probe_source
+from model.preflight import check_data_fits
 from model.trainer import resolve_device
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import Attempt, RunStatus, Tracker, prepare_store
@@ -62,20 +64,34 @@ class PlanItem:
 
 
 def preflight(specs: list[RunSpec]) -> None:
-    """Check, once per distinct setting, what would make every run of a sweep fail: a device this
-    machine lacks, a data file or folder that does not exist.
+    """Check, before anything is written, what would make runs of a sweep fail: a device this machine
+    lacks; data that is missing or unusable (each distinct source opened once and checked as a run opens
+    it: for an HDF5 file the checks of ``orch data inspect``, NaN and Inf included); and data a run's
+    model cannot train on (:func:`model.preflight.check_data_fits`: too few pairs, images smaller than
+    the encoder's depth allows).
 
     Raises:
         model.config.ConfigError: a device that is not here.
-        model.data.DataError: a missing data path.
+        model.data.DataError: the data, naming the file, the dataset and the problem.
     """
     for device in {s.config.trainer.device for s in specs}:
         resolve_device(device)
-    for data in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
-        if isinstance(data, HDF5Data) and not Path(data.path).exists():
-            raise DataError(f"{data.path}: no such data file")
-        if isinstance(data, FastMRIData) and not Path(data.directory).exists():
-            raise DataError(f"{data.directory}: no such data folder")
+    shapes: dict[str, SourceShape] = {}
+    for spec in specs:
+        data = spec.config.data
+        key = data.model_dump_json()
+        if key not in shapes:
+            shapes[key] = _probe(data)
+        check_data_fits(spec.config, shapes[key])
+
+
+def _probe(data: DataConfig) -> SourceShape:
+    """Open and check one data source (:func:`model.data.probe_source`); a missing path says so first."""
+    if isinstance(data, HDF5Data) and not Path(data.path).exists():
+        raise DataError(f"{data.path}: no such data file")
+    if isinstance(data, FastMRIData) and not Path(data.directory).exists():
+        raise DataError(f"{data.directory}: no such data folder")
+    return probe_source(data)
 
 
 def _state(spec: RunSpec, runs: list[Attempt]) -> PlanState:

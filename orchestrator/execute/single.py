@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.config import ConfigError, RunConfig
-from model.data import PairedSource, open_source
+from model.data import PairedSource, SourceShape, open_source
+from model.preflight import check_data_fits
 from model.trainer import EpochResult, fit, resolve_device
 from orchestrator.execute.run_dir import RunDirectory
 from orchestrator.tracking import RunStatus
@@ -58,13 +59,15 @@ def train_single(
 
     Raises:
         model.config.ConfigError: ``out_dir`` exists, or a device this machine lacks (nothing written).
-        model.data.DataError: the data cannot be used (nothing written).
+        model.data.DataError: the data cannot be used, or its images are too small for the model (nothing
+            written).
         orchestrator.tracking.TrackingError: the store cannot be opened (nothing written).
     """
     if out_dir.exists():
         raise ConfigError(f"{out_dir} already exists; choose another --out")
     resolve_device(config.trainer.device)
     source = source if source is not None else open_source(config.data)
+    check_data_fits(config, SourceShape.of(config.data, source))
     tracker = None
     if tracking_uri is not None:
         from orchestrator.tracking import open_single_run

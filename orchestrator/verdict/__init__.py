@@ -4,17 +4,13 @@ Pure functions over per-epoch curves (numpy/scipy only): :mod:`~orchestrator.ver
 matrix's ``verdict:`` section sets), :mod:`~orchestrator.verdict.stats` (window, Theil-Sen, Mann-Kendall,
 bootstrap), :mod:`~orchestrator.verdict.cell` (:func:`judge_cell`) and :mod:`~orchestrator.verdict.result`
 (:class:`CellVerdict`, the verdict JSON contract). Method and measured error rates: docs/verdicts.md.
+
+Names are imported on first use: reading a matrix needs the settings, not scipy (about 0.9 s to import).
 """
 
-from orchestrator.verdict.cell import judge_cell
-from orchestrator.verdict.result import CellVerdict, GuardResult
-from orchestrator.verdict.settings import Expectation, Guard, Verdict, VerdictSettings
-from orchestrator.verdict.stats import (
-    default_warmup,
-    hierarchical_bootstrap_rel_change,
-    mann_kendall_hamed_rao,
-    theil_sen,
-)
+from __future__ import annotations
+
+from orchestrator.lazy import lazy_attributes
 
 __all__ = [
     "CellVerdict",
@@ -29,3 +25,19 @@ __all__ = [
     "mann_kendall_hamed_rao",
     "theil_sen",
 ]
+
+_LAZY = {
+    "judge_cell": "cell",
+    "CellVerdict": "result",
+    "GuardResult": "result",
+    "Expectation": "settings",
+    "Guard": "settings",
+    "Verdict": "settings",
+    "VerdictSettings": "settings",
+    "default_warmup": "stats",
+    "hierarchical_bootstrap_rel_change": "stats",
+    "mann_kendall_hamed_rao": "stats",
+    "theil_sen": "stats",
+}
+
+__getattr__ = lazy_attributes(__name__, _LAZY)

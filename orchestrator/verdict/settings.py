@@ -28,7 +28,7 @@ class Guard(BaseModel):
     A guard that does not hold makes the cell fail, whatever its trend.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every float finite
 
     metric: str
     min: float | None = None
@@ -82,7 +82,7 @@ class VerdictSettings(BaseModel):
         bootstrap_seed: Seed of the bootstrap generator; equal inputs give equal verdicts.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every float finite
 
     metric: str = "cross"
     warmup: int | None = Field(default=None, ge=0)
@@ -101,7 +101,7 @@ class VerdictSettings(BaseModel):
     baseline_metric: str | None = "auto"
     guards: list[Guard] = Field(default_factory=list)
     partial_progress: float = Field(default=0.5, gt=0.0, le=1.0)
-    bootstrap_seed: int = 0
+    bootstrap_seed: int = Field(default=0, ge=0, description="numpy generators take non-negative seeds")
 
     def baseline_name(self) -> str | None:
         """The metric holding the constant-prediction baseline of :attr:`metric` (see ``baseline_metric``)."""

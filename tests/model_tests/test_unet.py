@@ -82,3 +82,56 @@ def test_decoder_levels_consume_matching_skips() -> None:
     enc = Encoder(EncoderConfig(features=[3, 5], latent_channels=7))
     dec = Decoder(DecoderConfig(features=[6, 2], latent_channels=7), enc.skip_channels)
     assert [u.skip_channels for u in dec.ups] == [5, 3]
+
+
+def _depth(levels: int) -> ModelConfig:
+    features = [4 * (i + 1) for i in range(levels)]
+    return ModelConfig(
+        encoder=EncoderConfig(features=features, latent_channels=8),
+        decoder_a=DecoderConfig(features=features[::-1], latent_channels=8),
+        decoder_b=DecoderConfig(features=features[::-1], latent_channels=8),
+    )
+
+
+def _passes(model: CrossDomainAE, height: int, width: int) -> bool:
+    x = torch.rand(2, 1, height, width)
+    try:
+        model(x, x)
+    except RuntimeError:  # torch: "Output size is too small" and kin
+        return False
+    return True
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+def test_min_image_size_is_the_smallest_size_a_training_pass_takes(levels: int) -> None:
+    """3x3 images and two levels crash torch; min_image_size says so exactly, for several depths."""
+    from model.unet import min_image_size
+
+    cfg = _depth(levels)
+    model = CrossDomainAE(cfg).train()
+    side = min_image_size(cfg)
+    assert side == 2**levels
+    assert _passes(model, side, side) and _passes(model, side, side + 3)
+    assert not _passes(model, side - 1, side - 1)
+    assert not _passes(model, side - 1, 64) and not _passes(model, 64, side - 1)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_discriminator_fits_matches_a_training_pass(levels: int) -> None:
+    from model.config import DiscriminatorConfig
+    from model.discriminator import PatchDiscriminator, discriminator_fits, min_discriminator_size
+
+    cfg = DiscriminatorConfig(features=[4] * levels)
+    disc = PatchDiscriminator(cfg).train()
+
+    def runs(h: int, w: int) -> bool:
+        try:
+            disc(torch.rand(2, 1, h, w))
+        except (RuntimeError, ValueError):  # InstanceNorm: "Expected more than 1 spatial element"
+            return False
+        return True
+
+    for h, w in [(s, s) for s in range(1, 20)] + [(4, 8), (2, 16), (16, 3)]:
+        assert discriminator_fits(cfg, h, w) == runs(h, w), (h, w)
+    side = min_discriminator_size(cfg)
+    assert runs(side, side) and not runs(side - 1, side - 1)

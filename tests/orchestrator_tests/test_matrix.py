@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from orchestrator.matrix import MatrixError, load_matrix
+from tests.conftest import alias_bomb, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,3 +167,138 @@ def test_config_key_ignores_later_fields_at_the_value_earlier_runs_used(tmp_path
     assert config_key(cfg) == hashlib.sha256(text.encode()).hexdigest()[:16]
     bf16 = RunConfig.model_validate({"trainer": {"precision": "bfloat16"}})
     assert config_key(bf16) != config_key(cfg)
+
+
+# ------------------------------------------------------------------------------ bounds on what is read
+
+
+def test_a_matrix_that_is_not_text_or_nests_too_deep(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"name: t\n\xff\xfe\x00\x01")
+    with pytest.raises(MatrixError, match=r"bin\.yaml: line 2: not UTF-8 text \(byte 0xff"):
+        load_matrix(binary)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: t\naxes:\n  lr: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    with pytest.raises(MatrixError, match=r"deep\.yaml: line 3: nested more than 64 levels deep"):
+        load_matrix(deep)
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(MatrixError, match=r"folder\.yaml: is a directory, not a matrix file"):
+        load_matrix(tmp_path / "folder.yaml")
+
+
+def test_a_base_config_that_cannot_be_read(tmp_path: Path) -> None:
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "broken.json").symlink_to(tmp_path / "gone.json")
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe{}")
+    for base, pattern in [
+        ("dir.json", r"base: .*dir\.json: is a directory"),
+        ("broken.json", r"base: .*broken\.json: no such config file \(a broken link"),
+        ("bin.json", r"base: .*bin\.json: line 1: not UTF-8 text"),
+    ]:
+        with pytest.raises(MatrixError, match=pattern):
+            load_matrix(_write(tmp_path, {"name": "t", "base": base, "axes": {"lr": [0.1]}}))
+
+
+@pytest.mark.parametrize(
+    ("where", "line"),
+    [
+        ("description: {bomb}\naxes: {{lr: [0.1]}}", 2),
+        ("cells:\n  c:\n    lr: 0.1\n    note: {bomb}", 5),
+        ("axes:\n  lr: [0.1, {bomb}]", 3),
+    ],
+)
+def test_an_alias_bomb_is_refused_within_a_second(tmp_path: Path, where: str, line: int) -> None:
+    """Nine levels of nine aliases in a description, a note or an axis value used to run to MemoryError
+    (100-180 s) through the error message's repr and the cell labels' json.dumps."""
+    (tmp_path / "m.yaml").write_text("name: t\n" + where.format(bomb=alias_bomb()) + "\n")
+    code = (
+        "import time; from orchestrator.matrix import MatrixError, load_matrix\n"
+        "t = time.perf_counter()\n"
+        "try:\n    load_matrix('m.yaml')\nexcept MatrixError as exc:\n    print(exc)\n"
+        "print(f'{time.perf_counter() - t:.3f}')\n"
+    )
+    out = run_python(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    message, seconds = out.stdout.strip().splitlines()
+    assert message.startswith(f"m.yaml: line {line}: the document stands for more than 100,000 values")
+    assert float(seconds) < 1
+
+
+def test_aliases_within_the_bound_still_load(tmp_path: Path, tiny: dict) -> None:
+    text = (
+        yaml.safe_dump({"name": "t", "seeds": [0], "axes": {"lr": [0.1]}})
+        + "base: &b "
+        + (yaml.safe_dump(tiny, default_flow_style=True))
+    )
+    text += "cells:\n  a: &c {lr: 0.001}\n  b: {<<: *c, recon_weight: 0.2}\n"
+    _, specs = load_matrix(_write(tmp_path, text))
+    assert [s.cell for s in specs] == ["a/lr=0.1", "b/lr=0.1"]
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MatrixError, match=r"line 2: alias \*a is inside its own anchor"):
+        load_matrix(_write(tmp_path, "name: t\ndescription: &a [1, *a]\n"))
+
+
+def test_run_count_without_expanding(tiny: dict) -> None:
+    from orchestrator.matrix import Matrix, run_count
+
+    ten = list(range(10))
+    axes = {f"trainer.a{i}": ten for i in range(6)}
+    assert run_count(Matrix(name="t", axes=axes)) == (10**6, "6 axes of 10 values x 1 seed")
+    m = Matrix(
+        name="t", seeds=[0, 1], axes={"lr": [1, 2], "up_mode": ["a", "b", "c"]}, cells={"x": {}, "y": {}}
+    )
+    assert run_count(m) == (24, "2 cells x 2 axes of 2 x 3 values x 2 seeds")
+    assert run_count(Matrix(name="t", cells={"x": {}}))[0] == 1
+
+
+def test_a_million_runs_are_refused_within_a_second_unless_asked(tmp_path: Path, tiny: dict) -> None:
+    import time
+
+    from orchestrator.matrix import MAX_RUNS
+
+    values = [0.1 * (i + 1) for i in range(10)]
+    axes = {
+        a: values for a in ("lr", "recon_weight", "content_weight", "cross_weight", "skip_weight", "noise")
+    }
+    path = _write(tmp_path, {"name": "t", "base": tiny, "axes": axes})
+    t = time.perf_counter()
+    with pytest.raises(MatrixError) as err:
+        load_matrix(path, max_runs=MAX_RUNS)
+    assert time.perf_counter() - t < 1
+    assert str(err.value) == (
+        f"{path}: the matrix asks for 1,000,000 runs (6 axes of 10 values x 1 seed); above 10,000 pass --yes"
+    )
+    small = _write(tmp_path, {"name": "t", "base": tiny, "seeds": [0, 1], "axes": {"lr": values}})
+    assert len(load_matrix(small, max_runs=20)[1]) == 20
+    with pytest.raises(MatrixError, match="asks for 20 runs"):
+        load_matrix(small, max_runs=19)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "pattern"),
+    [
+        ({"seeds": [1180591620717411303424]}, r"seeds\.0: a seed must be an integer from 0 to 2\*\*63 - 1"),
+        ({"seeds": [0, -1]}, r"seeds\.1: a seed must be"),
+        ({"axes": {"noise": [float("nan")]}}, r"noise=nan.*data\.noise must be a finite number"),
+        ({"axes": {"lr": [float("inf")]}}, r"lr=inf.*trainer\.lr: Input should be a finite number"),
+        ({"verdict": {"min_change": float("nan")}}, r"verdict\.min_change: Input should be a finite number"),
+        (
+            {"verdict": {"guards": [{"metric": "x", "max": float("inf")}]}},
+            r"verdict\.guards\.0\.max: .*finite",
+        ),
+        ({"axes": {"lr": {"low": 0.1, "high": float("inf")}}}, r"axes\.lr.*finite"),
+        ({"search": {"sampler_seed": 2**40}}, r"search\.sampler_seed"),
+    ],
+)
+def test_seeds_fit_the_generators_and_floats_are_finite(tmp_path: Path, matrix: dict, pattern: str) -> None:
+    m = {"name": "t", "axes": {"lr": [0.1]}, **matrix}
+    with pytest.raises(MatrixError, match=pattern):
+        load_matrix(_write(tmp_path, m))
+
+
+def test_a_long_value_is_cut_in_the_message(tmp_path: Path) -> None:
+    with pytest.raises(MatrixError) as err:
+        load_matrix(_write(tmp_path, {"name": "t", "axes": {"cross_skip": ["s" * 50_000]}}))
+    assert "sss..." in str(err.value) and len(str(err.value)) < 1000

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from model.config import HDF5Data
 from model.data.hdf5 import open_hdf5
 from orchestrator.cli.data import data_app
+from tests.conftest import bad_hdf5_files, small_hdf5_files
 
 runner = CliRunner()
 
@@ -179,3 +180,14 @@ def test_inspect_rejects_a_preview_that_is_not_png(tmp_path: Path) -> None:
         runner.invoke(data_app, ["inspect", str(out), "--preview", str(tmp_path / "p.jpg")]), ".png"
     )
     assert not (tmp_path / "p.jpg").exists()
+
+
+def test_inspect_refuses_what_a_sweep_refuses(tmp_path: Path) -> None:
+    """The same files `orch sweep` and `orch train` refuse (tests/conftest.py); inspect knows no model, so
+    3x3 images and a single pair pass here and are refused by train and sweep."""
+    for path, message in bad_hdf5_files(tmp_path):
+        _assert_clean_failure(
+            runner.invoke(data_app, ["inspect", str(path), "--no-preview"]), path.name, message
+        )
+    for path, _ in small_hdf5_files(tmp_path):
+        assert runner.invoke(data_app, ["inspect", str(path), "--no-preview"]).exit_code == 0

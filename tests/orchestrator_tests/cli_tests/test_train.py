@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.conftest import write_config
+from tests.conftest import bad_hdf5_files, small_hdf5_files, write_config
 
 runner = CliRunner()
 
@@ -86,3 +86,56 @@ def test_diverged_run_exits_1_with_reason(tmp_path: Path, tiny: dict, monkeypatc
     )
     assert res.exit_code == 1
     assert "diverged" in res.output and "non-finite" in res.output
+
+
+def _assert_refused(res: object, tmp_path: Path, *needles: str) -> None:
+    """Exit 2, one message naming the cause, no traceback, nothing written (no run folder, no MLflow run)."""
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and res.output.count("error:") == 1, res.output
+    for needle in needles:
+        assert needle in res.output, (needle, res.output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_no_run_can_train_on_exits_2_and_writes_nothing(tmp_path: Path, tiny: dict, monkeypatch) -> None:
+    """Bad data and 3x3 images (which `orch data inspect` accepts, and torch refused mid-run with "Output
+    size is too small"): one message, no run folder, no tracked run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = write_config(tmp_path, tiny)
+    for path, message in [*bad_hdf5_files(tmp_path), *small_hdf5_files(tmp_path)]:
+        res = runner.invoke(
+            app, ["train", "--config", str(cfg), "--set", f"data={{source: hdf5, path: {path}}}"]
+        )
+        _assert_refused(res, tmp_path, path.name, message)
+
+
+def test_config_files_that_are_not_text_or_nest_too_deep_exit_2(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bin.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tmp_path / "deep.yaml").write_text("model: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "broken.json").symlink_to(tmp_path / "nowhere.json")
+    for name, message in [
+        ("bin.json", "bin.json: line 1: not UTF-8 text"),
+        ("deep.yaml", "deep.yaml: line 1: nested more than 64 levels deep"),
+        ("dir.json", "dir.json: is a directory"),
+        ("broken.json", "broken.json: no such config file (a broken link"),
+    ]:
+        _assert_refused(runner.invoke(app, ["train", "--config", name]), tmp_path, message)
+
+
+def test_a_seed_torch_cannot_take_or_a_nan_exits_2(tmp_path: Path, tiny: dict, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = write_config(tmp_path, tiny)
+    for override, message in [
+        (
+            "trainer.seed=1180591620717411303424",
+            "trainer.seed: a seed must be an integer from 0 to 2**63 - 1",
+        ),
+        ("data.noise=.nan", "data.noise must be a finite number"),
+        ("trainer.lr=.inf", "trainer.lr: Input should be a finite number"),
+    ]:
+        _assert_refused(
+            runner.invoke(app, ["train", "--config", str(cfg), "--set", override]), tmp_path, message
+        )
