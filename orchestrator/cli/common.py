@@ -35,8 +35,10 @@ def _width(tty: bool) -> int | None:
         return 100
 
 
-console = Console(width=_width(sys.stdout.isatty()))
-err_console = Console(stderr=True, width=_width(sys.stderr.isatty()))
+# messages are never broken inside a path or a value (soft wrap); tables and the verdict summary are laid
+# out to the width
+console = Console(width=_width(sys.stdout.isatty()), soft_wrap=True)
+err_console = Console(stderr=True, width=_width(sys.stderr.isatty()), soft_wrap=True)
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 

@@ -16,6 +16,9 @@ runner = CliRunner()
 
 def test_diagnose_prints_readings_and_tracks_figures(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
+    from orchestrator.cli import common
+
+    monkeypatch.setattr(common.console, "width", 200)  # this test reads the readings, not the layout
     cfg = write_config(tmp_path, tiny)
     res = runner.invoke(
         app, ["diagnose", str(cfg), "3", "--every", "2", "--set", "trainer.loss_weights.recon=0"]
