@@ -39,6 +39,7 @@ def report(
     ones (made before an edit, or by one sweep), to compare them with today's."""
     from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.report import FORMATS, ReportError, Selection, build_report
+    from orchestrator.tracking import TrackingError
     from orchestrator.tracking.store import sqlite_path
     from orchestrator.verdict import VerdictSettings
 
@@ -66,7 +67,7 @@ def report(
         rep = build_report(
             uri, name, settings, specs=specs, out_dir=out.parent if out else None, select=select
         )
-    except ReportError as exc:
+    except (ReportError, TrackingError) as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
         raise fail(

@@ -77,6 +77,7 @@ def build_report(
 
     Raises:
         ReportError: unknown experiment, no runs, the metric was never logged, or every run failed.
+        orchestrator.tracking.TrackingError: the store's server cannot be reached.
     """
     tracker = Tracker(tracking_uri)
     cells = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)

@@ -23,6 +23,7 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "axes_from_tags",
+    "check_reachable",
     "flatten",
     "normalize_uri",
     "open_single_run",
@@ -32,6 +33,7 @@ __all__ = [
 
 _LAZY = {
     "TrackingError": "errors",
+    "check_reachable": "store",
     "normalize_uri": "store",
     "prepare_store": "store",
     "Attempt": "tracker",

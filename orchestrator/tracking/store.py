@@ -4,7 +4,8 @@ Known traps this handles: several processes creating an SQLite store at once rac
 migration (creation is serialised with a file lock); a creation killed half-way (kill -9, a full disk)
 left a store MLflow never opens again (a new store is built whole beside its path and renamed into place,
 and a half-built one that holds nothing is rebuilt: :mod:`~orchestrator.tracking.sqlite_store`);
-and concurrent writers can hit "database is locked" (SQLite is put in WAL mode, and :func:`retry`).
+concurrent writers can hit "database is locked" (SQLite is put in WAL mode, and :func:`retry`); an
+unreachable tracking server kept MLflow retrying for minutes (:func:`check_reachable` fails in seconds).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import contextlib
 import fcntl
 import logging
 import os
+import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +41,7 @@ for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets it
 __all__ = [
     "TrackingError",
     "artifact_root",
+    "check_reachable",
     "normalize_uri",
     "prepare_store",
     "retry",
@@ -71,11 +77,12 @@ def prepare_store(uri: str) -> str:
     an older orch is rebuilt when it holds nothing (:func:`~orchestrator.tracking.sqlite_store.ensure_store`).
 
     Raises:
-        TrackingError: the store cannot be created or opened.
+        TrackingError: the store cannot be created or opened, or its server cannot be reached.
     """
     uri = normalize_uri(uri)
     db = sqlite_path(uri)
     if db is None:
+        check_reachable(uri)
         _open_store(uri)
         return uri
     # processes on this machine (a coordinator and `orch worker`s started at once) take turns: the
@@ -105,6 +112,43 @@ def _store_lock(db: Path) -> Iterator[None]:
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+#: HTTP tracking servers this process reached (probed once)
+_REACHED: set[str] = set()
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail in seconds when nothing answers at an HTTP tracking server's address (MLflow itself retries
+    for about 5 minutes before it says so). Any HTTP answer, even an error, means it is reachable.
+
+    Raises:
+        TrackingError: connection refused, unknown host, or no answer within ``timeout`` seconds.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or uri in _REACHED:
+        return
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc  # an IPv6 address
+    netloc += f":{parts.port}" if parts.port else ""
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # it answered: whether it is MLflow, and lets us in, is MLflow's to say
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if not isinstance(reason, ssl.SSLError):  # TLS is MLflow's to judge (MLFLOW_TRACKING_INSECURE_TLS)
+            why = _net_reason(reason, timeout)
+            raise TrackingError(f"cannot reach the tracking server {uri}: {why}") from None
+    _REACHED.add(uri)
+
+
+def _net_reason(reason: object, timeout: float) -> str:
+    """``Connection refused`` rather than ``[Errno 111] Connection refused``."""
+    if isinstance(reason, TimeoutError) or str(reason) == "timed out":
+        return f"no answer within {timeout:g} s"
+    return getattr(reason, "strerror", None) or str(reason)
 
 
 def _open_store(uri: str, attempts: int = 5) -> None:

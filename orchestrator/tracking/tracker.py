@@ -31,7 +31,14 @@ from mlflow.exceptions import MlflowException
 from model.config import RunConfig
 from model.trainer import EpochResult
 from orchestrator.identity import code_context, identify
-from orchestrator.tracking.store import TrackingError, artifact_root, normalize_uri, prepare_store, retry
+from orchestrator.tracking.store import (
+    TrackingError,
+    artifact_root,
+    check_reachable,
+    normalize_uri,
+    prepare_store,
+    retry,
+)
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
     TAG_CODE,
@@ -141,7 +148,13 @@ class Tracker:
     """Writes sweeps and runs to one MLflow store."""
 
     def __init__(self, uri: str) -> None:
+        """A tracker of the store at ``uri``.
+
+        Raises:
+            TrackingError: ``uri`` is a tracking server that does not answer (:func:`check_reachable`).
+        """
         self.uri = uri = normalize_uri(uri)
+        check_reachable(uri)
         self.client = MlflowClient(tracking_uri=uri)
 
     # ------------------------------------------------------------------------------- experiments

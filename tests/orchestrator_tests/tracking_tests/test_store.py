@@ -1,17 +1,21 @@
 """Creating and opening the SQLite store with real processes and files: a creation killed half-way (kill -9,
 a full disk) leaves no store or a complete one, a store left half-built is rebuilt when it holds nothing
-and never touched when it holds anything."""
+and never touched when it holds anything, and an unreachable tracking server fails in seconds."""
 
 from __future__ import annotations
 
 import hashlib
+import http.server
+import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from orchestrator.tracking import RunKind, Tracker, TrackingError, prepare_store, run_tags
+from orchestrator.tracking import RunKind, Tracker, TrackingError, check_reachable, prepare_store, run_tags
 from orchestrator.tracking.sqlite_store import Schema, inspect_store
 from tests.conftest import TINY
 
@@ -293,3 +297,71 @@ def test_a_full_disk_leaves_no_store_or_a_complete_one(tiny_disk) -> None:  # no
         assert not db.exists() or _opens(db), f"{size}: a half-built store"
         assert not list(db.parent.glob(".mlflow.db.building-*")), f"{size}: a temporary store left"
     assert failures, "no size was too small: the test did not run out of disk"
+
+
+# --------------------------------------------------------------------------- a tracking server
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_server_fails_in_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow retries a server that refuses connections for about 5 minutes; orch says so in seconds.
+    Timed in this process (Python's imports aside), then once as a real command."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    matrix = {"name": "far", "base": TINY, "seeds": [0], "cells": {"a": {}}, "budget": {"epochs": 1}}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(matrix))
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    message = f"cannot reach the tracking server {uri}: Connection refused"
+    for args in (
+        ["sweep", "m.yaml"],
+        ["sweep", "m.yaml", "--dry-run"],
+        ["report", "m.yaml"],
+        ["train", "--config", "tiny.json", "--epochs", "1"],
+    ):
+        start = time.monotonic()
+        res = CliRunner().invoke(app, ["--tracking-uri", uri, *args])
+        elapsed = time.monotonic() - start
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+        assert elapsed < 15, f"{args}: {elapsed:.1f} s"
+    cmd = [sys.executable, "-m", "orchestrator.cli", "--tracking-uri", uri, "report", "m.yaml"]
+    start = time.monotonic()
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert time.monotonic() - start < 60  # imports included (MLflow's retries took 250 s)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "tiny.json"]
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_answers_even_an_error_is_reachable_and_one_that_never_answers_is_not() -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_reachable(f"http://127.0.0.1:{server.server_port}/some/prefix")
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as silent:  # accepts connections (the backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        start = time.monotonic()
+        with pytest.raises(
+            TrackingError, match=r"cannot reach the tracking server .*: no answer within 0.5 s"
+        ):
+            check_reachable(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+        assert time.monotonic() - start < 5
