@@ -23,6 +23,7 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "axes_from_tags",
+    "check_experiment_name",
     "check_reachable",
     "flatten",
     "normalize_uri",
@@ -34,6 +35,7 @@ __all__ = [
 _LAZY = {
     "TrackingError": "errors",
     "check_reachable": "store",
+    "check_experiment_name": "tracker",
     "normalize_uri": "store",
     "prepare_store": "store",
     "Attempt": "tracker",
