@@ -16,6 +16,7 @@ from orchestrator.report.collect import ReportError, Selection, collect_cells, j
 from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import render_table, to_csv, to_html, to_json, to_markdown
 from orchestrator.tracking import Tracker
+from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
@@ -76,7 +77,8 @@ def build_report(
     sweep's record, nor one made with other settings.
 
     Raises:
-        ReportError: unknown experiment, no runs, the metric was never logged, or every run failed.
+        ReportError: unknown experiment, no runs, the metric was never logged, every run failed, or the
+            figures cannot be written (nothing is logged then).
         orchestrator.tracking.TrackingError: the store's server cannot be reached.
     """
     tracker = Tracker(tracking_uri)
@@ -84,7 +86,10 @@ def build_report(
     verdicts = judge_cells(cells, settings)
     label = _label(settings, select)
     out = out_dir or Path("runs") / "reports" / experiment.replace("/", "_") / ("" if record else label)
-    figures = _figures(tracker, experiment, settings, cells, verdicts, out)
+    try:
+        figures = _figures(tracker, experiment, settings, cells, verdicts, out)
+    except OSError as exc:  # a read-only runs/, a file in the way, a full disk
+        raise ReportError(f"cannot write figures to {out}: {os_reason(exc)}") from None
     parent = parent_run_id or tracker.latest_sweep(experiment)
     if parent:
         folder = "report" if record else f"reports/{label}"

@@ -1,6 +1,6 @@
 """A store that cannot be used is one message and exit 2, never a traceback, and nothing is written: a
 `runs/` that is a file or read-only, a damaged mlflow.db, an experiment name MLflow refuses, a deleted
-experiment."""
+experiment, and a report whose figures cannot be written."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner, Result
 
+from model.trainer import EpochResult
 from orchestrator.cli import app
-from orchestrator.tracking import prepare_store
+from orchestrator.tracking import RunKind, RunStatus, Tracker, prepare_store, run_tags
 from tests.conftest import TINY
 
 runner = CliRunner()
@@ -160,3 +161,23 @@ def test_a_deleted_experiment(folder: Path, command: str) -> None:
         f"mlflow experiments restore --experiment-id {exp_id}",
     )
     assert client.search_runs([exp_id]) == []
+
+
+def test_a_report_whose_figures_cannot_be_written(
+    folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The store is elsewhere and readable; ``runs/`` here, where figures go, is a file."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+    tracker = Tracker(prepare_store(uri))
+    from model.config import load_config
+
+    for seed in (0, 1):
+        tags = run_tags(RunKind.RUN, sweep="s", cell="a", seed=seed, run_key=f"k{seed}")
+        run_id = tracker.start_run("elsewhere", load_config(TINY), name=f"a/seed{seed}", tags=tags)
+        for epoch in range(4):
+            tracker.log_epoch(run_id, EpochResult(epoch, {"cross": 1.0 - 0.1 * epoch}))
+        tracker.finish(run_id, RunStatus.FINISHED)
+    (folder / "runs").write_text("not a folder")
+    res = _orch("--tracking-uri", uri, "report", "--experiment", "elsewhere")
+    _fails(res, "cannot write figures to runs/reports/elsewhere/", "runs is a file, not a folder")
+    assert "cannot read the tracking store" not in res.output
