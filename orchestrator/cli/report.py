@@ -39,6 +39,7 @@ def report(
     ones (made before an edit, or by one sweep), to compare them with today's."""
     from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.report import FORMATS, ReportError, Selection, build_report
+    from orchestrator.tracking import TrackingError
     from orchestrator.tracking.store import sqlite_path
     from orchestrator.verdict import VerdictSettings
 
@@ -66,7 +67,7 @@ def report(
         rep = build_report(
             uri, name, settings, specs=specs, out_dir=out.parent if out else None, select=select
         )
-    except ReportError as exc:
+    except (ReportError, TrackingError) as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
         raise fail(
@@ -76,7 +77,7 @@ def report(
         console.print(rep.table())
         console.print(f"figures: {', '.join(str(p) for p in rep.figures.values())}")
         if out:
-            out.write_text(rep.render("markdown"))
+            _write(out, rep.render("markdown"))
         return
     text = rep.render(fmt)
     if out is None and fmt == "html":
@@ -84,6 +85,16 @@ def report(
     if out is None:
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    _write(out, text)
     console.print(f"wrote {out}")
+
+
+def _write(out: Path, text: str) -> None:
+    """Write the rendered report to ``out`` (exit 2 saying why it cannot be written)."""
+    from orchestrator.tracking.errors import os_reason
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as exc:
+        raise fail(f"cannot write the report to {out}: {os_reason(exc)}") from None

@@ -18,7 +18,7 @@ from model.data import DataError, SourceShape, probe_source
 from model.preflight import check_data_fits
 from model.trainer import resolve_device
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import Attempt, RunStatus, Tracker, prepare_store
+from orchestrator.tracking import Attempt, RunStatus, Tracker, check_experiment_name, prepare_store
 from orchestrator.tracking.store import sqlite_path
 
 __all__ = ["PlanItem", "PlanState", "dry_run_plan", "plan_sweep", "preflight"]
@@ -158,8 +158,10 @@ def dry_run_plan(
     """``orch sweep --dry-run``: the plan, read from the store when it exists (never creating one).
 
     Raises:
-        orchestrator.tracking.TrackingError: the store exists but cannot be opened.
+        orchestrator.tracking.TrackingError: the store exists but cannot be opened, the experiment was
+            deleted in it, or its name is refused.
     """
+    check_experiment_name(experiment)
     db = sqlite_path(tracking_uri)
     if db is not None and not db.exists():
         return [PlanItem(s, PlanState.TODO) for s in specs]

@@ -29,7 +29,7 @@ from model.data import open_source
 from model.trainer import EpochResult, fit
 from orchestrator.execute.workqueue import open_storage
 from orchestrator.matrix import Choices, Matrix, Range, RunSpec, base_config, check_axes, resolve_point
-from orchestrator.tracking import RunKind, RunStatus, Tracker, prepare_store, run_tags
+from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_name, prepare_store, run_tags
 from orchestrator.verdict import default_warmup
 
 __all__ = ["SearchError", "SearchOutcome", "search_space", "run_search"]
@@ -263,6 +263,8 @@ def run_search(
         SearchError: cells in the matrix, or the study exists and ``resume`` is false.
         MatrixError: a sampled point the RunConfig schema rejects (checked on the first point).
         orchestrator.execute.workqueue.QueueError: the study storage cannot be opened.
+        orchestrator.tracking.TrackingError: the matrix's name is refused as an experiment name (before
+            anything is written), the tracking store cannot be opened, or the experiment was deleted in it.
     """
     space = search_space(matrix)
     check_axes(matrix)
@@ -273,6 +275,7 @@ def run_search(
     # validate the first point of the space before anything is written
     first = {k: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for k, d in space.items()}
     resolve_point(matrix, base, "check", {k: _decode(v, _choices(matrix, k)) for k, v in first.items()})
+    check_experiment_name(matrix.name)
     study = _open_study(matrix, name, storage, resume=resume, objective=objective)
 
     tracker = Tracker(prepare_store(tracking_uri))

@@ -28,7 +28,7 @@ from orchestrator.execute.resources import WorkerSlot, plan_workers
 from orchestrator.execute.worker import worker_main
 from orchestrator.execute.workqueue import PREFIX, QueueError, WorkQueue, find_sweep_queue, open_storage
 from orchestrator.matrix import Matrix, RunSpec
-from orchestrator.tracking import RunKind, RunStatus, Tracker, prepare_store, run_tags
+from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_name, prepare_store, run_tags
 
 __all__ = [
     "SweepEvent",
@@ -305,14 +305,16 @@ def run_sweep(
     then only coordinates. The call returns once every item is done, wherever it ran.
 
     Raises:
-        orchestrator.tracking.TrackingError: the tracking store cannot be opened (nothing started).
+        orchestrator.tracking.TrackingError: the tracking store cannot be opened, the matrix's experiment
+            was deleted in it or its name is refused (nothing started).
         orchestrator.execute.workqueue.QueueError: the queue storage cannot be opened (nothing started).
         KeyboardInterrupt: interrupted; in-flight runs are marked KILLED.
     """
+    experiment = matrix.name
+    check_experiment_name(experiment)
     queue_storage = open_storage(storage, heartbeat=heartbeat) if storage else None
     on_phase("opening the tracking store")
     tracker = Tracker(prepare_store(tracking_uri))
-    experiment = matrix.name
     tracker.experiment_id(experiment)
     _mark_stale(tracker, experiment)
     on_phase(f"planning {len(specs)} runs")

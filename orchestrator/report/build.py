@@ -20,6 +20,7 @@ from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import render_summary, render_table, to_csv, to_json, to_markdown
 from orchestrator.report.views import group_cells, select_cells
 from orchestrator.tracking import Tracker
+from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.vocabulary import (
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -97,8 +98,9 @@ def build_report(
     :func:`~orchestrator.report.views.group_cells`).
 
     Raises:
-        ReportError: unknown experiment, no runs, the metric was never logged, every run failed, or a
-            selection that names no cell or axis.
+        ReportError: unknown experiment, no runs, the metric was never logged, every run failed, a
+            selection that names no cell or axis, or the figures cannot be written (nothing is logged).
+        orchestrator.tracking.TrackingError: the store's server cannot be reached.
     """
     tracker = Tracker(tracking_uri)
     data = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)
@@ -109,7 +111,10 @@ def build_report(
     verdicts = judge_cells(data, settings)
     label = _label(settings, select, cells=list(cells), where=where or {}, group_by=group_by)
     out = out_dir or Path("runs") / "reports" / experiment.replace("/", "_") / ("" if record else label)
-    figures = _figures(tracker, experiment, settings, data, verdicts, out)
+    try:
+        figures = _figures(tracker, experiment, settings, data, verdicts, out)
+    except OSError as exc:  # a read-only runs/, a file in the way, a full disk
+        raise ReportError(f"cannot write figures to {out}: {os_reason(exc)}") from None
     parent = parent_run_id or tracker.latest_sweep(experiment)
     if parent:
         folder = "report" if record else f"reports/{label}"

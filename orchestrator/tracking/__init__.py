@@ -1,7 +1,9 @@
 """Everything orch writes to or reads from MLflow: this package is the only one that imports it.
 
 - :mod:`~orchestrator.tracking.vocabulary`: run status, run kinds and tag names (no MLflow import).
-- :mod:`~orchestrator.tracking.store`: opening or creating the store once, before workers start.
+- :mod:`~orchestrator.tracking.store`: opening or creating the store once, before workers start
+  (:mod:`~orchestrator.tracking.sqlite_store`: an SQLite store built whole or not at all).
+- :mod:`~orchestrator.tracking.errors`: :class:`TrackingError` (no MLflow import).
 - :mod:`~orchestrator.tracking.tracker`: :class:`Tracker`, the writes and reads of runs.
 
 The vocabulary is imported at once; the names that need MLflow on first use, so that a worker process can
@@ -21,6 +23,8 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "axes_from_tags",
+    "check_experiment_name",
+    "check_reachable",
     "flatten",
     "normalize_uri",
     "open_single_run",
@@ -29,7 +33,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "TrackingError": "store",
+    "TrackingError": "errors",
+    "check_reachable": "store",
+    "check_experiment_name": "tracker",
     "normalize_uri": "store",
     "prepare_store": "store",
     "Attempt": "tracker",

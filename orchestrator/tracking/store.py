@@ -1,18 +1,26 @@
 """The MLflow store: where it is, and opening (or creating) it once before any worker starts.
 
 Known traps this handles: several processes creating an SQLite store at once race MLflow's schema
-migration (creation is serialised with a file lock, and SQLite is put in WAL mode), and concurrent writers
-can hit "database is locked" (:func:`retry`).
+migration (creation is serialised with a file lock); a creation killed half-way (kill -9, a full disk)
+left a store MLflow never opens again (a new store is built whole beside its path and renamed into place,
+and a half-built one that holds nothing is rebuilt: :mod:`~orchestrator.tracking.sqlite_store`);
+concurrent writers can hit "database is locked" (SQLite is put in WAL mode, and :func:`retry`); an
+unreachable tracking server kept MLflow retrying for minutes (:func:`check_reachable` fails in seconds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
-import sqlite3
+import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -24,14 +32,21 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
+from orchestrator.tracking.errors import TrackingError, first_line, os_reason  # noqa: E402
+from orchestrator.tracking.sqlite_store import ensure_store, set_wal  # noqa: E402
+
 for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
     logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
 
-__all__ = ["TrackingError", "artifact_root", "normalize_uri", "prepare_store", "retry", "sqlite_path"]
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used (unreachable, unknown experiment...)."""
+__all__ = [
+    "TrackingError",
+    "artifact_root",
+    "check_reachable",
+    "normalize_uri",
+    "prepare_store",
+    "retry",
+    "sqlite_path",
+]
 
 
 def normalize_uri(uri: str) -> str:
@@ -58,25 +73,82 @@ def prepare_store(uri: str) -> str:
     """Create the store once, before any worker starts, and put SQLite in WAL mode.
 
     Several processes creating an SQLite store at once race MLflow's schema migration, so the
-    coordinator calls this first.
+    coordinator calls this first. A new SQLite store appears whole or not at all; one left half-built by
+    an older orch is rebuilt when it holds nothing (:func:`~orchestrator.tracking.sqlite_store.ensure_store`).
 
     Raises:
-        TrackingError: the store cannot be opened.
+        TrackingError: the store cannot be created or opened, or its server cannot be reached.
     """
     uri = normalize_uri(uri)
     db = sqlite_path(uri)
     if db is None:
+        check_reachable(uri)
         _open_store(uri)
         return uri
-    db.parent.mkdir(parents=True, exist_ok=True)
     # processes on this machine (a coordinator and `orch worker`s started at once) take turns: the
     # first creates the schema, the others find it
-    with open(db.parent / f"{db.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        with sqlite3.connect(db) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+    with _store_lock(db):
+        try:
+            ensure_store(db, artifact_root(uri))
+            set_wal(db)
+        except OSError as exc:
+            raise TrackingError(f"cannot open the tracking store {db}: {os_reason(exc)}") from None
         _open_store(uri)
     return uri
+
+
+@contextlib.contextmanager
+def _store_lock(db: Path) -> Iterator[None]:
+    """Hold the lock file beside ``db`` (its folder is created first).
+
+    Raises:
+        TrackingError: the folder cannot be created or written (a file in the way, read-only...).
+    """
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(db.parent / f"{db.name}.lock", "w")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise TrackingError(f"cannot create the tracking store {db}: {os_reason(exc)}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+#: HTTP tracking servers this process reached (probed once)
+_REACHED: set[str] = set()
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail in seconds when nothing answers at an HTTP tracking server's address (MLflow itself retries
+    for about 5 minutes before it says so). Any HTTP answer, even an error, means it is reachable.
+
+    Raises:
+        TrackingError: connection refused, unknown host, or no answer within ``timeout`` seconds.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or uri in _REACHED:
+        return
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc  # an IPv6 address
+    netloc += f":{parts.port}" if parts.port else ""
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # it answered: whether it is MLflow, and lets us in, is MLflow's to say
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if not isinstance(reason, ssl.SSLError):  # TLS is MLflow's to judge (MLFLOW_TRACKING_INSECURE_TLS)
+            why = _net_reason(reason, timeout)
+            raise TrackingError(f"cannot reach the tracking server {uri}: {why}") from None
+    _REACHED.add(uri)
+
+
+def _net_reason(reason: object, timeout: float) -> str:
+    """``Connection refused`` rather than ``[Errno 111] Connection refused``."""
+    if isinstance(reason, TimeoutError) or str(reason) == "timed out":
+        return f"no answer within {timeout:g} s"
+    return getattr(reason, "strerror", None) or str(reason)
 
 
 def _open_store(uri: str, attempts: int = 5) -> None:
@@ -85,12 +157,12 @@ def _open_store(uri: str, attempts: int = 5) -> None:
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
             return
         except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
-            # another process is creating or migrating the same store (one that did not take the lock,
-            # e.g. an older orch): wait for it, then find the schema in place
-            if "OperationalError" in f"{type(exc).__name__}: {exc}" and i < attempts - 1:
+            # another process holds the store's write lock (one that did not take orch's lock, e.g.
+            # `mlflow ui` creating it): wait for it
+            if "locked" in str(exc).lower() and i < attempts - 1:
                 time.sleep(0.5 * (i + 1))
                 continue
-            raise TrackingError(f"cannot open the tracking store {uri}: {exc}") from None
+            raise TrackingError(f"cannot open the tracking store {uri}: {first_line(exc)}") from None
 
 
 def retry(fn, *args, attempts: int = 8, **kwargs):  # noqa: ANN001, ANN202

@@ -27,14 +27,23 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import LifecycleStage, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
 
 from model.config import RunConfig
 from model.trainer import EpochResult
 from orchestrator.identity import code_context, identify
 from orchestrator.tracking.curves import fetch_curves
-from orchestrator.tracking.store import TrackingError, artifact_root, normalize_uri, prepare_store, retry
+from orchestrator.tracking.errors import first_line
+from orchestrator.tracking.store import (
+    TrackingError,
+    artifact_root,
+    check_reachable,
+    normalize_uri,
+    prepare_store,
+    retry,
+)
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
     TAG_CODE,
@@ -51,7 +60,7 @@ from orchestrator.tracking.vocabulary import (
     run_tags,
 )
 
-__all__ = ["Attempt", "RunRecord", "Tracker", "flatten", "open_single_run"]
+__all__ = ["Attempt", "RunRecord", "Tracker", "check_experiment_name", "flatten", "open_single_run"]
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -64,6 +73,21 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def check_experiment_name(name: str) -> None:
+    """Refuse an experiment name MLflow would refuse, before anything is written.
+
+    Raises:
+        TrackingError: empty, or longer than MLflow allows (500 characters).
+    """
+    if not name:
+        raise TrackingError("the experiment name is empty")
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise TrackingError(
+            f"experiment name {name[:40]!r}... is {len(name)} characters long; MLflow allows at most "
+            f"{MAX_EXPERIMENT_NAME_LENGTH}: shorten the matrix's name"
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -144,24 +168,47 @@ class Tracker:
     """Writes sweeps and runs to one MLflow store."""
 
     def __init__(self, uri: str) -> None:
+        """A tracker of the store at ``uri``.
+
+        Raises:
+            TrackingError: ``uri`` is a tracking server that does not answer (:func:`check_reachable`).
+        """
         self.uri = uri = normalize_uri(uri)
+        check_reachable(uri)
         self.client = MlflowClient(tracking_uri=uri)
 
     # ------------------------------------------------------------------------------- experiments
 
     def experiment_id(self, name: str, *, create: bool = True) -> str | None:
+        """The id of experiment ``name``, created when missing and ``create`` (else None).
+
+        Raises:
+            TrackingError: the experiment was deleted (it is still in the store), or its name is refused.
+        """
+        check_experiment_name(name)
         exp = retry(self.client.get_experiment_by_name, name)
         if exp is not None:
-            return exp.experiment_id
+            return self._active(exp)
         if not create:
             return None
         try:
             return retry(self.client.create_experiment, name, artifact_location=artifact_root(self.uri))
-        except MlflowException:
+        except MlflowException as exc:
             exp = self.client.get_experiment_by_name(name)  # created concurrently
             if exp is None:
-                raise
-            return exp.experiment_id
+                raise TrackingError(
+                    f"cannot create experiment {name!r} in {self.uri}: {first_line(exc)}"
+                ) from None
+            return self._active(exp)
+
+    def _active(self, exp: Any) -> str:
+        """An experiment's id, unless it was deleted (MLflow keeps it, and refuses new runs in it)."""
+        if exp.lifecycle_stage == LifecycleStage.DELETED:
+            raise TrackingError(
+                f"experiment {exp.name!r} was deleted in the store {self.uri} (`mlflow gc` removes it for "
+                f"good, `mlflow experiments restore --experiment-id {exp.experiment_id}` brings it back)"
+            )
+        return exp.experiment_id
 
     # ------------------------------------------------------------------------------------- writes
 
