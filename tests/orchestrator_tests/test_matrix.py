@@ -157,11 +157,15 @@ def test_config_key_ignores_later_fields_at_the_value_earlier_runs_used(tmp_path
     import json
 
     from model.config import RunConfig
-    from orchestrator.identity import config_key
+    from orchestrator.identity import KEY_NEUTRAL, config_key
 
     cfg = RunConfig()
     legacy = cfg.to_dict()
-    del legacy["trainer"]["precision"]
+    for *parents, leaf in KEY_NEUTRAL:  # every field added later (precision, val_pairs, ...)
+        section = legacy
+        for name in parents:
+            section = section[name]
+        del section[leaf]
     text = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
     assert config_key(cfg) == hashlib.sha256(text.encode()).hexdigest()[:16]
     bf16 = RunConfig.model_validate({"trainer": {"precision": "bfloat16"}})
