@@ -3,7 +3,8 @@
 ``RunConfig`` reads the note's JSON as written (``model.encoder.latent_channels``,
 ``model.decoder_a.features``, ``trainer.loss_weights``, ``trainer.cross_domain_strategy``,
 ``trainer.same_domain_use_skip``) and adds what the tool needs to run it: Plan A's ``up_mode`` and
-``skip_weight`` schedule, Plan D's discriminator, optimiser, budget, device and data.
+``skip_weight`` schedule, Plan D's discriminator, ``model.norm`` (docs/remedies.md), optimiser, budget,
+device and data.
 
 Every model forbids unknown keys; :func:`load_config` turns a pydantic error into a
 :class:`ConfigError` whose message names the field and, for a misspelt key, the closest valid one.
@@ -82,6 +83,13 @@ class ModelConfig(_Strict):
         "concat", description="concat: the original UNet Up (zeros without a skip); add: Plan A"
     )
     upsample: Literal["transpose", "bilinear"] = "transpose"
+    norm: Literal["batch", "batch_per_path", "group", "instance", "none"] = Field(
+        "batch",
+        description="the norm in every encoder and decoder block (model.norm): batch (the note's); "
+        "batch_per_path (BatchNorm with running statistics per path: per domain in the encoder, "
+        "same-domain and cross in a decoder); group (GroupNorm, the largest divisor of the channels "
+        "not above 8 groups); instance (InstanceNorm2d, affine); none (convolutions with a bias)",
+    )
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
 
     @model_validator(mode="after")

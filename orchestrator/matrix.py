@@ -60,6 +60,7 @@ AXIS_ALIASES: dict[str, tuple[str, ...]] = {
     "skip_schedule": ("trainer.skip_schedule",),
     "skip_weight_final": ("trainer.skip_weight_final",),
     "skip_decay_epochs": ("trainer.skip_decay_epochs",),
+    "norm": ("model.norm",),
     "lr": ("trainer.lr",),
     "batch_size": ("trainer.batch_size",),
     "epochs": ("trainer.epochs",),

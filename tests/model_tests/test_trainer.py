@@ -9,6 +9,7 @@ import torch
 from model.config import load_config
 from model.data import InMemoryPairs, Pairs
 from model.metrics import noise_leak_terms
+from model.norm import NORMS
 from model.trainer import NonFiniteLossError, Trainer, fit, skip_weight_at
 
 
@@ -29,24 +30,28 @@ def _l1(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((x - y).abs().mean())
 
 
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("strategy", ["use_source", "no_skip"])
 @pytest.mark.parametrize("same_skip", [True, False])
-def test_losses_are_the_notes_definitions(tiny: dict, strategy: str, same_skip: bool) -> None:
+def test_losses_are_the_notes_definitions(tiny: dict, strategy: str, same_skip: bool, norm: str) -> None:
+    """Evaluation mode (running statistics): with batch_per_path each call names its path."""
+    tiny["model"]["norm"] = norm
     tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
     tr = Trainer(load_config(tiny), _pairs())
+    tr.train_epoch(1)  # running statistics that differ from their initial values (and between paths)
     tr.model.eval()
     batch = tr.val.take(np.arange(4))
     x_a, x_b = batch["a"], batch["b"]
     with torch.no_grad():
         out = tr.forward(x_a, x_b, 1.0)
         m = tr.model
-        z_a, s_a = m.encoder(x_a)
-        z_b, s_b = m.encoder(x_b)
+        z_a, s_a = m.encoder(x_a, paths=("a",))
+        z_b, s_b = m.encoder(x_b, paths=("b",))
         sizes = [tuple(s.shape[-2:]) for s in s_a]
-        ra = m.decoder_a(z_a, s_a if same_skip else None, sizes=sizes)
-        rb = m.decoder_b(z_b, s_b if same_skip else None, sizes=sizes)
-        ab = m.decoder_a(z_b, s_b if strategy == "use_source" else None, sizes=sizes)
-        ba = m.decoder_b(z_a, s_a if strategy == "use_source" else None, sizes=sizes)
+        ra = m.decoder_a(z_a, s_a if same_skip else None, sizes=sizes, path="same")
+        rb = m.decoder_b(z_b, s_b if same_skip else None, sizes=sizes, path="same")
+        ab = m.decoder_a(z_b, s_b if strategy == "use_source" else None, sizes=sizes, path="cross")
+        ba = m.decoder_b(z_a, s_a if strategy == "use_source" else None, sizes=sizes, path="cross")
     content = _l1(z_a, z_b)
     recon = 0.5 * (_l1(ra, x_a) + _l1(rb, x_b))
     cross = 0.5 * (_l1(ab, x_a) + _l1(ba, x_b))
@@ -168,15 +173,16 @@ def test_skip_weight_schedule(tiny: dict, schedule: str, expected: list | None) 
 def _separate_step(
     model: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, tc
 ) -> dict[str, torch.Tensor]:
-    """The note's step as its code reads: separate encoder and decoder calls, one per path."""
-    z_a, s_a = model.encoder(x_a)
-    z_b, s_b = model.encoder(x_b)
+    """The note's step as its code reads: separate encoder and decoder calls, one per path (each naming
+    its path, which only batch_per_path reads)."""
+    z_a, s_a = model.encoder(x_a, paths=("a",))
+    z_b, s_b = model.encoder(x_b, paths=("b",))
     sizes = [tuple(s.shape[-2:]) for s in s_a]
     same, use_src = tc.same_domain_use_skip, tc.cross_domain_strategy == "use_source"
-    ra = model.decoder_a(z_a, s_a if same else None, sizes=sizes)
-    rb = model.decoder_b(z_b, s_b if same else None, sizes=sizes)
-    ab = model.decoder_a(z_b, s_b if use_src else None, sizes=sizes)
-    ba = model.decoder_b(z_a, s_a if use_src else None, sizes=sizes)
+    ra = model.decoder_a(z_a, s_a if same else None, sizes=sizes, path="same")
+    rb = model.decoder_b(z_b, s_b if same else None, sizes=sizes, path="same")
+    ab = model.decoder_a(z_b, s_b if use_src else None, sizes=sizes, path="cross")
+    ba = model.decoder_b(z_a, s_a if use_src else None, sizes=sizes, path="cross")
     w = tc.loss_weights
     content = (z_a - z_b).abs().mean()
     recon = 0.5 * ((ra - x_a).abs().mean() + (rb - x_b).abs().mean())
@@ -189,19 +195,21 @@ def _separate_step(
     }
 
 
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("up_mode", ["concat", "add"])
 @pytest.mark.parametrize(
     "strategy,same_skip", [("use_source", True), ("no_skip", True), ("no_skip", False), ("use_source", False)]
 )
 def test_grouped_training_step_equals_separate_calls(
-    tiny: dict, up_mode: str, strategy: str, same_skip: bool
+    tiny: dict, up_mode: str, strategy: str, same_skip: bool, norm: str
 ) -> None:
     """The trainer's batched passes (both domains in one encoder pass, a decoder's two paths in one), in
     its channels_last layout, give the separate calls' losses, gradients and BatchNorm running
-    statistics in PyTorch's default layout, in training mode."""
+    statistics (with batch_per_path: each path's) in PyTorch's default layout, in training mode, for
+    every norm."""
     import copy
 
-    tiny["model"]["up_mode"] = up_mode
+    tiny["model"] |= {"up_mode": up_mode, "norm": norm}
     tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
     tr = Trainer(load_config(tiny), _pairs())
     conv = tr.model.encoder.inc.conv2.weight

@@ -101,6 +101,10 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
             r"early_stop_patience.*greater than or equal to 1",
         ),
         ({"name": "t", "cells": {"a": {}, "b": {"lr": 0.001}}}, r"cells 'a' and 'b' resolve to the same"),
+        (
+            {"name": "t", "axes": {"norm": ["layer"]}},
+            r"norm='layer'.*'batch', 'batch_per_path', 'group', 'instance' or 'none'",
+        ),
     ],
 )
 def test_bad_matrices(tmp_path: Path, matrix: dict, pattern: str) -> None:
