@@ -3,8 +3,8 @@
 ``RunConfig`` reads the note's JSON as written (``model.encoder.latent_channels``,
 ``model.decoder_a.features``, ``trainer.loss_weights``, ``trainer.cross_domain_strategy``,
 ``trainer.same_domain_use_skip``) and adds what the tool needs to run it: Plan A's ``up_mode`` and
-``skip_weight`` schedule, Plan D's discriminator, ``model.norm`` (docs/remedies.md), optimiser, budget,
-device and data.
+``skip_weight`` schedule, Plan D's discriminator, the remedies of docs/remedies.md (``model.norm``,
+``trainer.content_loss``), optimiser, budget, device and data.
 
 Every model forbids unknown keys; :func:`load_config` turns a pydantic error into a
 :class:`ConfigError` whose message names the field and, for a misspelt key, the closest valid one.
@@ -130,6 +130,16 @@ class TrainerConfig(_Strict):
     skip_weight_final: float = Field(0.0, ge=0, description="skip weight reached at the end of the decay")
     skip_decay_epochs: int | None = Field(
         None, ge=1, description="epochs over which skip_weight decays to skip_weight_final (default: all)"
+    )
+    content_loss: Literal["l1", "cosine", "vicreg"] = Field(
+        "l1",
+        description="the trained content term (model.losses): l1 (the note's |z_a - z_b|); cosine "
+        "(mean 1 - cosine similarity of each pair's flattened latents, scale-free); vicreg (l1 plus "
+        "VICReg's variance hinge on each latent element's standard deviation over the batch). The "
+        "logged `content` is always the note's l1; another form is logged as `content_loss`",
+    )
+    content_variance_weight: float = Field(
+        1.0, ge=0, description="vicreg only: weight of the variance terms against the L1 invariance"
     )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)

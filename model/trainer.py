@@ -9,6 +9,10 @@ Per step (the note's losses, all L1, each the mean over both directions)::
     adv     = Plan D: the cross outputs should pass the discriminator as same-domain reconstructions
     total   = w_content * content + w_recon * recon + w_cross * cross + w_adv * adv
 
+Remedies (docs/remedies.md): ``trainer.content_loss`` replaces the trained content term by another form
+(:mod:`model.losses`; ``content`` stays the note's L1, logged as the diagnostic, and the trained term is
+``content_loss``).
+
 The trainer is a library: :func:`fit` takes a :class:`~model.config.RunConfig` and reports each epoch
 (validation metrics on a fixed held-out split, epoch 0 measured before any update, plus image grids)
 to a callback. It never imports tracking or orchestration code.
@@ -31,6 +35,7 @@ from torch import nn
 from model.config import ConfigError, RunConfig, TrainerConfig
 from model.data import InMemoryPairs, PairedSource, Pairs, open_source, split_indices
 from model.discriminator import PatchDiscriminator
+from model.losses import content_loss
 from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
 from model.unet import CrossDomainAE
 
@@ -45,7 +50,8 @@ __all__ = [
     "skip_weight_at",
 ]
 
-LOSS_TERMS = ("content", "recon", "cross", "adv", "total")
+#: ``content_loss`` only when ``trainer.content_loss`` is not the note's L1 (then it is the trained term).
+LOSS_TERMS = ("content", "content_loss", "recon", "cross", "adv", "total")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,9 +69,10 @@ class EpochResult:
     ``metrics`` holds the validation values (``content``, ``recon``, ``cross``, ``total``, per-direction
     ``recon_a`` ... ``cross_b``, and for data with clean images ``cross_floor``, ``cross_clean``,
     ``cross_psnr_clean``, ``noise_leak``: the fraction of the source image's noise found in the cross output's
-    error), the epoch's training means (``train_*``), ``skip_weight``
-    and ``epoch_seconds``. ``images`` maps ``x_a_from_b`` / ``x_b_from_a`` to float grids in [0, 1]
-    of shape (rows * H, cols * W): columns source, output, target (and clean target when known).
+    error), the epoch's training means (``train_*``), ``skip_weight``, ``content_loss`` (the trained
+    content term, when ``trainer.content_loss`` is not the note's L1) and ``epoch_seconds``. ``images``
+    maps ``x_a_from_b`` / ``x_b_from_a`` to float grids in [0, 1] of shape (rows * H, cols * W): columns
+    source, output, target (and clean target when known).
     """
 
     epoch: int
@@ -225,8 +232,13 @@ class Trainer:
         }
         losses["recon"] = 0.5 * (losses["recon_a"] + losses["recon_b"])
         losses["cross"] = 0.5 * (losses["cross_a"] + losses["cross_b"])
+        if tc.content_loss != "l1":
+            losses["content_loss"] = content_loss(
+                tc.content_loss, p.z_a, p.z_b, variance_weight=tc.content_variance_weight
+            )
+        content = losses.get("content_loss", losses["content"])
         w = tc.loss_weights
-        total = w.content * losses["content"] + w.recon * losses["recon"] + w.cross * losses["cross"]
+        total = w.content * content + w.recon * losses["recon"] + w.cross * losses["cross"]
         if self.adversarial:
             logits_a, logits_b = self.disc_a(a_from_b), self.disc_b(b_from_a)
             losses["adv"] = 0.5 * (

@@ -45,8 +45,10 @@ __all__ = [
 KEY_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("trainer", "precision"): "float32",
     ("trainer", "val_pairs"): None,
-    # model.norm (docs/remedies.md): at the note's BatchNorm a config hashes as before
+    # the remedies (docs/remedies.md): at the note's behaviour a config hashes as before they existed
     ("model", "norm"): "batch",
+    ("trainer", "content_loss"): "l1",
+    ("trainer", "content_variance_weight"): 1.0,
 }
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -61,6 +61,8 @@ AXIS_ALIASES: dict[str, tuple[str, ...]] = {
     "skip_weight_final": ("trainer.skip_weight_final",),
     "skip_decay_epochs": ("trainer.skip_decay_epochs",),
     "norm": ("model.norm",),
+    "content_loss": ("trainer.content_loss",),
+    "content_variance_weight": ("trainer.content_variance_weight",),
     "lr": ("trainer.lr",),
     "batch_size": ("trainer.batch_size",),
     "epochs": ("trainer.epochs",),

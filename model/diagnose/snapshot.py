@@ -206,6 +206,9 @@ def measure(
         batch = trainer.train.take(np.arange(min(tc.batch_size, len(trainer.train))))
         with torch.enable_grad():
             losses = trainer.forward(batch["a"], batch["b"], sw).losses
+            # the gradient of the content term that is trained (trainer.content_loss), not of the
+            # note's L1 diagnostic when the two differ
+            losses = {**losses, "content": losses.get("content_loss", losses["content"])}
             grads = gradient_norms(
                 losses,
                 tc.loss_weights.model_dump(),

@@ -105,6 +105,8 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
             {"name": "t", "axes": {"norm": ["layer"]}},
             r"norm='layer'.*'batch', 'batch_per_path', 'group', 'instance' or 'none'",
         ),
+        ({"name": "t", "axes": {"content_loss": ["simsiam"]}}, r"'l1', 'cosine' or 'vicreg'"),
+        ({"name": "t", "axes": {"content_variance_weight": [-1]}}, r"greater than or equal to 0"),
     ],
 )
 def test_bad_matrices(tmp_path: Path, matrix: dict, pattern: str) -> None:
