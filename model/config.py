@@ -4,7 +4,7 @@
 ``model.decoder_a.features``, ``trainer.loss_weights``, ``trainer.cross_domain_strategy``,
 ``trainer.same_domain_use_skip``) and adds what the tool needs to run it: Plan A's ``up_mode`` and
 ``skip_weight`` schedule, Plan D's discriminator, the remedies of docs/remedies.md (``model.norm``,
-``trainer.content_loss``), optimiser, budget, device and data.
+``trainer.content_loss`` and the content weight's schedule), optimiser, budget, device and data.
 
 Every model forbids unknown keys; :func:`load_config` turns a pydantic error into a
 :class:`ConfigError` whose message names the field and, for a misspelt key, the closest valid one.
@@ -140,6 +140,17 @@ class TrainerConfig(_Strict):
     )
     content_variance_weight: float = Field(
         1.0, ge=0, description="vicreg only: weight of the variance terms against the L1 invariance"
+    )
+    content_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="content weight over training: from loss_weights.content at epoch 1 to "
+        "content_weight_final at epoch content_ramp_epochs (up or down), then held",
+    )
+    content_weight_final: float = Field(0.0, ge=0, description="content weight reached at the ramp's end")
+    content_ramp_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="epochs over which the content weight moves to content_weight_final (default: all)",
     )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)

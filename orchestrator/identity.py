@@ -49,6 +49,9 @@ KEY_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("model", "norm"): "batch",
     ("trainer", "content_loss"): "l1",
     ("trainer", "content_variance_weight"): 1.0,
+    ("trainer", "content_schedule"): "constant",
+    ("trainer", "content_weight_final"): 0.0,
+    ("trainer", "content_ramp_epochs"): None,
 }
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -170,6 +170,46 @@ def test_skip_weight_schedule(tiny: dict, schedule: str, expected: list | None) 
         assert got[0] == got[1] == 1.0 and got[3] == pytest.approx(0.0) and 0 < got[2] < 1
 
 
+@pytest.mark.parametrize(
+    ("start", "final", "schedule", "expected"),
+    [
+        (1.0, 0.0, "constant", [1.0, 1.0, 1.0, 1.0, 1.0]),
+        (1.0, 0.0, "linear", [1.0, 1.0, 0.5, 0.0, 0.0]),
+        (0.0, 2.0, "linear", [0.0, 0.0, 1.0, 2.0, 2.0]),  # a ramp up (a warm-up of the content term)
+        (1.0, 0.2, "cosine", [1.0, 1.0, 0.6, 0.2, 0.2]),  # half-way on a cosine is half-way too
+    ],
+)
+def test_content_weight_schedule(
+    tiny: dict, start: float, final: float, schedule: str, expected: list
+) -> None:
+    from model.trainer import content_weight_at
+
+    tiny["trainer"] |= {"epochs": 4, "content_schedule": schedule, "loss_weights": {"content": start}}
+    tiny["trainer"] |= {"content_weight_final": final, "content_ramp_epochs": 3}
+    tc = load_config(tiny).trainer
+    assert [content_weight_at(tc, e) for e in range(5)] == pytest.approx(expected)
+    tiny["trainer"].pop("content_ramp_epochs")  # default: over all epochs
+    tc = load_config(tiny).trainer
+    assert content_weight_at(tc, 4) == pytest.approx(final if schedule != "constant" else start)
+
+
+def test_trainer_weighs_the_content_term_with_the_epochs_scheduled_weight(tiny: dict) -> None:
+    """Each epoch's training and validation totals use that epoch's content weight (1, 1, 0.5, 0)."""
+    tiny["trainer"] |= {"epochs": 3, "content_schedule": "linear", "content_weight_final": 0.0}
+    result = fit(load_config(tiny), source=_pairs())
+    assert result.status == "finished"
+    w = load_config(tiny).trainer.loss_weights
+    for e, want in zip(result.epochs, [1.0, 1.0, 0.5, 0.0], strict=True):
+        m = e.metrics
+        assert m["content_weight"] == pytest.approx(want)
+        assert m["total"] == pytest.approx(want * m["content"] + w.recon * m["recon"] + w.cross * m["cross"])
+        if e.epoch > 0:
+            parts = want * m["train_content"] + w.recon * m["train_recon"] + w.cross * m["train_cross"]
+            assert m["train_total"] == pytest.approx(parts, rel=1e-5)
+    tiny["trainer"]["content_schedule"] = "constant"  # the note's: no content_weight metric
+    assert "content_weight" not in fit(load_config(tiny), source=_pairs()).epochs[-1].metrics
+
+
 def _separate_step(
     model: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, tc
 ) -> dict[str, torch.Tensor]:
