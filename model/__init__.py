@@ -3,8 +3,10 @@
 - :mod:`model.config`: :class:`RunConfig` (model + trainer + data), read from the note's JSON.
 - :mod:`model.unet`: the shared encoder, the decoders' ``Up`` (concat: the original; add: plan A) and
   :class:`CrossDomainAE`, whose ``forward`` routes the skips.
+- :mod:`model.norm`: the blocks' norms (``model.norm``) and how a grouped pass runs through them.
 - :mod:`model.discriminator`: plan D's patch discriminator.
 - :mod:`model.metrics`: L1, PSNR, the noise leak.
+- :mod:`model.losses`: the content term's forms (``trainer.content_loss``).
 - :mod:`model.trainer`: the losses and :func:`fit`, the only epoch loop.
 - :mod:`model.data`: phantoms, HDF5 files, fastMRI volumes behind one interface.
 - :mod:`model.diagnose`: the diagnostics.

@@ -3,7 +3,8 @@
 ``RunConfig`` reads the note's JSON as written (``model.encoder.latent_channels``,
 ``model.decoder_a.features``, ``trainer.loss_weights``, ``trainer.cross_domain_strategy``,
 ``trainer.same_domain_use_skip``) and adds what the tool needs to run it: Plan A's ``up_mode`` and
-``skip_weight`` schedule, Plan D's discriminator, optimiser, budget, device and data.
+``skip_weight`` schedule, Plan D's discriminator, the remedies of docs/remedies.md (``model.norm``,
+``trainer.content_loss`` and the content weight's schedule), optimiser, budget, device and data.
 
 Every model forbids unknown keys; :func:`load_config` turns a pydantic error into a
 :class:`ConfigError` whose message names the field and, for a misspelt key, the closest valid one.
@@ -123,6 +124,13 @@ class ModelConfig(_Strict):
         "concat", description="concat: the original UNet Up (zeros without a skip); add: Plan A"
     )
     upsample: Literal["transpose", "bilinear"] = "transpose"
+    norm: Literal["batch", "batch_per_path", "group", "instance", "none"] = Field(
+        "batch",
+        description="the norm in every encoder and decoder block (model.norm): batch (the note's); "
+        "batch_per_path (BatchNorm with running statistics per path: per domain in the encoder, "
+        "same-domain and cross in a decoder); group (GroupNorm, the largest divisor of the channels "
+        "not above 8 groups); instance (InstanceNorm2d, affine); none (convolutions with a bias)",
+    )
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
 
     @model_validator(mode="after")
@@ -163,6 +171,27 @@ class TrainerConfig(_Strict):
     skip_weight_final: float = Field(0.0, ge=0, description="skip weight reached at the end of the decay")
     skip_decay_epochs: int | None = Field(
         None, ge=1, description="epochs over which skip_weight decays to skip_weight_final (default: all)"
+    )
+    content_loss: Literal["l1", "cosine", "vicreg"] = Field(
+        "l1",
+        description="the trained content term (model.losses): l1 (the note's |z_a - z_b|); cosine "
+        "(mean 1 - cosine similarity of each pair's flattened latents, scale-free); vicreg (l1 plus "
+        "VICReg's variance hinge on each latent element's standard deviation over the batch). The "
+        "logged `content` is always the note's l1; another form is logged as `content_loss`",
+    )
+    content_variance_weight: float = Field(
+        1.0, ge=0, description="vicreg only: weight of the variance terms against the L1 invariance"
+    )
+    content_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="content weight over training: from loss_weights.content at epoch 1 to "
+        "content_weight_final at epoch content_ramp_epochs (up or down), then held",
+    )
+    content_weight_final: float = Field(0.0, ge=0, description="content weight reached at the ramp's end")
+    content_ramp_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="epochs over which the content weight moves to content_weight_final (default: all)",
     )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)

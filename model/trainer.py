@@ -9,6 +9,11 @@ Per step (the note's losses, all L1, each the mean over both directions)::
     adv     = Plan D: the cross outputs should pass the discriminator as same-domain reconstructions
     total   = w_content * content + w_recon * recon + w_cross * cross + w_adv * adv
 
+Remedies (docs/remedies.md): ``trainer.content_loss`` replaces the trained content term by another form
+(:mod:`model.losses`; ``content`` stays the note's L1, logged as the diagnostic, and the trained term is
+``content_loss``), and ``trainer.content_schedule`` moves ``w_content`` per epoch
+(:func:`content_weight_at`), as ``skip_schedule`` moves the skip weight.
+
 The trainer is a library: :func:`fit` takes a :class:`~model.config.RunConfig` and reports each epoch
 (validation metrics on a fixed held-out split, epoch 0 measured before any update, plus image grids)
 to a callback. It never imports tracking or orchestration code.
@@ -31,6 +36,7 @@ from torch import nn
 from model.config import ConfigError, RunConfig, TrainerConfig
 from model.data import InMemoryPairs, PairedSource, Pairs, SourceShape, open_source, split_indices
 from model.discriminator import PatchDiscriminator
+from model.losses import content_loss
 from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
 from model.preflight import check_data_fits
 from model.unet import CrossDomainAE
@@ -41,12 +47,15 @@ __all__ = [
     "NonFiniteLossError",
     "Outputs",
     "Trainer",
+    "content_weight_at",
     "fit",
     "resolve_device",
+    "scheduled",
     "skip_weight_at",
 ]
 
-LOSS_TERMS = ("content", "recon", "cross", "adv", "total")
+#: ``content_loss`` only when ``trainer.content_loss`` is not the note's L1 (then it is the trained term).
+LOSS_TERMS = ("content", "content_loss", "recon", "cross", "adv", "total")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,9 +73,11 @@ class EpochResult:
     ``metrics`` holds the validation values (``content``, ``recon``, ``cross``, ``total``, per-direction
     ``recon_a`` ... ``cross_b``, and for data with clean images ``cross_floor``, ``cross_clean``,
     ``cross_psnr_clean``, ``noise_leak``: the fraction of the source image's noise found in the cross output's
-    error), the epoch's training means (``train_*``), ``skip_weight``
-    and ``epoch_seconds``. ``images`` maps ``x_a_from_b`` / ``x_b_from_a`` to float grids in [0, 1]
-    of shape (rows * H, cols * W): columns source, output, target (and clean target when known).
+    error), the epoch's training means (``train_*``), ``skip_weight``, ``content_loss`` (the trained
+    content term, when ``trainer.content_loss`` is not the note's L1), ``content_weight`` (when
+    ``trainer.content_schedule`` moves it) and ``epoch_seconds``. ``images`` maps ``x_a_from_b`` /
+    ``x_b_from_a`` to float grids in [0, 1] of shape (rows * H, cols * W): columns source, output, target
+    (and clean target when known).
     """
 
     epoch: int
@@ -108,21 +119,42 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def scheduled(schedule: str, start: float, final: float, end_epoch: int, epoch: int) -> float:
+    """A value scheduled over training epochs (1-based; epoch 0, before training, uses ``start``).
+
+    ``constant`` stays at ``start``; ``linear`` and ``cosine`` go from ``start`` at epoch 1 to ``final``
+    at epoch ``end_epoch`` (either direction) and stay there.
+    """
+    if schedule == "constant" or epoch <= 1:
+        return start
+    span = end_epoch - 1
+    t = 1.0 if span <= 0 else min(1.0, (epoch - 1) / span)
+    if schedule == "linear":
+        frac = 1.0 - t
+    else:
+        frac = 0.5 * (1.0 + math.cos(math.pi * t))
+    return final + (start - final) * frac
+
+
 def skip_weight_at(cfg: TrainerConfig, epoch: int) -> float:
     """Skip weight used during training epoch ``epoch`` (1-based; epoch 0 uses the start value).
 
     ``linear`` and ``cosine`` go from ``skip_weight`` at epoch 1 to ``skip_weight_final`` at epoch
     ``skip_decay_epochs`` (default: the last epoch) and stay there.
     """
-    if cfg.skip_schedule == "constant" or epoch <= 1:
-        return cfg.skip_weight
-    span = (cfg.skip_decay_epochs or cfg.epochs) - 1
-    t = 1.0 if span <= 0 else min(1.0, (epoch - 1) / span)
-    if cfg.skip_schedule == "linear":
-        frac = 1.0 - t
-    else:
-        frac = 0.5 * (1.0 + math.cos(math.pi * t))
-    return cfg.skip_weight_final + (cfg.skip_weight - cfg.skip_weight_final) * frac
+    end = cfg.skip_decay_epochs or cfg.epochs
+    return scheduled(cfg.skip_schedule, cfg.skip_weight, cfg.skip_weight_final, end, epoch)
+
+
+def content_weight_at(cfg: TrainerConfig, epoch: int) -> float:
+    """Content weight used during training epoch ``epoch`` (1-based; epoch 0 uses the start value).
+
+    ``linear`` and ``cosine`` go from ``loss_weights.content`` at epoch 1 to ``content_weight_final`` at
+    epoch ``content_ramp_epochs`` (default: the last epoch) and stay there.
+    """
+    end = cfg.content_ramp_epochs or cfg.epochs
+    start = cfg.loss_weights.content
+    return scheduled(cfg.content_schedule, start, cfg.content_weight_final, end, epoch)
 
 
 class _Batches:
@@ -206,8 +238,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- forward
 
-    def forward(self, x_a: torch.Tensor, x_b: torch.Tensor, skip_weight: float) -> Outputs:
-        """The note's losses on one batch ``x_a``, ``x_b`` (B, 1, H, W)."""
+    def forward(
+        self, x_a: torch.Tensor, x_b: torch.Tensor, skip_weight: float, content_weight: float | None = None
+    ) -> Outputs:
+        """The note's losses on one batch ``x_a``, ``x_b`` (B, 1, H, W).
+
+        Args:
+            skip_weight: the skips' scale (:func:`skip_weight_at`).
+            content_weight: the content term's weight in ``total`` (:func:`content_weight_at`; default
+                ``loss_weights.content``).
+        """
         tc = self.config.trainer
         with self.autocast():
             p = self.model(
@@ -227,8 +267,14 @@ class Trainer:
         }
         losses["recon"] = 0.5 * (losses["recon_a"] + losses["recon_b"])
         losses["cross"] = 0.5 * (losses["cross_a"] + losses["cross_b"])
+        if tc.content_loss != "l1":
+            losses["content_loss"] = content_loss(
+                tc.content_loss, p.z_a, p.z_b, variance_weight=tc.content_variance_weight
+            )
+        content = losses.get("content_loss", losses["content"])
         w = tc.loss_weights
-        total = w.content * losses["content"] + w.recon * losses["recon"] + w.cross * losses["cross"]
+        w_content = w.content if content_weight is None else content_weight
+        total = w_content * content + w.recon * losses["recon"] + w.cross * losses["cross"]
         if self.adversarial:
             logits_a, logits_b = self.disc_a(a_from_b), self.disc_b(b_from_a)
             losses["adv"] = 0.5 * (
@@ -281,7 +327,7 @@ class Trainer:
         """
         tc = self.config.trainer
         self.model.train()
-        sw = skip_weight_at(tc, epoch)
+        sw, cw = skip_weight_at(tc, epoch), content_weight_at(tc, epoch)
         n_steps = self.steps_per_epoch()
         n = len(self.train)
         bs = min(tc.batch_size, n)
@@ -296,7 +342,7 @@ class Trainer:
                 perm, cursor = torch.randperm(n, generator=self.generator), 0
             batch = self.train.take(perm[cursor : cursor + bs])
             cursor += bs
-            out = self.forward(batch["a"], batch["b"], sw)
+            out = self.forward(batch["a"], batch["b"], sw, cw)
             self.optimizer.zero_grad(set_to_none=True)
             out.losses["total"].backward()
             if tc.grad_clip:
@@ -322,15 +368,16 @@ class Trainer:
     def evaluate(self, epoch: int) -> dict[str, float]:
         """Validation metrics on the fixed held-out pairs (model in eval mode)."""
         self.model.eval()
-        sw = skip_weight_at(self.config.trainer, epoch)
-        bs = max(self.config.trainer.batch_size, 64)
+        tc = self.config.trainer
+        sw, cw = skip_weight_at(tc, epoch), content_weight_at(tc, epoch)
+        bs = max(tc.batch_size, 64)
         sums: dict[str, float] = {}
         weight = 0
         leak_num = leak_den = None
         psnr_sum = 0.0
         for batch in self.val.sequential(bs):
             b = batch["a"].shape[0]
-            out = self.forward(batch["a"], batch["b"], sw)
+            out = self.forward(batch["a"], batch["b"], sw, cw)
             for k, v in out.losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * b
             if self.has_clean:
@@ -358,6 +405,8 @@ class Trainer:
             denom = float(leak_den)
             metrics["noise_leak"] = float(leak_num) / denom if denom > 0 else 0.0
         metrics["skip_weight"] = sw
+        if tc.content_schedule != "constant":
+            metrics["content_weight"] = cw
         return metrics
 
     def baselines(self) -> dict[str, float]:

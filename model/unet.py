@@ -13,12 +13,17 @@ Two ``Up`` variants:
 - ``add`` (Plan A): ``upsampled + skip_weight * interpolate(skip)``; nothing is concatenated, so a
   missing skip loses no input channels.
 
+Normalisation: every block's norm is ``model.norm`` (:mod:`model.norm`): BatchNorm by default, or
+BatchNorm with running statistics per path, GroupNorm, InstanceNorm or none.
+
 Grouped passes: the trainer encodes both domains in one batched pass and runs a decoder's two passes
 (same-domain and cross) in one when both or neither have skips. The inputs are stacked along the
-batch as ``groups`` equal blocks and every BatchNorm normalises each block with its own statistics and
-updates its running statistics as the separate calls would, one block after the other
-(:func:`group_batch_norm`), so a grouped pass computes the separate passes' numbers (tests check it),
-with fewer, larger kernels.
+batch as equal blocks, one per *path* (``paths``: the encoder's ``a`` and ``b``, a decoder's ``same``
+and ``cross``), and every norm treats each block as a separate call would: BatchNorm normalises each
+block with its own statistics and updates its running statistics one block after the other
+(:func:`group_batch_norm`), per-path BatchNorm also routes each block to its path's running statistics,
+and the per-sample norms need nothing. So a grouped pass computes the separate passes' numbers (tests
+check it), with fewer, larger kernels.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import DecoderConfig, EncoderConfig, ModelConfig
+from model.norm import DECODER_PATHS, ENCODER_PATHS, group_batch_norm, make_norm, normalise
 
 __all__ = [
     "CROSS_DOMAIN_STRATEGIES",
@@ -47,6 +53,9 @@ __all__ = [
 ]
 
 Size = tuple[int, int]
+#: The path of each equal batch block of a grouped pass, in order (e.g. ``("same", "cross")``); None for
+#: a path left unsaid (per-path BatchNorm refuses it), and None for the whole tuple means one such block.
+Paths = Sequence[str | None]
 
 #: Where the cross path's skips come from: the source domain's (``use_source``) or nowhere (``no_skip``).
 CROSS_DOMAIN_STRATEGIES = ("use_source", "no_skip")
@@ -69,49 +78,51 @@ def latent_size(cfg: ModelConfig, height: int, width: int) -> Size:
     return height >> levels, width >> levels
 
 
-def group_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """``bn`` applied to each of the ``groups`` equal batch blocks of ``x`` as if called on them in turn.
-
-    In training mode each block is normalised with its own batch statistics and the running statistics
-    are updated block after block, as separate calls would (the blocks are contiguous views, so only the
-    result is copied). In eval mode (running statistics) a block's result does not depend on the others,
-    so one call does it.
-    """
-    if groups == 1 or not bn.training:
-        return bn(x)
-    return torch.cat([bn(block) for block in x.chunk(groups)])
-
-
 class DoubleConv(nn.Module):
-    """(conv 3x3 => BatchNorm => ReLU) * 2; keeps H and W."""
+    """(conv 3x3 => norm => ReLU) * 2; keeps H and W.
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None) -> None:
+    The norms are ``model.norm``'s (:func:`model.norm.make_norm`; BatchNorm by default), still named
+    ``bn1`` and ``bn2`` so that checkpoints keep their keys; ``paths`` are the passes through the block
+    (per-path BatchNorm keeps statistics for each). Without a norm the convolutions get a bias.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: int | None = None,
+        norm: str = "batch",
+        paths: Sequence[str] = ENCODER_PATHS,
+    ) -> None:
         super().__init__()
         mid = mid_channels or out_channels
-        self.conv1 = nn.Conv2d(in_channels, mid, kernel_size=3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(mid)
-        self.conv2 = nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        bias = norm == "none"
+        self.conv1 = nn.Conv2d(in_channels, mid, kernel_size=3, padding=1, bias=bias)
+        self.bn1 = make_norm(norm, mid, paths)
+        self.conv2 = nn.Conv2d(mid, out_channels, kernel_size=3, padding=1, bias=bias)
+        self.bn2 = make_norm(norm, out_channels, paths)
 
-    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
-        return self.after_conv1(self.conv1(x), groups)
+    def forward(self, x: torch.Tensor, paths: Paths | None = None) -> torch.Tensor:
+        return self.after_conv1(self.conv1(x), paths)
 
-    def after_conv1(self, h: torch.Tensor, groups: int = 1) -> torch.Tensor:
-        """The block from the first BatchNorm on, given the first convolution's output ``h``."""
-        h = F.relu(group_batch_norm(self.bn1, h, groups))
-        return F.relu(group_batch_norm(self.bn2, self.conv2(h), groups))
+    def after_conv1(self, h: torch.Tensor, paths: Paths | None = None) -> torch.Tensor:
+        """The block from the first norm on, given the first convolution's output ``h``."""
+        h = F.relu(normalise(self.bn1, h, paths))
+        return F.relu(normalise(self.bn2, self.conv2(h), paths))
 
 
 class Down(nn.Module):
     """Max-pool by 2, then DoubleConv."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, norm: str = "batch", paths: Sequence[str] = ENCODER_PATHS
+    ) -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(2)
-        self.conv = DoubleConv(in_channels, out_channels)
+        self.conv = DoubleConv(in_channels, out_channels, norm=norm, paths=paths)
 
-    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
-        return self.conv(self.pool(x), groups)
+    def forward(self, x: torch.Tensor, paths: Paths | None = None) -> torch.Tensor:
+        return self.conv(self.pool(x), paths)
 
 
 def _stack(blocks: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -137,6 +148,8 @@ class Up(nn.Module):
         out_channels: channels of the output.
         mode: ``concat`` (original) or ``add`` (Plan A).
         upsample: ``transpose`` (ConvTranspose2d) or ``bilinear`` (+ 1x1 conv).
+        norm: the block's normalisation (:data:`model.norm.NORMS`).
+        paths: the passes through the block (per-path BatchNorm keeps statistics for each).
     """
 
     def __init__(
@@ -146,6 +159,8 @@ class Up(nn.Module):
         out_channels: int,
         mode: str = "concat",
         upsample: str = "transpose",
+        norm: str = "batch",
+        paths: Sequence[str] = DECODER_PATHS,
     ) -> None:
         super().__init__()
         if mode not in ("concat", "add"):
@@ -160,7 +175,7 @@ class Up(nn.Module):
                 nn.Conv2d(in_channels, skip_channels, kernel_size=1),
             )
         conv_in = 2 * skip_channels if mode == "concat" else skip_channels
-        self.conv = DoubleConv(conv_in, out_channels)
+        self.conv = DoubleConv(conv_in, out_channels, norm=norm, paths=paths)
 
     def forward(
         self,
@@ -168,14 +183,14 @@ class Up(nn.Module):
         x2: torch.Tensor | None = None,
         skip_weight: float = 1.0,
         size: Size | None = None,
-        groups: int = 1,
+        paths: Paths | None = None,
     ) -> torch.Tensor:
         """Merge ``x1`` (B, in, h, w) with the skip ``x2`` (B, skip, H, W) or, when absent, nothing.
 
         Args:
             size: output (H, W) when ``x2`` is None (default: twice ``x1``'s).
-            groups: ``x1`` (and ``x2``) stack this many equal batch blocks, each normalised with its own
-                BatchNorm statistics: the result of calling this block by block.
+            paths: ``x1`` (and ``x2``) stack one equal batch block per path named here, each normalised
+                as its own call on its path would be (default: one block, on the first path).
 
         Returns:
             (B, out, H, W)
@@ -186,61 +201,65 @@ class Up(nn.Module):
             x1 = _pad_to(x1, target)  # (B, skip, H, W)
         if self.mode == "add":
             if x2 is None:
-                return self.conv(x1, groups)  # nothing is lost without a skip
+                return self.conv(x1, paths)  # nothing is lost without a skip
             if x2.shape[-2:] != x1.shape[-2:]:
                 x2 = F.interpolate(x2, size=x1.shape[-2:])
-            return self.conv(x1 + skip_weight * x2, groups)
+            return self.conv(x1 + skip_weight * x2, paths)
         if x2 is None:
             # The original concatenates zeros: cat([0, x1]). Their half of the first convolution
             # contributes nothing, so convolve x1 with the upsampled half of the weights alone: the
             # same numbers without the wasted work (tests check it against the explicit zeros).
             conv1 = self.conv.conv1
             h = F.conv2d(x1, conv1.weight[:, self.skip_channels :], conv1.bias, padding=1)
-            return self.conv.after_conv1(h, groups)
+            return self.conv.after_conv1(h, paths)
         if skip_weight != 1.0:
             x2 = skip_weight * x2
-        return self.conv(torch.cat([x2, x1], dim=1), groups)  # (B, 2 * skip, H, W) -> (B, out, H, W)
+        return self.conv(torch.cat([x2, x1], dim=1), paths)  # (B, 2 * skip, H, W) -> (B, out, H, W)
 
-    def forward_explicit_zeros(self, x1: torch.Tensor, size: Size | None = None) -> torch.Tensor:
+    def forward_explicit_zeros(
+        self, x1: torch.Tensor, size: Size | None = None, paths: Paths | None = None
+    ) -> torch.Tensor:
         """The original no-skip path, literally ``cat([zeros_like(x1), x1])`` (reference for tests)."""
         x1 = self.up(x1)
         if size is not None:
             x1 = _pad_to(x1, size)
-        return self.conv(torch.cat([torch.zeros_like(x1), x1], dim=1))
+        return self.conv(torch.cat([torch.zeros_like(x1), x1], dim=1), paths)
 
 
 class Encoder(nn.Module):
-    """Shared UNet encoder: image -> (latent, skips)."""
+    """Shared UNet encoder: image -> (latent, skips); its paths are the domains ``a`` and ``b``."""
 
-    def __init__(self, cfg: EncoderConfig) -> None:
+    def __init__(self, cfg: EncoderConfig, norm: str = "batch") -> None:
         super().__init__()
         f = cfg.features
-        self.inc = DoubleConv(cfg.in_channels, f[0])
-        self.downs = nn.ModuleList(Down(f[i - 1], f[i]) for i in range(1, len(f)))
-        self.bottleneck = Down(f[-1], cfg.latent_channels)
+        self.inc = DoubleConv(cfg.in_channels, f[0], norm=norm, paths=ENCODER_PATHS)
+        self.downs = nn.ModuleList(Down(f[i - 1], f[i], norm, ENCODER_PATHS) for i in range(1, len(f)))
+        self.bottleneck = Down(f[-1], cfg.latent_channels, norm, ENCODER_PATHS)
         self.skip_channels = list(f)
 
-    def forward(self, x: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, paths: Paths | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Encode ``x`` (B, C, H, W).
 
         Args:
-            groups: ``x`` stacks this many equal batch blocks, each normalised with its own BatchNorm
-                statistics (the result of encoding them one by one); outputs keep the blocks stacked.
+            paths: the domain of each equal batch block ``x`` stacks (e.g. ``("a", "b")``), each
+                normalised as encoding it alone would (outputs keep the blocks stacked). Default: one
+                block; per-path BatchNorm refuses that (it needs to know the domain).
 
         Returns:
             ``z`` (B, latent, H / 2**n, W / 2**n) and skips, shallow to deep: skip i is
             (B, features[i], H / 2**i, W / 2**i).
         """
-        h = self.inc(x, groups)
+        h = self.inc(x, paths)
         skips = [h]
         for down in self.downs:
-            h = down(h, groups)
+            h = down(h, paths)
             skips.append(h)
-        return self.bottleneck(h, groups), skips
+        return self.bottleneck(h, paths), skips
 
 
 class Decoder(nn.Module):
-    """One domain's decoder: latent (+ optional skips) -> image."""
+    """One domain's decoder: latent (+ optional skips) -> image; its paths are ``same`` (the
+    same-domain reconstruction) and ``cross`` (the cross output)."""
 
     def __init__(
         self,
@@ -248,12 +267,13 @@ class Decoder(nn.Module):
         skip_channels: Sequence[int],
         up_mode: str = "concat",
         upsample: str = "transpose",
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         skips_deep_first = list(reversed(skip_channels))
         ins = [cfg.latent_channels, *cfg.features[:-1]]
         self.ups = nn.ModuleList(
-            Up(ins[i], skips_deep_first[i], cfg.features[i], up_mode, upsample)
+            Up(ins[i], skips_deep_first[i], cfg.features[i], up_mode, upsample, norm, DECODER_PATHS)
             for i in range(len(cfg.features))
         )
         self.outc = nn.Conv2d(cfg.features[-1], cfg.out_channels, kernel_size=1)
@@ -265,6 +285,7 @@ class Decoder(nn.Module):
         *,
         sizes: Sequence[Size] | None = None,
         skip_weight: float = 1.0,
+        path: str | None = None,
     ) -> torch.Tensor:
         """Decode ``z`` (B, latent, h, w).
 
@@ -273,12 +294,18 @@ class Decoder(nn.Module):
             sizes: spatial size of each encoder level, shallow to deep; used without skips so the
                 output has the input's size for any H, W.
             skip_weight: scale of the skips (Plan A's schedule).
+            path: ``same`` or ``cross``: whose statistics per-path BatchNorm uses (required there,
+                ignored by the other norms).
 
         Returns:
             (B, out_channels, H, W)
         """
         return self.forward_groups(
-            [z], None if skips is None else [skips], sizes=sizes, skip_weight=skip_weight
+            [z],
+            None if skips is None else [skips],
+            paths=None if path is None else (path,),
+            sizes=sizes,
+            skip_weight=skip_weight,
         )[0]
 
     def forward_groups(
@@ -286,19 +313,23 @@ class Decoder(nn.Module):
         zs: Sequence[torch.Tensor],
         skips: Sequence[Sequence[torch.Tensor]] | None,
         *,
+        paths: Paths | None,
         sizes: Sequence[Size] | None = None,
         skip_weight: float = 1.0,
     ) -> list[torch.Tensor]:
-        """:meth:`forward` of each ``zs[g]`` with ``skips[g]`` (or, when ``skips`` is None, none), in one
-        batched pass; every ``zs[g]`` has the same shape. Returns one output per ``g``."""
+        """:meth:`forward` of each ``zs[g]`` with ``skips[g]`` (or, when ``skips`` is None, none) on path
+        ``paths[g]``, in one batched pass; every ``zs[g]`` has the same shape. Returns one output per
+        ``g``."""
         groups = len(zs)
-        h = _stack(zs)
+        if paths is not None and len(paths) != groups:
+            raise ValueError(f"{groups} latents but {len(paths)} paths: name one path per latent")
+        h = _stack(zs)  # (groups * B, latent, h, w)
         n = len(self.ups)
         for i, up in enumerate(self.ups):
             level = n - 1 - i
             skip = _stack([s[level] for s in skips]) if skips is not None else None
             size = tuple(sizes[level]) if sizes is not None else None
-            h = up(h, skip, skip_weight=skip_weight, size=size, groups=groups)
+            h = up(h, skip, skip_weight=skip_weight, size=size, paths=paths or (None,) * groups)
         return list(self.outc(h).chunk(groups))
 
 
@@ -327,10 +358,10 @@ class CrossDomainAE(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.encoder = Encoder(cfg.encoder)
+        self.encoder = Encoder(cfg.encoder, cfg.norm)
         skip_ch = self.encoder.skip_channels
-        self.decoder_a = Decoder(cfg.decoder_a, skip_ch, cfg.up_mode, cfg.upsample)
-        self.decoder_b = Decoder(cfg.decoder_b, skip_ch, cfg.up_mode, cfg.upsample)
+        self.decoder_a = Decoder(cfg.decoder_a, skip_ch, cfg.up_mode, cfg.upsample, cfg.norm)
+        self.decoder_b = Decoder(cfg.decoder_b, skip_ch, cfg.up_mode, cfg.upsample, cfg.norm)
 
     def forward(
         self,
@@ -354,11 +385,12 @@ class CrossDomainAE(nn.Module):
         Returns:
             :class:`Passes`. Both domains go through the encoder in one batched pass, and a decoder's
             same-domain and cross passes run as one when they share a skip mode; grouped passes keep each
-            block's BatchNorm statistics, so the numbers are those of separate calls (tests check it).
+            block's normalisation statistics (and, with ``batch_per_path``, its path's running
+            statistics), so the numbers are those of separate calls (tests check it).
         """
         if cross_domain_strategy not in CROSS_DOMAIN_STRATEGIES:
             raise ValueError(f"cross_domain_strategy must be one of {CROSS_DOMAIN_STRATEGIES}")
-        z, skips = self.encoder(torch.cat([x_a, x_b]), groups=2)  # (2B, L, h, w), [(2B, f_i, H_i, W_i)]
+        z, skips = self.encoder(torch.cat([x_a, x_b]), paths=ENCODER_PATHS)  # (2B, L, h, w), [(2B, f_i, ...)]
         z_a, z_b = z.chunk(2)
         halves = [s.chunk(2) for s in skips]
         skips_a, skips_b = [h[0] for h in halves], [h[1] for h in halves]
@@ -366,16 +398,16 @@ class CrossDomainAE(nn.Module):
         same = same_domain_use_skip
         use_src = cross_domain_strategy == "use_source"
         kw = {"sizes": sizes, "skip_weight": skip_weight}
-        if same == use_src:
+        if same == use_src:  # one pass per decoder: [same-domain, cross] stacked
             recon_a, a_from_b = self.decoder_a.forward_groups(
-                [z_a, z_b], [skips_a, skips_b] if same else None, **kw
+                [z_a, z_b], [skips_a, skips_b] if same else None, paths=DECODER_PATHS, **kw
             )
             recon_b, b_from_a = self.decoder_b.forward_groups(
-                [z_b, z_a], [skips_b, skips_a] if same else None, **kw
+                [z_b, z_a], [skips_b, skips_a] if same else None, paths=DECODER_PATHS, **kw
             )
         else:
-            recon_a = self.decoder_a(z_a, skips_a if same else None, **kw)
-            recon_b = self.decoder_b(z_b, skips_b if same else None, **kw)
-            a_from_b = self.decoder_a(z_b, skips_b if use_src else None, **kw)
-            b_from_a = self.decoder_b(z_a, skips_a if use_src else None, **kw)
+            recon_a = self.decoder_a(z_a, skips_a if same else None, path="same", **kw)
+            recon_b = self.decoder_b(z_b, skips_b if same else None, path="same", **kw)
+            a_from_b = self.decoder_a(z_b, skips_b if use_src else None, path="cross", **kw)
+            b_from_a = self.decoder_b(z_a, skips_a if use_src else None, path="cross", **kw)
         return Passes(z_a, z_b, recon_a, a_from_b, recon_b, b_from_a)

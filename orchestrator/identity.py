@@ -45,6 +45,13 @@ __all__ = [
 KEY_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("trainer", "precision"): "float32",
     ("trainer", "val_pairs"): None,
+    # the remedies (docs/remedies.md): at the note's behaviour a config hashes as before they existed
+    ("model", "norm"): "batch",
+    ("trainer", "content_loss"): "l1",
+    ("trainer", "content_variance_weight"): 1.0,
+    ("trainer", "content_schedule"): "constant",
+    ("trainer", "content_weight_final"): 0.0,
+    ("trainer", "content_ramp_epochs"): None,
 }
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]

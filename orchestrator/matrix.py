@@ -71,6 +71,12 @@ AXIS_ALIASES: dict[str, tuple[str, ...]] = {
     "skip_schedule": ("trainer.skip_schedule",),
     "skip_weight_final": ("trainer.skip_weight_final",),
     "skip_decay_epochs": ("trainer.skip_decay_epochs",),
+    "norm": ("model.norm",),
+    "content_loss": ("trainer.content_loss",),
+    "content_variance_weight": ("trainer.content_variance_weight",),
+    "content_schedule": ("trainer.content_schedule",),
+    "content_weight_final": ("trainer.content_weight_final",),
+    "content_ramp_epochs": ("trainer.content_ramp_epochs",),
     "lr": ("trainer.lr",),
     "batch_size": ("trainer.batch_size",),
     "epochs": ("trainer.epochs",),
@@ -466,8 +472,11 @@ def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
         return None
     v = matrix.verdict
     tc = config.trainer
-    # a decaying skip weight changes training until the decay ends: no verdict before that is final
-    hold_until = 0 if tc.skip_schedule == "constant" else (tc.skip_decay_epochs or tc.epochs)
+    # a scheduled skip or content weight changes training until its schedule ends: no verdict before that
+    # is final
+    skip_end = 0 if tc.skip_schedule == "constant" else (tc.skip_decay_epochs or tc.epochs)
+    content_end = 0 if tc.content_schedule == "constant" else (tc.content_ramp_epochs or tc.epochs)
+    hold_until = max(skip_end, content_end)
     return {
         "hold_until": hold_until,
         "metric": v.metric,

@@ -138,8 +138,8 @@ def _pooled_latents(trainer: Trainer, split: Any, n: int, chunk: int) -> tuple[n
     feats_a, feats_b = [], []
     for start in range(0, n, chunk):
         batch = split.take(np.arange(start, min(n, start + chunk)))
-        feats_a.append(pool_latent(trainer.model.encoder(batch["a"])[0]))
-        feats_b.append(pool_latent(trainer.model.encoder(batch["b"])[0]))
+        feats_a.append(pool_latent(trainer.model.encoder(batch["a"], paths=("a",))[0]))
+        feats_b.append(pool_latent(trainer.model.encoder(batch["b"], paths=("b",))[0]))
     return np.concatenate(feats_a), np.concatenate(feats_b)
 
 
@@ -175,8 +175,8 @@ def measure(
         with torch.no_grad():
             out = trainer.forward(x_a, x_b, sw)
             errors = {k: float(v) for k, v in out.losses.items()}
-            z_a, skips_a = model.encoder(x_a)  # (B, L, h, w), skips shallow to deep
-            z_b, skips_b = model.encoder(x_b)
+            z_a, skips_a = model.encoder(x_a, paths=("a",))  # (B, L, h, w), skips shallow to deep
+            z_b, skips_b = model.encoder(x_b, paths=("b",))
             sizes = [tuple(s.shape[-2:]) for s in skips_a]
             reliance: dict[str, dict[str, float]] = {v: {} for v in VARIANTS}
             latent_only: dict[str, float] = {}
@@ -184,9 +184,12 @@ def measure(
                 ("a", model.decoder_a, z_a, skips_a, skips_b, x_a),
                 ("b", model.decoder_b, z_b, skips_b, skips_a, x_b),
             ):
-                ref = decoder(z, own, sizes=sizes, skip_weight=sw)  # (B, 1, H, W)
-                bare = decoder(z, None, sizes=sizes, skip_weight=sw)
-                swapped = decoder(z, other, sizes=sizes, skip_weight=sw)
+                # the same-domain path's statistics for the trained output; the replacements are what
+                # the cross path gets (BatchNorm runs on batch statistics here, so this only says whose
+                # running statistics would move, and those are put back)
+                ref = decoder(z, own, sizes=sizes, skip_weight=sw, path="same")  # (B, 1, H, W)
+                bare = decoder(z, None, sizes=sizes, skip_weight=sw, path="cross")
+                swapped = decoder(z, other, sizes=sizes, skip_weight=sw, path="cross")
                 reliance["no_skip"][f"decoder_{d}"] = relative_change(ref, bare)
                 reliance["use_source"][f"decoder_{d}"] = relative_change(ref, swapped)
                 latent_only[f"latent_only_{d}"] = _l1(bare, x)
@@ -203,6 +206,9 @@ def measure(
         batch = trainer.train.take(np.arange(min(tc.batch_size, len(trainer.train))))
         with torch.enable_grad():
             losses = trainer.forward(batch["a"], batch["b"], sw).losses
+            # the gradient of the content term that is trained (trainer.content_loss), not of the
+            # note's L1 diagnostic when the two differ
+            losses = {**losses, "content": losses.get("content_loss", losses["content"])}
             grads = gradient_norms(
                 losses,
                 tc.loss_weights.model_dump(),

@@ -9,6 +9,7 @@ import torch
 from model.config import load_config
 from model.data import InMemoryPairs, Pairs
 from model.metrics import noise_leak_terms
+from model.norm import NORMS
 from model.trainer import NonFiniteLossError, Trainer, fit, skip_weight_at
 
 
@@ -29,24 +30,28 @@ def _l1(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((x - y).abs().mean())
 
 
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("strategy", ["use_source", "no_skip"])
 @pytest.mark.parametrize("same_skip", [True, False])
-def test_losses_are_the_notes_definitions(tiny: dict, strategy: str, same_skip: bool) -> None:
+def test_losses_are_the_notes_definitions(tiny: dict, strategy: str, same_skip: bool, norm: str) -> None:
+    """Evaluation mode (running statistics): with batch_per_path each call names its path."""
+    tiny["model"]["norm"] = norm
     tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
     tr = Trainer(load_config(tiny), _pairs())
+    tr.train_epoch(1)  # running statistics that differ from their initial values (and between paths)
     tr.model.eval()
     batch = tr.val.take(np.arange(4))
     x_a, x_b = batch["a"], batch["b"]
     with torch.no_grad():
         out = tr.forward(x_a, x_b, 1.0)
         m = tr.model
-        z_a, s_a = m.encoder(x_a)
-        z_b, s_b = m.encoder(x_b)
+        z_a, s_a = m.encoder(x_a, paths=("a",))
+        z_b, s_b = m.encoder(x_b, paths=("b",))
         sizes = [tuple(s.shape[-2:]) for s in s_a]
-        ra = m.decoder_a(z_a, s_a if same_skip else None, sizes=sizes)
-        rb = m.decoder_b(z_b, s_b if same_skip else None, sizes=sizes)
-        ab = m.decoder_a(z_b, s_b if strategy == "use_source" else None, sizes=sizes)
-        ba = m.decoder_b(z_a, s_a if strategy == "use_source" else None, sizes=sizes)
+        ra = m.decoder_a(z_a, s_a if same_skip else None, sizes=sizes, path="same")
+        rb = m.decoder_b(z_b, s_b if same_skip else None, sizes=sizes, path="same")
+        ab = m.decoder_a(z_b, s_b if strategy == "use_source" else None, sizes=sizes, path="cross")
+        ba = m.decoder_b(z_a, s_a if strategy == "use_source" else None, sizes=sizes, path="cross")
     content = _l1(z_a, z_b)
     recon = 0.5 * (_l1(ra, x_a) + _l1(rb, x_b))
     cross = 0.5 * (_l1(ab, x_a) + _l1(ba, x_b))
@@ -165,18 +170,59 @@ def test_skip_weight_schedule(tiny: dict, schedule: str, expected: list | None) 
         assert got[0] == got[1] == 1.0 and got[3] == pytest.approx(0.0) and 0 < got[2] < 1
 
 
+@pytest.mark.parametrize(
+    ("start", "final", "schedule", "expected"),
+    [
+        (1.0, 0.0, "constant", [1.0, 1.0, 1.0, 1.0, 1.0]),
+        (1.0, 0.0, "linear", [1.0, 1.0, 0.5, 0.0, 0.0]),
+        (0.0, 2.0, "linear", [0.0, 0.0, 1.0, 2.0, 2.0]),  # a ramp up (a warm-up of the content term)
+        (1.0, 0.2, "cosine", [1.0, 1.0, 0.6, 0.2, 0.2]),  # half-way on a cosine is half-way too
+    ],
+)
+def test_content_weight_schedule(
+    tiny: dict, start: float, final: float, schedule: str, expected: list
+) -> None:
+    from model.trainer import content_weight_at
+
+    tiny["trainer"] |= {"epochs": 4, "content_schedule": schedule, "loss_weights": {"content": start}}
+    tiny["trainer"] |= {"content_weight_final": final, "content_ramp_epochs": 3}
+    tc = load_config(tiny).trainer
+    assert [content_weight_at(tc, e) for e in range(5)] == pytest.approx(expected)
+    tiny["trainer"].pop("content_ramp_epochs")  # default: over all epochs
+    tc = load_config(tiny).trainer
+    assert content_weight_at(tc, 4) == pytest.approx(final if schedule != "constant" else start)
+
+
+def test_trainer_weighs_the_content_term_with_the_epochs_scheduled_weight(tiny: dict) -> None:
+    """Each epoch's training and validation totals use that epoch's content weight (1, 1, 0.5, 0)."""
+    tiny["trainer"] |= {"epochs": 3, "content_schedule": "linear", "content_weight_final": 0.0}
+    result = fit(load_config(tiny), source=_pairs())
+    assert result.status == "finished"
+    w = load_config(tiny).trainer.loss_weights
+    for e, want in zip(result.epochs, [1.0, 1.0, 0.5, 0.0], strict=True):
+        m = e.metrics
+        assert m["content_weight"] == pytest.approx(want)
+        assert m["total"] == pytest.approx(want * m["content"] + w.recon * m["recon"] + w.cross * m["cross"])
+        if e.epoch > 0:
+            parts = want * m["train_content"] + w.recon * m["train_recon"] + w.cross * m["train_cross"]
+            assert m["train_total"] == pytest.approx(parts, rel=1e-5)
+    tiny["trainer"]["content_schedule"] = "constant"  # the note's: no content_weight metric
+    assert "content_weight" not in fit(load_config(tiny), source=_pairs()).epochs[-1].metrics
+
+
 def _separate_step(
     model: torch.nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, tc
 ) -> dict[str, torch.Tensor]:
-    """The note's step as its code reads: separate encoder and decoder calls, one per path."""
-    z_a, s_a = model.encoder(x_a)
-    z_b, s_b = model.encoder(x_b)
+    """The note's step as its code reads: separate encoder and decoder calls, one per path (each naming
+    its path, which only batch_per_path reads)."""
+    z_a, s_a = model.encoder(x_a, paths=("a",))
+    z_b, s_b = model.encoder(x_b, paths=("b",))
     sizes = [tuple(s.shape[-2:]) for s in s_a]
     same, use_src = tc.same_domain_use_skip, tc.cross_domain_strategy == "use_source"
-    ra = model.decoder_a(z_a, s_a if same else None, sizes=sizes)
-    rb = model.decoder_b(z_b, s_b if same else None, sizes=sizes)
-    ab = model.decoder_a(z_b, s_b if use_src else None, sizes=sizes)
-    ba = model.decoder_b(z_a, s_a if use_src else None, sizes=sizes)
+    ra = model.decoder_a(z_a, s_a if same else None, sizes=sizes, path="same")
+    rb = model.decoder_b(z_b, s_b if same else None, sizes=sizes, path="same")
+    ab = model.decoder_a(z_b, s_b if use_src else None, sizes=sizes, path="cross")
+    ba = model.decoder_b(z_a, s_a if use_src else None, sizes=sizes, path="cross")
     w = tc.loss_weights
     content = (z_a - z_b).abs().mean()
     recon = 0.5 * ((ra - x_a).abs().mean() + (rb - x_b).abs().mean())
@@ -189,19 +235,21 @@ def _separate_step(
     }
 
 
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("up_mode", ["concat", "add"])
 @pytest.mark.parametrize(
     "strategy,same_skip", [("use_source", True), ("no_skip", True), ("no_skip", False), ("use_source", False)]
 )
 def test_grouped_training_step_equals_separate_calls(
-    tiny: dict, up_mode: str, strategy: str, same_skip: bool
+    tiny: dict, up_mode: str, strategy: str, same_skip: bool, norm: str
 ) -> None:
     """The trainer's batched passes (both domains in one encoder pass, a decoder's two paths in one), in
     its channels_last layout, give the separate calls' losses, gradients and BatchNorm running
-    statistics in PyTorch's default layout, in training mode."""
+    statistics (with batch_per_path: each path's) in PyTorch's default layout, in training mode, for
+    every norm."""
     import copy
 
-    tiny["model"]["up_mode"] = up_mode
+    tiny["model"] |= {"up_mode": up_mode, "norm": norm}
     tiny["trainer"] |= {"cross_domain_strategy": strategy, "same_domain_use_skip": same_skip}
     tr = Trainer(load_config(tiny), _pairs())
     conv = tr.model.encoder.inc.conv2.weight

@@ -102,6 +102,15 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
             r"early_stop_patience.*greater than or equal to 1",
         ),
         ({"name": "t", "cells": {"a": {}, "b": {"lr": 0.001}}}, r"cells 'a' and 'b' resolve to the same"),
+        (
+            {"name": "t", "axes": {"norm": ["layer"]}},
+            r"norm='layer'.*'batch', 'batch_per_path', 'group', 'instance' or 'none'",
+        ),
+        ({"name": "t", "axes": {"content_loss": ["simsiam"]}}, r"'l1', 'cosine' or 'vicreg'"),
+        ({"name": "t", "axes": {"content_schedule": ["step"]}}, r"'constant', 'linear' or 'cosine'"),
+        ({"name": "t", "axes": {"content_weight_final": [-0.1]}}, r"greater than or equal to 0"),
+        ({"name": "t", "axes": {"content_variance_weight": [-1]}}, r"greater than or equal to 0"),
+        ({"name": "t", "axes": {"content_ramp_epochs": [0]}}, r"greater than or equal to 1"),
     ],
 )
 def test_bad_matrices(tmp_path: Path, matrix: dict, pattern: str) -> None:
@@ -158,11 +167,15 @@ def test_config_key_ignores_later_fields_at_the_value_earlier_runs_used(tmp_path
     import json
 
     from model.config import RunConfig
-    from orchestrator.identity import config_key
+    from orchestrator.identity import KEY_NEUTRAL, config_key
 
     cfg = RunConfig()
     legacy = cfg.to_dict()
-    del legacy["trainer"]["precision"]
+    for *parents, leaf in KEY_NEUTRAL:  # every field added later: precision, val_pairs, the remedies
+        section = legacy
+        for name in parents:
+            section = section[name]
+        del section[leaf]
     text = json.dumps(legacy, sort_keys=True, separators=(",", ":"))
     assert config_key(cfg) == hashlib.sha256(text.encode()).hexdigest()[:16]
     bf16 = RunConfig.model_validate({"trainer": {"precision": "bfloat16"}})
@@ -302,3 +315,48 @@ def test_a_long_value_is_cut_in_the_message(tmp_path: Path) -> None:
     with pytest.raises(MatrixError) as err:
         load_matrix(_write(tmp_path, {"name": "t", "axes": {"cross_skip": ["s" * 50_000]}}))
     assert "sss..." in str(err.value) and len(str(err.value)) < 1000
+
+
+def test_remedy_fields_at_their_defaults_keep_the_config_keys_written_before_them() -> None:
+    """The config keys of the default config and of the test matrix's seed-0 runs as the code before the
+    remedies computed them (commit fdaf23a); each remedy away from the note's behaviour is a new run."""
+    from model.config import RunConfig
+    from orchestrator.identity import KEY_NEUTRAL, config_key
+
+    assert config_key(RunConfig()) == "d29fcc280909b0f9"
+    _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
+    keys = {s.cell: config_key(s.config) for s in specs if s.seed == 0}
+    assert keys == {
+        "original": "484ba7a4a45160be",
+        "no_skip": "edbad77728d4f522",
+        "no_skip_everywhere": "3588f1aa97a938cd",
+        "pure_n2n": "51691758e02907d3",
+    }
+    changed = {
+        ("model", "norm"): "group",
+        ("trainer", "content_loss"): "vicreg",
+        ("trainer", "content_variance_weight"): 2.0,
+        ("trainer", "content_schedule"): "linear",
+        ("trainer", "content_weight_final"): 0.5,
+        ("trainer", "content_ramp_epochs"): 3,
+    }
+    for (section, field), value in changed.items():
+        assert KEY_NEUTRAL[(section, field)] == RunConfig().to_dict()[section][field]
+        other = RunConfig.model_validate({section: {field: value}})
+        assert config_key(other) != config_key(RunConfig()), field
+
+
+def test_remedy_axes_set_their_config_fields(tmp_path: Path, tiny: dict) -> None:
+    axes = {
+        "norm": ["batch_per_path"],
+        "content_loss": ["cosine"],
+        "content_variance_weight": [3.0],
+        "content_schedule": ["cosine"],
+        "content_weight_final": [0.25],
+        "content_ramp_epochs": [5],
+    }
+    _, specs = load_matrix(_write(tmp_path, {"name": "t", "base": tiny, "axes": axes}))
+    t = specs[0].config.trainer
+    assert specs[0].config.model.norm == "batch_per_path"
+    assert (t.content_loss, t.content_variance_weight, t.content_schedule) == ("cosine", 3.0, "cosine")
+    assert (t.content_weight_final, t.content_ramp_epochs) == (0.25, 5)

@@ -121,6 +121,23 @@ def test_sweep_stops_runs_early_logs_why_and_reruns_them_without_early_stop(
     assert {p.state for p in plan_sweep(full_specs, tracker, "early")} == {"early"}
 
 
+def test_no_stop_while_the_content_weight_still_moves(tiny: dict, tmp_path: Path) -> None:
+    """A content-weight ramp changes training until it ends, like a skip-weight decay: the later end of
+    the two holds any stop."""
+    cells = {
+        "ramp": {"content_schedule": "linear", "content_ramp_epochs": 12},
+        "both": {"content_schedule": "cosine", "content_ramp_epochs": 6, "skip_schedule": "linear",
+                 "skip_decay_epochs": 9},
+        "const": {"content_schedule": "constant"},
+    }  # fmt: skip
+    matrix = {"name": "ramp", "base": tiny, "cells": cells, "budget": {"epochs": 20, "early_stop": True}}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(matrix))
+    _, specs = load_matrix(path)
+    rules = {s.cell: s.early_stop for s in specs}
+    assert [rules[c]["hold_until"] for c in ("ramp", "both", "const")] == [12, 9, 0]
+
+
 def test_no_stop_while_the_skip_weight_still_decays(tiny: dict, tmp_path: Path) -> None:
     """A run whose skip weight decays over the budget keeps changing until the decay ends: the rule that
     a sweep hands to it holds any stop until then, however flat the curve reads."""
