@@ -59,6 +59,7 @@ __all__ = [
     "apply_overrides",
     "describe_validation_error",
     "load_config",
+    "parse_overrides",
     "read_config_file",
 ]
 
@@ -355,6 +356,30 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_overrides(
+    texts: list[str], *, option: str = "--set", example: str = "trainer.loss_weights.recon=0.2"
+) -> list[tuple[str, Any]]:
+    """``["a.b=0.2", "c=[1, 2]"]`` -> ``[("a.b", 0.2), ("c", [1, 2])]``: values read as YAML (``0.2`` a
+    float, ``false`` a bool, ``[1, 2]`` a list; a string when it is no valid YAML).
+
+    Raises:
+        ConfigError: an override is not ``key=value``, or its value is a YAML document past the limits.
+    """
+    items = []
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option} {quote(text)}: expected key=value, e.g. {example}")
+        try:
+            value = yaml.load(raw, Loader=BoundedLoader) if raw.strip() else ""  # noqa: S506 - safe
+        except YAMLLimitError as exc:
+            raise ConfigError(f"{option} {key.strip()}: {exc.problem}") from None
+        except yaml.YAMLError:
+            value = raw
+        items.append((key.strip(), value))
+    return items
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted ``key=value`` overrides applied.
 
@@ -364,23 +389,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
         ConfigError: an override is not ``key=value`` or names no field.
     """
     out = json.loads(json.dumps(data, default=str))
-    if isinstance(overrides, dict):
-        items = list(overrides.items())
-    else:
-        items = []
-        for text in overrides:
-            key, sep, raw = text.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(
-                    f"--set {quote(text)}: expected key=value, e.g. trainer.loss_weights.recon=0.2"
-                )
-            try:
-                value = yaml.load(raw, Loader=BoundedLoader) if raw.strip() else ""  # noqa: S506 - safe
-            except YAMLLimitError as exc:
-                raise ConfigError(f"--set {key.strip()}: {exc.problem}") from None
-            except yaml.YAMLError:
-                value = raw
-            items.append((key.strip(), value))
+    items = list(overrides.items()) if isinstance(overrides, dict) else parse_overrides(overrides)
     for key, value in items:
         _check_path(key)
         node = out

@@ -21,6 +21,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.matrix import matches
 from orchestrator.report.collect import CellData, ReportError
 from orchestrator.report.render import verdict_text
 from orchestrator.verdict import CellVerdict
@@ -55,20 +56,6 @@ def parse_where(conditions: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _matches(cell: CellData, where: dict[str, str]) -> bool:
-    for axis, value in where.items():
-        have = cell.axes.get(axis)
-        if have is None:
-            return False
-        try:  # numbers compare by value (0.05 == 5e-2), the rest by text
-            if float(value) != float(have):
-                return False
-        except (TypeError, ValueError):
-            if _value_text(have).lower() != value.lower():
-                return False
-    return True
-
-
 def select_cells(
     cells: Sequence[CellData], *, names: Sequence[str] = (), where: dict[str, str] | None = None
 ) -> list[CellData]:
@@ -89,7 +76,7 @@ def select_cells(
         raise ReportError(
             f"--where: no cell has the axis {missing[0]!r} (axes: {', '.join(sorted(axes)) or 'none'})"
         )
-    out = [c for c in cells if (not names or c.name in names) and _matches(c, where or {})]
+    out = [c for c in cells if (not names or c.name in names) and matches(c.axes, where or {})]
     if not out:
         raise ReportError("no cell matches the selection")
     return out

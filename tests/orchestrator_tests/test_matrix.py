@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -360,3 +362,50 @@ def test_remedy_axes_set_their_config_fields(tmp_path: Path, tiny: dict) -> None
     assert specs[0].config.model.norm == "batch_per_path"
     assert (t.content_loss, t.content_variance_weight, t.content_schedule) == ("cosine", 3.0, "cosine")
     assert (t.content_weight_final, t.content_ramp_epochs) == (0.25, 5)
+
+
+# ------------------------------------------------------------------------------ command-line edits
+
+
+def test_overrides_change_the_matrix_before_it_is_validated(tmp_path: Path, tiny: dict) -> None:
+    (tmp_path / "base.json").write_text(json.dumps(tiny))
+    path = _write(tmp_path, {"name": "t", "base": "base.json", "seeds": [0], "axes": {"lr": [0.001]}})
+    _, before = load_matrix(path)
+    matrix, specs = load_matrix(
+        path, overrides=["budget.epochs=5", "seeds=[0, 1, 2]", "base.trainer.batch_size=4"]
+    )
+    assert matrix.budget.epochs == 5 and [s.seed for s in specs] == [0, 1, 2]
+    assert specs[0].config.trainer.batch_size == 4 and specs[0].config.trainer.epochs == 5
+    assert specs[0].run_key != before[0].run_key  # another config, another run
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("budgt.epochs=5", "a matrix has no field 'budgt'; did you mean 'budget'?"),
+        ("budget.epocs=5", "did you mean 'budget.epochs'"),
+        ("base.trainer.lrr=0.1", "did you mean 'trainer.lr'"),
+        ("seeds=[0, 0]", "seeds must be distinct"),
+        ("seeds=[0,", "seeds"),
+        ("nonsense", "expected key=value"),
+    ],
+)
+def test_a_bad_override_names_the_field(tmp_path: Path, tiny: dict, override: str, message: str) -> None:
+    path = _write(tmp_path, {"name": "t", "base": tiny, "axes": {"lr": [0.001]}})
+    with pytest.raises(MatrixError, match=re.escape(message)):
+        load_matrix(path, overrides=[override])
+
+
+def test_select_specs_by_cell_and_axis(tmp_path: Path, tiny: dict) -> None:
+    from orchestrator.matrix import select_specs
+
+    m = {"name": "t", "base": tiny, "axes": {"lr": [0.001, 0.002], "up_mode": ["concat", "add"]}}
+    _, specs = load_matrix(_write(tmp_path, m))
+    assert {s.cell for s in select_specs(specs, where={"up_mode": "add", "lr": "2e-3"})} == {
+        "lr=0.002,up_mode=add"
+    }
+    assert len(select_specs(specs, cells=["lr=0.001,up_mode=concat"])) == 1
+    with pytest.raises(MatrixError, match="no cell named 'lr=0.3'"):
+        select_specs(specs, cells=["lr=0.3"])
+    with pytest.raises(MatrixError, match="no cell has the axis 'upmode'; did you mean 'up_mode'"):
+        select_specs(specs, where={"upmode": "add"})

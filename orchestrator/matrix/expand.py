@@ -1,0 +1,230 @@
+"""From a matrix to its runs: each point (cell, axis values) resolved into a validated RunConfig per seed,
+with its identity (:mod:`orchestrator.identity`)."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from model.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    describe_validation_error,
+    read_config_file,
+)
+from model.input_files import MAX_QUOTE, clip, quote
+from orchestrator.identity import identify
+from orchestrator.matrix.schema import AXIS_ALIASES, Cell, Matrix, MatrixError, RunSpec
+
+__all__ = [
+    "axis_value",
+    "base_config",
+    "base_mapping",
+    "check_axes",
+    "expand",
+    "resolve_point",
+    "run_count",
+]
+
+
+def base_mapping(base: dict[str, Any] | str, root: Path) -> dict[str, Any]:
+    if isinstance(base, dict):
+        return base
+    for candidate in (root / base, Path(base)):
+        if (
+            candidate.exists() or candidate.is_symlink()
+        ):  # a directory or a broken link: read_config_file says
+            try:
+                return read_config_file(candidate)
+            except ConfigError as exc:
+                raise MatrixError(f"base: {exc}") from None
+    raise MatrixError(
+        f"base: no such config file {quote(base)} (looked next to the matrix and in {Path.cwd()})"
+    )
+
+
+def run_count(matrix: Matrix) -> tuple[int, str]:
+    """How many runs ``matrix`` asks for, counted without expanding it, and how the count is made up
+    (``"6 axes of 10 values x 1 seed"``). ``exclude`` is not applied: it can only remove runs, so this is
+    an upper bound.
+
+    Raises:
+        MatrixError: an axis is a range (:meth:`Matrix.grid_axes`).
+    """
+    lengths = [len(values) for values in matrix.grid_axes().values()]
+    cells = len(matrix.cells)
+    if not lengths and not cells:
+        return 0, "no axes or cells"
+    parts = [f"{cells} cell{'s' * (cells != 1)}"] if cells else []
+    if lengths:
+        sizes = str(lengths[0]) if len(set(lengths)) == 1 else " x ".join(map(str, lengths))
+        parts.append(f"{len(lengths)} {'axis' if len(lengths) == 1 else 'axes'} of {sizes} values")
+    seeds = len(matrix.seeds)
+    parts.append(f"{seeds} seed{'s' * (seeds != 1)}")
+    return max(cells, 1) * math.prod(lengths) * seeds, " x ".join(parts)
+
+
+def _axis_paths(axis: str) -> tuple[str, ...]:
+    if axis in AXIS_ALIASES:
+        return AXIS_ALIASES[axis]
+    if "." in axis or axis in RunConfig.model_fields:  # a config path (a whole section, e.g. data)
+        return (axis,)
+    close = difflib.get_close_matches(axis, list(AXIS_ALIASES), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise MatrixError(
+        f"unknown axis '{clip(axis)}'{hint} (axes: {', '.join(sorted(AXIS_ALIASES))}, or a dotted config "
+        "path such as trainer.lr)"
+    )
+
+
+def axis_value(config: RunConfig, axis: str) -> Any:
+    """The value an axis (alias or dotted path) has in a resolved config (an alias: its first path's).
+
+    Raises:
+        MatrixError: an unknown axis.
+    """
+    node: Any = config.to_dict()
+    for part in _axis_paths(axis)[0].split("."):
+        node = node[part]
+    return node
+
+
+def _points(matrix: Matrix) -> list[tuple[str, dict[str, Any], Cell | None]]:
+    """(name, axis values, cell) for every point, in a deterministic order."""
+    axes = matrix.grid_axes()
+    names = sorted(axes)
+    product = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[n] for n in names))]
+    product = product or [{}]
+
+    def label(values: dict[str, Any]) -> str:
+        return ",".join(f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in values.items())
+
+    points: list[tuple[str, dict[str, Any], Cell | None]] = []
+    if matrix.cells:
+        for cell_name, cell in matrix.cells.items():
+            for values in product:
+                name = cell_name if not values else f"{cell_name}/{label(values)}"
+                points.append((name, {**cell.values, **values}, cell))
+    elif matrix.axes:
+        points = [(label(values), values, None) for values in product]
+    excluded = [
+        p for p in points if any(all(p[1].get(k) == v for k, v in ex.items()) for ex in matrix.exclude)
+    ]
+    return [p for p in points if p not in excluded]
+
+
+def base_config(matrix: Matrix, root: Path | None = None) -> dict[str, Any]:
+    """The matrix's base as a mapping (read from its file when ``base`` is a path)."""
+    return base_mapping(matrix.base, root or Path.cwd())
+
+
+def check_axes(matrix: Matrix) -> None:
+    """Every axis name (in axes, cells and exclude) is an alias or a dotted path.
+
+    Raises:
+        MatrixError: an unknown axis, with the closest alias.
+    """
+    for axis in {*matrix.axes, *(k for c in matrix.cells.values() for k in c.values)}:
+        _axis_paths(axis)
+    for ex in matrix.exclude:
+        for axis in ex:
+            _axis_paths(axis)
+
+
+def resolve_point(
+    matrix: Matrix, base: dict[str, Any], name: str, values: dict[str, Any], cell: Cell | None = None
+) -> list[RunSpec]:
+    """One point (axis values) of ``matrix`` as a validated :class:`RunSpec` per seed.
+
+    Raises:
+        MatrixError: a value the RunConfig schema rejects, naming cell, axis, value and the rule.
+    """
+    overrides: dict[str, Any] = {}
+    if matrix.budget.epochs:
+        overrides["trainer.epochs"] = matrix.budget.epochs
+    if matrix.budget.steps_per_epoch:
+        overrides["trainer.steps_per_epoch"] = matrix.budget.steps_per_epoch
+    for axis, value in values.items():
+        for path in _axis_paths(axis):
+            overrides[path] = value
+    specs = []
+    for seed in matrix.seeds:
+        try:
+            config = RunConfig.model_validate(apply_overrides(base, {**overrides, "trainer.seed": seed}))
+        except ConfigError as exc:
+            raise MatrixError(f"cell {quote(name)}: {exc}") from None
+        except ValidationError as exc:
+            detail = describe_validation_error(exc, RunConfig)
+            shown = clip(", ".join(f"{k}={quote(v)}" for k, v in values.items()), 2 * MAX_QUOTE)
+            raise MatrixError(f"cell {quote(name)} ({shown}): {detail}") from None
+        specs.append(
+            RunSpec(
+                cell=name,
+                seed=seed,
+                axes=dict(values),
+                config=config,
+                identity=identify(config),
+                expect=cell.expect if cell else None,
+                note=cell.note if cell else None,
+                guards=tuple(cell.guards) if cell else (),
+                early_stop=_early_stop(matrix, config),
+            )
+        )
+    return specs
+
+
+def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
+    """The early-stop rule's settings for one run (None when the budget does not ask for early stops)."""
+    if not matrix.budget.early_stop:
+        return None
+    v = matrix.verdict
+    tc = config.trainer
+    # a scheduled skip or content weight changes training until its schedule ends: no verdict before that
+    # is final
+    skip_end = 0 if tc.skip_schedule == "constant" else (tc.skip_decay_epochs or tc.epochs)
+    content_end = 0 if tc.content_schedule == "constant" else (tc.content_ramp_epochs or tc.epochs)
+    hold_until = max(skip_end, content_end)
+    return {
+        "hold_until": hold_until,
+        "metric": v.metric,
+        "epochs": tc.epochs,
+        "min_change": v.min_change,
+        "warmup": v.warmup,
+        "min_window": v.min_window,
+        "patience": matrix.budget.early_stop_patience,
+        "confidence": v.confidence,
+        "floor_metric": v.floor_metric,
+    }
+
+
+def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
+    """Resolve every (point, seed) of ``matrix`` into a validated :class:`RunSpec`.
+
+    Raises:
+        MatrixError: unknown axis, invalid value, a range axis, empty product.
+    """
+    base = base_config(matrix, root)
+    check_axes(matrix)
+    points = _points(matrix)
+    if not points:
+        raise MatrixError(
+            "the matrix has no points to run: give 'axes' or 'cells' (or 'exclude' removed all)"
+        )
+    specs = [s for name, values, cell in points for s in resolve_point(matrix, base, name, values, cell)]
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        if spec.run_key in seen:
+            twin = seen[spec.run_key]
+            raise MatrixError(
+                f"cells {quote(twin.cell)} and {quote(spec.cell)} resolve to the same config (seed "
+                f"{spec.seed}): one run cannot stand for two cells; make them differ or drop one"
+            )
+        seen[spec.run_key] = spec
+    return specs
