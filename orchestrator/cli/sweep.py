@@ -7,13 +7,25 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import console, err_console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
 
 __all__ = ["sweep", "worker"]
 
 
 def sweep(
     matrix: Annotated[Path, typer.Argument(help="matrix YAML, e.g. matrices/test_matrix.yaml")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="changes to the matrix, key=value: budget.epochs=48 seeds=[0,1,2] base.trainer.lr=3e-4"
+        ),
+    ] = None,
+    cells: Annotated[
+        list[str] | None, typer.Option("--cells", help="run only this cell (repeatable)")
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="run only cells with axis=value (repeatable)")
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -34,21 +46,36 @@ def sweep(
     yes: Annotated[
         bool, typer.Option("--yes", help="run a matrix of more than 10,000 runs (refused without it)")
     ] = False,
+    workers_per_gpu: Annotated[
+        int, typer.Option(min=1, help="on a machine with GPUs: workers sharing each GPU (small models)")
+    ] = 1,
+    retry_diverged: Annotated[
+        bool,
+        typer.Option("--retry-diverged", help="run again the runs that diverged (kept as results otherwise)"),
+    ] = False,
+    _uri: TrackingUri = None,
 ) -> None:
-    """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
+    """Run every (cell, seed) of a matrix not already finished, then print the verdict table.
+
+    A run that diverged (NaN/Inf) is a result, not a failure: it is not run again unless asked
+    (--retry-diverged). Overrides and selections are recorded on the sweep's parent run."""
     from model.config import ConfigError
     from model.data import DataError
-    from orchestrator.matrix import MAX_RUNS, MatrixError, load_matrix
+    from orchestrator.matrix import MAX_RUNS, MatrixError, load_matrix, parse_where, select_specs
 
     if workers == 0 and storage is None:
         raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
     try:  # the matrix first: a refusal (a typo, too many runs) comes before torch is imported
-        mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS)
+        mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS, overrides=overrides or ())
+        conditions = parse_where(where or [])
+        if cells or conditions:
+            specs = select_specs(specs, cells=cells or (), where=conditions)
     except MatrixError as exc:
         raise fail(str(exc)) from None
+    edits = {"overrides": overrides or [], "cells": cells or [], "where": where or []}
 
     from orchestrator.cli.progress import SweepDisplay
-    from orchestrator.execute.plan import PlanState, preflight
+    from orchestrator.execute.plan import preflight
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.tracking import TrackingError
@@ -59,12 +86,12 @@ def sweep(
         raise fail(str(exc)) from None
     uri = tracking_uri()
     if dry_run:
-        _dry_run(mx.name, specs, uri, fresh)
+        _dry_run(mx.name, specs, uri, fresh, retry_diverged)
         return
     display = SweepDisplay(console, len(specs))
 
     def on_plan(plan: list) -> None:
-        done = sum(p.state is PlanState.DONE for p in plan)
+        done = sum(not p.state.runs for p in plan)
         display.total = len(plan) - done
         console.print(
             f"[bold]{mx.name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
@@ -87,6 +114,9 @@ def sweep(
                 on_phase=display.on_phase,
                 storage=storage,
                 heartbeat=heartbeat,
+                workers_per_gpu=workers_per_gpu,
+                retry_diverged=retry_diverged,
+                edits=edits,
             )
     except (TrackingError, QueueError) as exc:
         raise fail(str(exc)) from None
@@ -117,18 +147,18 @@ def _say_stale(plan: list) -> None:
         console.print(f"  {n} stale: {why}", highlight=False, markup=False)
 
 
-def _dry_run(name: str, specs: list, uri: str, fresh: bool) -> None:
+def _dry_run(name: str, specs: list, uri: str, fresh: bool, retry_diverged: bool) -> None:
     """``--dry-run``: the plan table and its counts."""
     from orchestrator.cli.progress import plan_table
-    from orchestrator.execute.plan import PlanState, dry_run_plan
+    from orchestrator.execute.plan import dry_run_plan
     from orchestrator.tracking import TrackingError
 
     try:
-        plan = dry_run_plan(specs, uri, name, fresh=fresh)
+        plan = dry_run_plan(specs, uri, name, fresh=fresh, retry_diverged=retry_diverged)
     except TrackingError as exc:
         raise fail(str(exc)) from None
     console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
-    todo = sum(p.state is not PlanState.DONE for p in plan)
+    todo = sum(p.state.runs for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
     _say_stale(plan)
 

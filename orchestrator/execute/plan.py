@@ -28,9 +28,10 @@ class PlanState(StrEnum):
     """What a sweep does with one (cell, seed)."""
 
     DONE = "done"  # a run with its key finished (or stopped early while the matrix asks for early stops)
+    DIVERGED = "diverged"  # it diverged (NaN/Inf): a result, kept (run again only with retry_diverged)
     TODO = "todo"  # never run
     STALE = "stale"  # it ran, but with other code or data: run again (the old run is kept to compare)
-    FAILED = "failed"  # its last attempt crashed or diverged: run again
+    FAILED = "failed"  # its last attempt crashed (or diverged, with retry_diverged): run again
     KILLED = "killed"  # its last attempt was interrupted: run again
     EARLY = "early"  # it stopped early, but the matrix now asks for the full budget: run again
 
@@ -43,7 +44,13 @@ class PlanState(StrEnum):
             PlanState.FAILED: "failed before: retry",
             PlanState.KILLED: "interrupted: retry",
             PlanState.EARLY: "stopped early before: full budget now",
+            PlanState.DIVERGED: "diverged: kept as a result",
         }.get(self, self.value)
+
+    @property
+    def runs(self) -> bool:
+        """The sweep runs it (it has no result to keep)."""
+        return self not in (PlanState.DONE, PlanState.DIVERGED)
 
     @property
     def style(self) -> str:
@@ -53,6 +60,7 @@ class PlanState(StrEnum):
             PlanState.FAILED: "red",
             PlanState.KILLED: "yellow",
             PlanState.STALE: "magenta",
+            PlanState.DIVERGED: "yellow",
         }.get(self, "cyan")
 
 
@@ -94,7 +102,7 @@ def _probe(data: DataConfig) -> SourceShape:
     return probe_source(data)
 
 
-def _state(spec: RunSpec, runs: list[Attempt]) -> PlanState:
+def _state(spec: RunSpec, runs: list[Attempt], retry_diverged: bool = False) -> PlanState:
     """The plan for a run whose attempts with its own key, oldest first, ended as ``runs``."""
     done = (RunStatus.FINISHED, RunStatus.STOPPED) if spec.early_stop else (RunStatus.FINISHED,)
     if any(a.status in done for a in runs):
@@ -102,6 +110,8 @@ def _state(spec: RunSpec, runs: list[Attempt]) -> PlanState:
     if not runs:
         return PlanState.TODO
     last = runs[-1].status
+    if last is RunStatus.DIVERGED and not retry_diverged:
+        return PlanState.DIVERGED
     if last is RunStatus.STOPPED:
         return PlanState.EARLY
     return PlanState.FAILED if last in (RunStatus.CRASHED, RunStatus.DIVERGED) else PlanState.KILLED
@@ -127,12 +137,18 @@ def _what_changed(spec: RunSpec, before: Attempt) -> str:
 
 
 def plan_sweep(
-    specs: list[RunSpec], tracker: Tracker, experiment: str, *, fresh: bool = False
+    specs: list[RunSpec],
+    tracker: Tracker,
+    experiment: str,
+    *,
+    fresh: bool = False,
+    retry_diverged: bool = False,
 ) -> list[PlanItem]:
     """What a sweep would do with each run (:class:`PlanState`); ``fresh`` runs everything again.
 
     A run of the same config and seed made with other code or data is ``stale``: run again, with the
-    reason (what changed since when), and kept in the store for comparison.
+    reason (what changed since when), and kept in the store for comparison. A run that diverged is a
+    result and is kept, unless ``retry_diverged``.
     """
     if fresh:
         return [PlanItem(s, PlanState.TODO) for s in specs]
@@ -143,7 +159,7 @@ def plan_sweep(
         by_config.setdefault(attempt.config_key, []).append(attempt)
     plan = []
     for spec in specs:
-        state = _state(spec, by_key.get(spec.run_key, []))
+        state = _state(spec, by_key.get(spec.run_key, []), retry_diverged)
         earlier = [a for a in by_config.get(spec.config_key, []) if a.run_key != spec.run_key]
         if state is PlanState.TODO and earlier:
             plan.append(PlanItem(spec, PlanState.STALE, _what_changed(spec, earlier[-1])))
@@ -153,7 +169,12 @@ def plan_sweep(
 
 
 def dry_run_plan(
-    specs: list[RunSpec], tracking_uri: str, experiment: str, *, fresh: bool = False
+    specs: list[RunSpec],
+    tracking_uri: str,
+    experiment: str,
+    *,
+    fresh: bool = False,
+    retry_diverged: bool = False,
 ) -> list[PlanItem]:
     """``orch sweep --dry-run``: the plan, read from the store when it exists (never creating one).
 
@@ -165,4 +186,5 @@ def dry_run_plan(
     db = sqlite_path(tracking_uri)
     if db is not None and not db.exists():
         return [PlanItem(s, PlanState.TODO) for s in specs]
-    return plan_sweep(specs, Tracker(prepare_store(tracking_uri)), experiment, fresh=fresh)
+    tracker = Tracker(prepare_store(tracking_uri))
+    return plan_sweep(specs, tracker, experiment, fresh=fresh, retry_diverged=retry_diverged)

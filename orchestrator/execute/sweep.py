@@ -23,7 +23,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from model.trainer import EpochResult
-from orchestrator.execute.plan import PlanItem, PlanState, plan_sweep
+from orchestrator.execute.plan import PlanItem, plan_sweep
 from orchestrator.execute.resources import WorkerSlot, plan_workers
 from orchestrator.execute.worker import worker_main
 from orchestrator.execute.workqueue import PREFIX, QueueError, WorkQueue, find_sweep_queue, open_storage
@@ -296,12 +296,15 @@ def run_sweep(
     on_event: Callable[[SweepEvent], None] | None = None,
     on_plan: Callable[[list[PlanItem]], None] | None = None,
     on_phase: Callable[[str], None] = lambda text: None,
+    retry_diverged: bool = False,
+    edits: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run every (cell, seed) of ``matrix`` not already finished in the store.
 
-    Runs left RUNNING by a killed sweep are marked KILLED first and run again, as are failed ones.
-    The queue lives in a journal file under ``queue_dir``, or in ``storage`` (an RDB URL such as
-    ``postgresql://...``) where ``orch worker`` processes on other machines join it; ``workers=0``
+    Runs left RUNNING by a killed sweep are marked KILLED first and run again, as are failed ones. ``edits``
+    (command-line overrides and selections) are recorded as the parent run's ``orch.edits`` tag, so that the
+    sweep can be reproduced. The queue lives in a journal file under ``queue_dir``, or in ``storage`` (an RDB
+    URL such as ``postgresql://...``) where ``orch worker`` processes on other machines join it; ``workers=0``
     then only coordinates. The call returns once every item is done, wherever it ran.
 
     Raises:
@@ -318,15 +321,22 @@ def run_sweep(
     tracker.experiment_id(experiment)
     _mark_stale(tracker, experiment)
     on_phase(f"planning {len(specs)} runs")
-    plan = plan_sweep(specs, tracker, experiment, fresh=fresh)
+    plan = plan_sweep(specs, tracker, experiment, fresh=fresh, retry_diverged=retry_diverged)
     if on_plan is not None:
         on_plan(plan)
-    todo = [i for i, p in enumerate(plan) if p.state is not PlanState.DONE]
+    todo = [i for i, p in enumerate(plan) if p.state.runs]
     sweep_id = uuid.uuid4().hex[:12]
     parent = tracker.start_sweep(
         experiment,
         name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags=run_tags(RunKind.SWEEP, sweep=sweep_id, runs_planned=len(todo), fresh=str(fresh).lower()),
+        tags=run_tags(
+            RunKind.SWEEP,
+            sweep=sweep_id,
+            runs_planned=len(todo),
+            fresh=str(fresh).lower(),
+            retry_diverged=str(retry_diverged).lower(),
+            edits={k: v for k, v in (edits or {}).items() if v} or None,
+        ),
         artifacts=[matrix_path] if matrix_path else [],
     )
     outcome = SweepOutcome(parent, sweep_id, skipped=len(specs) - len(todo))

@@ -20,7 +20,14 @@ from orchestrator.matrix.expand import (
     resolve_point,
     run_count,
 )
-from orchestrator.matrix.load import edit_matrix, load_matrix, matches, read_matrix, select_specs
+from orchestrator.matrix.load import (
+    edit_matrix,
+    load_matrix,
+    matches,
+    parse_where,
+    read_matrix,
+    select_specs,
+)
 from orchestrator.matrix.schema import (
     AXIS_ALIASES,
     MAX_RUNS,
@@ -53,6 +60,7 @@ __all__ = [
     "expand",
     "load_matrix",
     "matches",
+    "parse_where",
     "read_matrix",
     "resolve_point",
     "run_count",

@@ -30,7 +30,7 @@ from model.input_files import InputFileError, parse_yaml, read_text
 from orchestrator.matrix.expand import base_mapping, expand, run_count
 from orchestrator.matrix.schema import Matrix, MatrixError, RunSpec
 
-__all__ = ["edit_matrix", "load_matrix", "matches", "read_matrix", "select_specs"]
+__all__ = ["edit_matrix", "load_matrix", "matches", "parse_where", "read_matrix", "select_specs"]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -144,6 +144,21 @@ def edit_matrix(data: dict[str, Any], overrides: Sequence[str], root: Path) -> d
 
 def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else str(value)
+
+
+def parse_where(conditions: Sequence[str]) -> dict[str, str]:
+    """``["recon_weight=0.05", "cross_skip=no_skip"]`` -> axis -> value text.
+
+    Raises:
+        MatrixError: a condition is not ``axis=value``.
+    """
+    out = {}
+    for text in conditions:
+        axis, sep, value = text.partition("=")
+        if not sep or not axis.strip():
+            raise MatrixError(f"--where {text!r}: expected axis=value, e.g. recon_weight=0.05")
+        out[axis.strip()] = value.strip()
+    return out
 
 
 def matches(axes: dict[str, Any], where: dict[str, str]) -> bool:

@@ -32,28 +32,12 @@ __all__ = [
     "comparison_json",
     "comparison_table",
     "group_cells",
-    "parse_where",
     "select_cells",
 ]
 
 
 def _value_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else str(value)
-
-
-def parse_where(conditions: Sequence[str]) -> dict[str, str]:
-    """``["recon_weight=0.05", "cross_skip=no_skip"]`` -> axis -> value text.
-
-    Raises:
-        ReportError: a condition is not ``axis=value``.
-    """
-    out = {}
-    for text in conditions:
-        axis, sep, value = text.partition("=")
-        if not sep or not axis.strip():
-            raise ReportError(f"--where {text!r}: expected axis=value, e.g. recon_weight=0.05")
-        out[axis.strip()] = value.strip()
-    return out
 
 
 def select_cells(

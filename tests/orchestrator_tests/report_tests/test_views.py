@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from orchestrator.matrix import MatrixError, parse_where
 from orchestrator.report.collect import CellData, ReportError, judge_cells
-from orchestrator.report.views import compare, group_cells, parse_where, select_cells
+from orchestrator.report.views import compare, group_cells, select_cells
 from orchestrator.verdict import Verdict, VerdictSettings
 
 SETTINGS = VerdictSettings(warmup=2)
@@ -51,7 +52,7 @@ def test_select_by_name_and_by_axis_values(cells: list[CellData]) -> None:
         select_cells(cells, where={"lr": "1"})
     with pytest.raises(ReportError, match="no cell matches"):
         select_cells(cells, where={"up_mode": "none"})
-    with pytest.raises(ReportError, match="expected axis=value"):
+    with pytest.raises(MatrixError, match="expected axis=value"):
         parse_where(["up_mode"])
 
 
