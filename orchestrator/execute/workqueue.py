@@ -66,7 +66,8 @@ def open_storage(url: str | Path, *, heartbeat: float = 10.0) -> BaseStorage:
             )
         except Exception as exc:  # noqa: BLE001 - sqlalchemy, driver and URL errors alike
             # machines starting together race to create Optuna's tables: the loser retries and finds them
-            if "duplicate key" in str(exc) and attempt < 4:
+            # (a duplicate key in its version table, or a table that "already exists")
+            if ("duplicate key" in str(exc) or "already exists" in str(exc)) and attempt < 4:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
