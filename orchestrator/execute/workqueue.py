@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
-__all__ = ["QueueError", "WorkQueue", "find_sweep_queue", "open_storage"]
+__all__ = ["QueueError", "SweepStatus", "WorkQueue", "find_sweep_queue", "open_storage", "sweep_status"]
 
 PREFIX = "orch-sweep"
 
@@ -186,6 +187,11 @@ class WorkQueue:
         """Mark the queue finished, so that late workers do not join it."""
         self._study.set_user_attr("active", False)
 
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add ``attrs`` to the queue's attributes (e.g. the job that runs its workers)."""
+        for key, value in attrs.items():
+            self._study.set_user_attr(key, value)
+
     def abandon(self, states: tuple[TrialState, ...] = (TrialState.WAITING,)) -> list[dict[str, Any]]:
         """Fail every item in ``states`` so that no worker takes it; returns those items."""
         dropped = []
@@ -198,12 +204,54 @@ class WorkQueue:
         return dropped
 
 
-def find_sweep_queue(storage: BaseStorage, matrix_name: str) -> str | None:
-    """Name of the newest active sweep queue of ``matrix_name`` in ``storage``, or None."""
+def find_sweep_queue(storage: BaseStorage, matrix_name: str, *, active_only: bool = True) -> str | None:
+    """Name of the newest active sweep queue of ``matrix_name`` in ``storage`` (the newest of any state with
+    ``active_only=False``), or None."""
     best: tuple[float, str] | None = None
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
-        if attrs.get("matrix") == matrix_name and attrs.get("active", False):
+        if attrs.get("matrix") == matrix_name and (attrs.get("active", False) or not active_only):
             key = (float(attrs.get("created", 0.0)), summary.study_name)
             best = key if best is None or key > best else best
     return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """Where the newest sweep of a matrix stands: its queue's attributes and items per state (``retried``:
+    claims whose worker died, each handed back as a new waiting item)."""
+
+    name: str
+    attrs: dict[str, Any]
+    waiting: int
+    running: int
+    done: int
+    failed: int
+    retried: int
+
+    @property
+    def sweep_id(self) -> str:
+        return str(self.attrs.get("sweep_id", ""))
+
+
+def sweep_status(storage: BaseStorage, matrix_name: str) -> SweepStatus | None:
+    """The newest sweep queue of ``matrix_name`` (active or not) and its counts, or None when there is none.
+
+    Read-only: a claim whose worker died still counts as running until a worker or the coordinator
+    notices its stale heartbeat."""
+    name = find_sweep_queue(storage, matrix_name, active_only=False)
+    if name is None:
+        return None
+    work = WorkQueue(storage, name)
+    trials = storage.get_all_trials(work.study_id, deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    states = [t.state for t in trials]
+    return SweepStatus(
+        name,
+        work.attrs,
+        waiting=states.count(TrialState.WAITING),
+        running=states.count(TrialState.RUNNING),
+        done=states.count(TrialState.COMPLETE),
+        failed=sum(t.state is TrialState.FAIL and t.number not in retried for t in trials),
+        retried=len(retried),
+    )
