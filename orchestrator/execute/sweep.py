@@ -273,8 +273,8 @@ def _run_queue(
     nobody is left to run, each with the reason."""
     if workers > 0:
         run(workers)
-    if work.heartbeats:  # items other machines still run
-        while work.pending():
+    if work.heartbeats:  # items other machines still run (their workers hand back dead workers' items)
+        while work.pending(fail_stale=False):
             if launcher is not None and not launcher.alive():
                 why = "not run: every submitted worker ended before the queue was drained"
                 return [(item, why) for item in work.abandon((TrialState.WAITING, TrialState.RUNNING))]

@@ -171,16 +171,22 @@ class WorkQueue:
             out[t.state.name] = out.get(t.state.name, 0) + 1
         return out
 
-    def pending(self) -> int:
-        """Items waiting or being run (by any worker, anywhere)."""
-        if self.heartbeats:
+    def pending(self, *, fail_stale: bool = True) -> int:
+        """Items waiting or being run (by any worker, anywhere).
+
+        ``fail_stale`` first hands back the items of dead workers (each comes back as a new waiting
+        item): what a worker does before it decides whether to wait. A process that never claims (the
+        coordinator) passes False: were it to fail a stale claim, a worker reading the queue between that
+        failure and the item's retry would see nothing left and exit, leaving the retry to nobody.
+        """
+        if self.heartbeats and fail_stale:
             fail_stale_trials(self._study)
         c = self.counts()
         return c.get("WAITING", 0) + c.get("RUNNING", 0)
 
     def wait_drained(self, poll: float = 1.0) -> None:
-        """Block until nothing is waiting or running."""
-        while self.pending():
+        """Block until nothing is waiting or running (a coordinator's wait: it fails no stale claim)."""
+        while self.pending(fail_stale=False):
             time.sleep(poll)
 
     def close(self) -> None:
