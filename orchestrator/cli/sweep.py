@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.common import console, err_console, fail, tracking_uri
+
+if TYPE_CHECKING:
+    from orchestrator.execute.slurm import SlurmLauncher
 
 __all__ = ["sweep", "worker"]
 
@@ -17,7 +20,9 @@ def sweep(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=0, help="runs at once here (default: one per CPU core; 0 with --storage: coordinate only)"
+            min=0,
+            help="runs at once here (default: one per CPU core; 0 with --storage: coordinate only); "
+            "with --launcher slurm: array tasks (default: one per run to do)",
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
@@ -31,12 +36,24 @@ def sweep(
     heartbeat: Annotated[
         float, typer.Option(min=1, help="with --storage: seconds between worker heartbeats")
     ] = 10,
+    launcher: Annotated[
+        str,
+        typer.Option(help="local: worker processes here; slurm: a Slurm job array (needs --storage)"),
+    ] = "local",
+    partition: Annotated[str | None, typer.Option(help="slurm: the partition (default: Slurm's)")] = None,
+    gpus_per_worker: Annotated[int, typer.Option(min=0, help="slurm: GPUs of each array task")] = 0,
+    time_limit: Annotated[
+        str | None, typer.Option("--time", help="slurm: each task's time limit, e.g. 04:00:00")
+    ] = None,
+    mem: Annotated[str | None, typer.Option(help="slurm: each task's memory, e.g. 16G")] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option(min=1, help="slurm: CPUs of each array task")] = None,
 ) -> None:
     """Run every (cell, seed) of a matrix not already finished, then print the verdict table."""
     from model.config import ConfigError
     from model.data import DataError
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import PlanState, preflight
+    from orchestrator.execute.slurm import SlurmError
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.matrix import MatrixError, load_matrix
@@ -44,6 +61,14 @@ def sweep(
 
     if workers == 0 and storage is None:
         raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
+    slurm = {
+        "partition": partition,
+        "gpus": gpus_per_worker or None,
+        "time": time_limit,
+        "mem": mem,
+        "cpus": cpus_per_worker,
+    }
+    _check_launcher(launcher, storage, workers, slurm)
     try:
         mx, specs = load_matrix(matrix)
         preflight(specs)
@@ -53,6 +78,9 @@ def sweep(
     if dry_run:
         _dry_run(mx.name, specs, uri, fresh)
         return
+    submitter = (
+        _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm) if launcher == "slurm" else None
+    )
     display = SweepDisplay(console, len(specs))
 
     def on_plan(plan: list) -> None:
@@ -79,8 +107,9 @@ def sweep(
                 on_phase=display.on_phase,
                 storage=storage,
                 heartbeat=heartbeat,
+                launcher=submitter,
             )
-    except (TrackingError, QueueError) as exc:
+    except (TrackingError, QueueError, SlurmError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -96,6 +125,49 @@ def sweep(
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:
+    """``--launcher`` and the options that go with it (exit 2 naming the first one that does not fit)."""
+    if launcher not in ("local", "slurm"):
+        raise fail(f"--launcher {launcher!r}: choose local or slurm")
+    if launcher == "local":
+        given = [f"--{k}" for k, v in _SLURM_OPTIONS.items() if slurm[v] is not None]
+        if given:
+            raise fail(f"{', '.join(given)} only apply with --launcher slurm")
+        return
+    if storage is None or "://" not in storage or storage.startswith(("journal://", "sqlite://")):
+        raise fail("--launcher slurm needs --storage postgresql://... (a queue every Slurm task reaches)")
+    if workers == 0:
+        raise fail("--launcher slurm: --workers is the number of array tasks, at least 1")
+
+
+_SLURM_OPTIONS = {
+    "partition": "partition",
+    "gpus-per-worker": "gpus",
+    "time": "time",
+    "mem": "mem",
+    "cpus-per-worker": "cpus",
+}
+
+
+def _slurm_launcher(
+    matrix: Path, storage: str | None, uri: str, workers: int | None, heartbeat: float, slurm: dict
+) -> SlurmLauncher:
+    """The launcher of ``--launcher slurm`` (a bad ``--time`` exits 2)."""
+    from orchestrator.execute.slurm import SlurmError, SlurmLauncher, SlurmResources
+
+    try:
+        resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
+    except SlurmError as exc:
+        raise fail(str(exc)) from None
+    if uri.startswith("sqlite:"):
+        console.print(
+            f"note: the Slurm tasks log to {uri}: on a cluster it must be on a filesystem every node mounts "
+            "(or use an MLflow server: --tracking-uri http://...)",
+            highlight=False,
+        )
+    return SlurmLauncher(matrix, storage or "", uri, resources, tasks=workers, heartbeat=heartbeat)
 
 
 def _say_stale(plan: list) -> None:
