@@ -15,6 +15,7 @@ from orchestrator.cli.data import data_app
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.report import report
 from orchestrator.cli.search import search
+from orchestrator.cli.status import status
 from orchestrator.cli.sweep import sweep, worker
 from orchestrator.cli.train import train
 
@@ -50,7 +51,7 @@ def main(
     set_tracking_uri(tracking_uri_opt)
 
 
-for _command in (train, sweep, worker, search, report, diagnose):
+for _command in (train, sweep, worker, status, search, report, diagnose):
     app.command()(_command)
 app.add_typer(data_app, name="data", help="synthesise and inspect paired HDF5 data")
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
+
+if TYPE_CHECKING:
+    from orchestrator.execute.slurm import SlurmLauncher
 
 __all__ = ["sweep", "worker"]
 
@@ -29,7 +32,9 @@ def sweep(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=0, help="runs at once here (default: one per CPU core; 0 with --storage: coordinate only)"
+            min=0,
+            help="runs at once here (default: one per CPU core; 0 with --storage: coordinate only); "
+            "with --launcher slurm: array tasks (default: one per run to do)",
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
@@ -54,6 +59,17 @@ def sweep(
         typer.Option("--retry-diverged", help="run again the runs that diverged (kept as results otherwise)"),
     ] = False,
     _uri: TrackingUri = None,
+    launcher: Annotated[
+        str,
+        typer.Option(help="local: worker processes here; slurm: a Slurm job array (needs --storage)"),
+    ] = "local",
+    partition: Annotated[str | None, typer.Option(help="slurm: the partition (default: Slurm's)")] = None,
+    gpus_per_worker: Annotated[int, typer.Option(min=0, help="slurm: GPUs of each array task")] = 0,
+    time_limit: Annotated[
+        str | None, typer.Option("--time", help="slurm: each task's time limit, e.g. 04:00:00")
+    ] = None,
+    mem: Annotated[str | None, typer.Option(help="slurm: each task's memory, e.g. 16G")] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option(min=1, help="slurm: CPUs of each array task")] = None,
 ) -> None:
     """Run every (cell, seed) of a matrix not already finished, then print the verdict table.
 
@@ -76,10 +92,19 @@ def sweep(
 
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import preflight
+    from orchestrator.execute.slurm import SlurmError
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.tracking import TrackingError
 
+    slurm = {
+        "partition": partition,
+        "gpus": gpus_per_worker or None,
+        "time": time_limit,
+        "mem": mem,
+        "cpus": cpus_per_worker,
+    }
+    _check_launcher(launcher, storage, workers, slurm)
     try:
         preflight(specs)
     except (ConfigError, DataError) as exc:
@@ -88,6 +113,11 @@ def sweep(
     if dry_run:
         _dry_run(mx.name, specs, uri, fresh, retry_diverged)
         return
+    submitter = (
+        _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
+        if launcher == "slurm"
+        else None
+    )
     display = SweepDisplay(console, len(specs))
 
     def on_plan(plan: list) -> None:
@@ -117,8 +147,9 @@ def sweep(
                 workers_per_gpu=workers_per_gpu,
                 retry_diverged=retry_diverged,
                 edits=edits,
+                launcher=submitter,
             )
-    except (TrackingError, QueueError) as exc:
+    except (TrackingError, QueueError, SlurmError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print(
@@ -134,6 +165,57 @@ def sweep(
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
         raise typer.Exit(1)
+
+
+def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:
+    """``--launcher`` and the options that go with it (exit 2 naming the first one that does not fit)."""
+    if launcher not in ("local", "slurm"):
+        raise fail(f"--launcher {launcher!r}: choose local or slurm")
+    if launcher == "local":
+        given = [f"--{k}" for k, v in _SLURM_OPTIONS.items() if slurm[v] is not None]
+        if given:
+            raise fail(f"{', '.join(given)} only apply with --launcher slurm")
+        return
+    if storage is None or "://" not in storage or storage.startswith(("journal://", "sqlite://")):
+        raise fail("--launcher slurm needs --storage postgresql://... (a queue every Slurm task reaches)")
+    if workers == 0:
+        raise fail("--launcher slurm: --workers is the number of array tasks, at least 1")
+
+
+_SLURM_OPTIONS = {
+    "partition": "partition",
+    "gpus-per-worker": "gpus",
+    "time": "time",
+    "mem": "mem",
+    "cpus-per-worker": "cpus",
+}
+
+
+def _slurm_launcher(
+    matrix: Path,
+    storage: str | None,
+    uri: str,
+    workers: int | None,
+    heartbeat: float,
+    slurm: dict,
+    overrides: tuple[str, ...],
+) -> SlurmLauncher:
+    """The launcher of ``--launcher slurm`` (a bad ``--time`` exits 2)."""
+    from orchestrator.execute.slurm import SlurmError, SlurmLauncher, SlurmResources
+
+    try:
+        resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
+    except SlurmError as exc:
+        raise fail(str(exc)) from None
+    if uri.startswith("sqlite:"):
+        console.print(
+            f"note: the Slurm tasks log to {uri}: on a cluster it must be on a filesystem every node mounts "
+            "(or use an MLflow server: --tracking-uri http://...)",
+            highlight=False,
+        )
+    return SlurmLauncher(
+        matrix, storage or "", uri, resources, tasks=workers, heartbeat=heartbeat, overrides=overrides
+    )
 
 
 def _say_stale(plan: list) -> None:
@@ -177,7 +259,10 @@ def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # no
 
 def worker(
     matrix: Annotated[Path, typer.Argument(help="the same matrix YAML the coordinator runs")],
-    storage: Annotated[str, typer.Option(help="the coordinator's --storage (postgresql://...)")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="the coordinator's matrix overrides, key=value (the same ones)")
+    ] = None,
+    storage: Annotated[str, typer.Option(help="the coordinator's --storage (postgresql://...)")] = "",
     workers: Annotated[
         int | None, typer.Option(min=1, help="runs at once here (default: one per CPU core)")
     ] = None,
@@ -185,6 +270,8 @@ def worker(
         float, typer.Option(min=1, help="seconds between heartbeats (as the coordinator)")
     ] = 10,
     wait: Annotated[float, typer.Option(min=0, help="seconds to wait for a sweep to join")] = 60,
+    workers_per_gpu: Annotated[int, typer.Option(min=1, help="workers sharing each GPU")] = 1,
+    _uri: TrackingUri = None,
 ) -> None:
     """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
     from orchestrator.cli.progress import SweepDisplay
@@ -193,8 +280,10 @@ def worker(
     from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.tracking import TrackingError
 
+    if not storage:
+        raise fail("--storage is required: the coordinator's queue (postgresql://...)")
     try:
-        mx, specs = load_matrix(matrix)
+        mx, specs = load_matrix(matrix, overrides=overrides or ())
     except MatrixError as exc:
         raise fail(str(exc)) from None
     display = SweepDisplay(console, len(specs))
@@ -206,6 +295,7 @@ def worker(
                 tracking_uri=tracking_uri(),
                 storage=storage,
                 workers=workers,
+                workers_per_gpu=workers_per_gpu,
                 heartbeat=heartbeat,
                 wait=wait,
                 on_event=display,

@@ -4,6 +4,8 @@
 - :mod:`~orchestrator.execute.sweep`: the coordinator, :func:`run_sweep` and :func:`join_sweep`.
 - :mod:`~orchestrator.execute.worker`: the worker process.
 - :mod:`~orchestrator.execute.workqueue`: the queue, held in an Optuna storage.
+- :mod:`~orchestrator.execute.launcher`: workers started by a batch scheduler (the Launcher protocol).
+- :mod:`~orchestrator.execute.slurm`: the sweep's workers as a Slurm job array (submitit).
 - :mod:`~orchestrator.execute.early_stop`: the rule that stops a run once its trend is decided.
 - :mod:`~orchestrator.execute.search`: `orch search`.
 - :mod:`~orchestrator.execute.single`: `orch train`, one run with its own directory.
@@ -17,13 +19,18 @@ from orchestrator.lazy import lazy_attributes
 
 __all__ = [
     "EarlyStopRule",
+    "Launcher",
     "PlanItem",
     "PlanState",
     "QueueError",
     "SearchError",
     "SearchOutcome",
+    "SlurmError",
+    "SlurmLauncher",
+    "SlurmResources",
     "SweepEvent",
     "SweepOutcome",
+    "SweepStatus",
     "TrainOutcome",
     "WorkQueue",
     "dry_run_plan",
@@ -33,6 +40,7 @@ __all__ = [
     "preflight",
     "run_search",
     "run_sweep",
+    "sweep_status",
     "train_single",
 ]
 
@@ -46,6 +54,12 @@ _LAZY = {
     "QueueError": "workqueue",
     "WorkQueue": "workqueue",
     "open_storage": "workqueue",
+    "SweepStatus": "workqueue",
+    "sweep_status": "workqueue",
+    "Launcher": "launcher",
+    "SlurmError": "slurm",
+    "SlurmLauncher": "slurm",
+    "SlurmResources": "slurm",
     "SearchError": "search",
     "SearchOutcome": "search",
     "run_search": "search",

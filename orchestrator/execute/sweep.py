@@ -23,6 +23,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from model.trainer import EpochResult
+from orchestrator.execute.launcher import Launcher, submit_workers
 from orchestrator.execute.plan import PlanItem, plan_sweep
 from orchestrator.execute.resources import WorkerSlot, plan_workers
 from orchestrator.execute.worker import worker_main
@@ -263,22 +264,25 @@ def _mark_stale(tracker: Tracker, experiment: str) -> None:
 
 def _run_queue(
     work: WorkQueue,
-    specs: list[RunSpec],
-    outcome: SweepOutcome,
     *,
     workers: int,
     run: Callable[[int], None],
-) -> None:
-    """Run the queue's items here (``workers`` local processes), then settle what is left."""
+    launcher: Launcher | None = None,
+) -> list[tuple[dict[str, Any], str]]:
+    """Run the queue's items here (``workers`` local processes), then settle what is left: the items
+    nobody is left to run, each with the reason."""
     if workers > 0:
         run(workers)
-    if work.heartbeats:
-        work.wait_drained()  # items other machines still run
-        return
+    if work.heartbeats:  # items other machines still run (their workers hand back dead workers' items)
+        while work.pending(fail_stale=False):
+            if launcher is not None and not launcher.alive():
+                why = "not run: every submitted worker ended before the queue was drained"
+                return [(item, why) for item in work.abandon((TrialState.WAITING, TrialState.RUNNING))]
+            time.sleep(1.0)
+        return []
     # one machine: every local worker has exited, so what is left has nobody to run it
-    for item in work.abandon((TrialState.WAITING, TrialState.RUNNING)):
-        spec = specs[item["index"]]
-        outcome.count(spec, RunStatus.CRASHED, "not run: every worker process died")
+    why = "not run: every worker process died"
+    return [(item, why) for item in work.abandon((TrialState.WAITING, TrialState.RUNNING))]
 
 
 def run_sweep(
@@ -298,23 +302,34 @@ def run_sweep(
     on_phase: Callable[[str], None] = lambda text: None,
     retry_diverged: bool = False,
     edits: dict[str, Any] | None = None,
+    launcher: Launcher | None = None,
 ) -> SweepOutcome:
     """Run every (cell, seed) of ``matrix`` not already finished in the store.
 
-    Runs left RUNNING by a killed sweep are marked KILLED first and run again, as are failed ones. ``edits``
-    (command-line overrides and selections) are recorded as the parent run's ``orch.edits`` tag, so that the
-    sweep can be reproduced. The queue lives in a journal file under ``queue_dir``, or in ``storage`` (an RDB
-    URL such as ``postgresql://...``) where ``orch worker`` processes on other machines join it; ``workers=0``
-    then only coordinates. The call returns once every item is done, wherever it ran.
+    Runs left RUNNING by a killed sweep are marked KILLED first and run again, as are failed ones.
+    ``edits`` (command-line overrides and selections) are recorded as the parent run's ``orch.edits``
+    tag, so that the sweep can be reproduced. The queue lives in a journal file under ``queue_dir``, or in
+    ``storage`` (an RDB URL such as ``postgresql://...``) where ``orch worker`` processes on other machines
+    join it; ``workers=0`` then only coordinates. With a ``launcher`` (e.g.
+    :class:`~orchestrator.execute.slurm.SlurmLauncher`, ``storage`` required) this process only
+    coordinates: the launcher submits the workers once the queue holds its items; a failed submission
+    abandons the queue and ends the parent run KILLED. The call returns once every item is done, wherever
+    it ran, or once no submitted worker is left.
 
     Raises:
         orchestrator.tracking.TrackingError: the tracking store cannot be opened, the matrix's experiment
             was deleted in it or its name is refused (nothing started).
         orchestrator.execute.workqueue.QueueError: the queue storage cannot be opened (nothing started).
         KeyboardInterrupt: interrupted; in-flight runs are marked KILLED.
+        Exception: what ``launcher.check()`` or ``launcher.submit()`` raises (nothing runs).
     """
     experiment = matrix.name
     check_experiment_name(experiment)
+    if launcher is not None:
+        if not storage:
+            raise ValueError("a launcher needs a queue storage that its workers reach (storage=...)")
+        launcher.check()
+        workers = 0
     queue_storage = open_storage(storage, heartbeat=heartbeat) if storage else None
     on_phase("opening the tracking store")
     tracker = Tracker(prepare_store(tracking_uri))
@@ -371,17 +386,24 @@ def run_sweep(
             outcome=outcome,
             heartbeat=heartbeat,
         )
-        on_phase(f"starting {n} worker{'s' if n != 1 else ''}" if n else "waiting for remote workers")
+        if launcher is not None:
+            submit_workers(launcher, work, tracker, parent, sweep_id, on_phase)
+        else:
+            on_phase(f"starting {n} worker{'s' if n != 1 else ''}" if n else "waiting for remote workers")
         try:
-            _run_queue(work, specs, outcome, workers=n, run=lambda _: workers_here())
+            lost = _run_queue(work, workers=n, run=lambda _: workers_here(), launcher=launcher)
         except BaseException:
             work.abandon()  # remote workers must not start what is left
             tracker.finish(parent, RunStatus.KILLED, "interrupted")
             raise
         finally:
             work.close()
+            if launcher is not None:
+                launcher.release()
         if work.heartbeats:
             _settle_remote(tracker, experiment, sweep_id, outcome, grace=3 * heartbeat + 10)
+        for item, why in lost:
+            outcome.count(specs[item["index"]], RunStatus.CRASHED, why)
     tracker.set_tags(parent, {"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
     tracker.finish(parent, RunStatus.FINISHED)
     return outcome
@@ -415,6 +437,17 @@ def _settle_remote(
         outcome.crashed = sum(s is RunStatus.CRASHED for s in ended)
 
 
+def _find_queue(storage: Any, matrix_name: str, queue_name: str | None) -> str | None:
+    """``queue_name`` once it exists in ``storage``, else the newest active sweep of the matrix."""
+    if queue_name is None:
+        return find_sweep_queue(storage, matrix_name)
+    try:
+        storage.get_study_id_from_name(queue_name)
+    except KeyError:
+        return None
+    return queue_name
+
+
 def join_sweep(
     matrix: Matrix,
     specs: list[RunSpec],
@@ -426,8 +459,12 @@ def join_sweep(
     heartbeat: float = 10.0,
     wait: float = 60.0,
     on_event: Callable[[SweepEvent], None] | None = None,
+    queue_name: str | None = None,
 ) -> SweepOutcome:
     """`orch worker`: join the newest active sweep of ``matrix`` in ``storage`` and run its items.
+
+    ``queue_name`` joins that sweep's queue instead (a submitted worker; a queue closed meanwhile leaves
+    it nothing to do).
 
     Raises:
         orchestrator.execute.workqueue.QueueError: unreachable storage, no sweep to join within ``wait``
@@ -435,9 +472,10 @@ def join_sweep(
     """
     queue_storage = open_storage(storage, heartbeat=heartbeat)
     deadline = time.monotonic() + wait
-    while (name := find_sweep_queue(queue_storage, matrix.name)) is None:
+    while (name := _find_queue(queue_storage, matrix.name, queue_name)) is None:
         if time.monotonic() > deadline:
-            raise QueueError(f"no active sweep of {matrix.name!r} in the queue storage after {wait:g} s")
+            what = f"sweep queue {queue_name!r}" if queue_name else f"active sweep of {matrix.name!r}"
+            raise QueueError(f"no {what} in the queue storage after {wait:g} s")
         time.sleep(1.0)
     work = WorkQueue(queue_storage, name)
     keys = {s.run_key for s in specs}

@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
-__all__ = ["QueueError", "WorkQueue", "find_sweep_queue", "open_storage"]
+__all__ = ["QueueError", "SweepStatus", "WorkQueue", "find_sweep_queue", "open_storage", "sweep_status"]
 
 PREFIX = "orch-sweep"
 
@@ -66,7 +67,8 @@ def open_storage(url: str | Path, *, heartbeat: float = 10.0) -> BaseStorage:
             )
         except Exception as exc:  # noqa: BLE001 - sqlalchemy, driver and URL errors alike
             # machines starting together race to create Optuna's tables: the loser retries and finds them
-            if "duplicate key" in str(exc) and attempt < 4:
+            # (a duplicate key in its version table, or a table that "already exists")
+            if ("duplicate key" in str(exc) or "already exists" in str(exc)) and attempt < 4:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -169,21 +171,32 @@ class WorkQueue:
             out[t.state.name] = out.get(t.state.name, 0) + 1
         return out
 
-    def pending(self) -> int:
-        """Items waiting or being run (by any worker, anywhere)."""
-        if self.heartbeats:
+    def pending(self, *, fail_stale: bool = True) -> int:
+        """Items waiting or being run (by any worker, anywhere).
+
+        ``fail_stale`` first hands back the items of dead workers (each comes back as a new waiting
+        item): what a worker does before it decides whether to wait. A process that never claims (the
+        coordinator) passes False: were it to fail a stale claim, a worker reading the queue between that
+        failure and the item's retry would see nothing left and exit, leaving the retry to nobody.
+        """
+        if self.heartbeats and fail_stale:
             fail_stale_trials(self._study)
         c = self.counts()
         return c.get("WAITING", 0) + c.get("RUNNING", 0)
 
     def wait_drained(self, poll: float = 1.0) -> None:
-        """Block until nothing is waiting or running."""
-        while self.pending():
+        """Block until nothing is waiting or running (a coordinator's wait: it fails no stale claim)."""
+        while self.pending(fail_stale=False):
             time.sleep(poll)
 
     def close(self) -> None:
         """Mark the queue finished, so that late workers do not join it."""
         self._study.set_user_attr("active", False)
+
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add ``attrs`` to the queue's attributes (e.g. the job that runs its workers)."""
+        for key, value in attrs.items():
+            self._study.set_user_attr(key, value)
 
     def abandon(self, states: tuple[TrialState, ...] = (TrialState.WAITING,)) -> list[dict[str, Any]]:
         """Fail every item in ``states`` so that no worker takes it; returns those items."""
@@ -197,12 +210,54 @@ class WorkQueue:
         return dropped
 
 
-def find_sweep_queue(storage: BaseStorage, matrix_name: str) -> str | None:
-    """Name of the newest active sweep queue of ``matrix_name`` in ``storage``, or None."""
+def find_sweep_queue(storage: BaseStorage, matrix_name: str, *, active_only: bool = True) -> str | None:
+    """Name of the newest active sweep queue of ``matrix_name`` in ``storage`` (the newest of any state with
+    ``active_only=False``), or None."""
     best: tuple[float, str] | None = None
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
-        if attrs.get("matrix") == matrix_name and attrs.get("active", False):
+        if attrs.get("matrix") == matrix_name and (attrs.get("active", False) or not active_only):
             key = (float(attrs.get("created", 0.0)), summary.study_name)
             best = key if best is None or key > best else best
     return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """Where the newest sweep of a matrix stands: its queue's attributes and items per state (``retried``:
+    claims whose worker died, each handed back as a new waiting item)."""
+
+    name: str
+    attrs: dict[str, Any]
+    waiting: int
+    running: int
+    done: int
+    failed: int
+    retried: int
+
+    @property
+    def sweep_id(self) -> str:
+        return str(self.attrs.get("sweep_id", ""))
+
+
+def sweep_status(storage: BaseStorage, matrix_name: str) -> SweepStatus | None:
+    """The newest sweep queue of ``matrix_name`` (active or not) and its counts, or None when there is none.
+
+    Read-only: a claim whose worker died still counts as running until a worker or the coordinator
+    notices its stale heartbeat."""
+    name = find_sweep_queue(storage, matrix_name, active_only=False)
+    if name is None:
+        return None
+    work = WorkQueue(storage, name)
+    trials = storage.get_all_trials(work.study_id, deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    states = [t.state for t in trials]
+    return SweepStatus(
+        name,
+        work.attrs,
+        waiting=states.count(TrialState.WAITING),
+        running=states.count(TrialState.RUNNING),
+        done=states.count(TrialState.COMPLETE),
+        failed=sum(t.state is TrialState.FAIL and t.number not in retried for t in trials),
+        retried=len(retried),
+    )
