@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -14,6 +15,7 @@ from rich.console import Console
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
+    "Device",
     "EXIT_CODES",
     "TYPER",
     "TrackingUri",
@@ -43,7 +45,12 @@ err_console = Console(stderr=True, width=_width(sys.stderr.isatty()), soft_wrap=
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
 #: Settings of every Typer app of the CLI: help when called bare, errors as one message (no traceback).
-TYPER = {"no_args_is_help": True, "add_completion": False, "pretty_exceptions_enable": False}
+TYPER = {
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": "markdown",  # a docstring paragraph reflows to the terminal
+}
 
 #: What every command's exit code means (shown in --help).
 EXIT_CODES = (
@@ -64,6 +71,9 @@ TrackingUri = Annotated[
 ]
 
 _tracking_uri: list[str | None] = [None]
+
+#: ``--device``: auto (CUDA when present), cpu, cuda (the first GPU) or one GPU of eight by index.
+Device = StrEnum("Device", {v: v for v in ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(8)))})
 
 
 def set_tracking_uri(uri: str | None) -> None:

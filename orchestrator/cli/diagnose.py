@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator.cli.common import TrackingUri
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -186,6 +188,7 @@ def diagnose(
         typer.Option("--track/--no-track", help="log figures and JSON to MLflow (experiment orch-diagnose)"),
     ] = True,
     out: Annotated[Path | None, typer.Option(help="write the figures (PNG) and diagnosis.json here")] = None,
+    _uri: TrackingUri = None,
 ) -> None:
     """The note's diagnostics: train CONFIG for STEPS steps; latents, errors, gradients per loss term,
     skip reliance, latent-only capacity and data, each with a one-line reading."""

@@ -1,29 +1,67 @@
-"""``orch report [MATRIX | --experiment NAME]``: the verdict table, in any format."""
+"""``orch report [MATRIX] [OVERRIDES] [--experiment NAME]``: the verdict table, its views, in any format."""
 
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, console, fail, tracking_uri
 
-__all__ = ["report"]
+if TYPE_CHECKING:
+    from orchestrator.matrix import RunSpec
+    from orchestrator.report import Selection
+    from orchestrator.verdict import VerdictSettings
+
+__all__ = ["ReportFormat", "report"]
+
+
+class ReportFormat(StrEnum):
+    """What ``orch report`` prints or writes."""
+
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+#: Formats that are data only: nothing is drawn, logged or tagged for them.
+_DATA_ONLY = (ReportFormat.csv, ReportFormat.json)
 
 
 def report(
     matrix: Annotated[Path | None, typer.Argument(help="matrix YAML (judges that matrix's runs)")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="the sweep's matrix overrides, key=value, to judge the runs they made"),
+    ] = None,
     experiment: Annotated[
-        str | None, typer.Option(help="any MLflow experiment with orch.cell/orch.seed tags")
+        str | None,
+        typer.Option(help="an MLflow experiment with orch.cell/orch.seed tags (with MATRIX: its settings)"),
     ] = None,
     metric: Annotated[
         str | None, typer.Option(help="metric to judge (default: the matrix's, else cross)")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | markdown | csv | json | html")] = "table",
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", help="what to print or write")
+    ] = ReportFormat.table,
     out: Annotated[
         Path | None, typer.Option(help="write the report here (default: print; html: runs/reports/)")
+    ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="the table with every column (default: the 100-column summary)")
+    ] = False,
+    cells: Annotated[list[str] | None, typer.Option("--cells", help="only this cell (repeatable)")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="only cells with axis=value (repeatable)")
+    ] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option("--group-by", help="one row per value of this axis, pooled over the others"),
     ] = None,
     code: Annotated[
         str | None,
@@ -32,61 +70,162 @@ def report(
     sweep_id: Annotated[
         str | None, typer.Option("--sweep", help="judge the runs of this sweep (tag orch.sweep; a prefix)")
     ] = None,
+    against_code: Annotated[
+        str | None,
+        typer.Option("--against-code", help="compare with the runs of this code fingerprint, side by side"),
+    ] = None,
+    against_sweep: Annotated[
+        str | None, typer.Option("--against-sweep", help="compare with the runs of this sweep, side by side")
+    ] = None,
+    _uri: TrackingUri = None,
 ) -> None:
     """The verdict table: per cell, does the metric really fall after the warm-up, and how far?
 
     By default the runs of the code and data installed now are judged; --code and --sweep judge earlier
-    ones (made before an edit, or by one sweep), to compare them with today's."""
-    from orchestrator.matrix import MatrixError, load_matrix
-    from orchestrator.report import FORMATS, ReportError, Selection, build_report
+    ones (made before an edit, or by one sweep); --against-code / --against-sweep put those beside
+    today's and mark the cells whose verdict changed. --format csv|json write nothing but the output."""
+    from orchestrator.matrix import MatrixError, parse_where
+    from orchestrator.report import ReportError, Selection
     from orchestrator.tracking import TrackingError
-    from orchestrator.tracking.store import sqlite_path
-    from orchestrator.verdict import VerdictSettings
 
-    if fmt not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if (matrix is None) == (experiment is None):
-        raise fail("give a matrix YAML or --experiment NAME (one of them)")
-    specs = None
-    settings = VerdictSettings()
-    name = experiment
-    if matrix is not None:
-        try:
-            mx, specs = load_matrix(matrix)
-        except MatrixError as exc:
-            raise fail(str(exc)) from None
-        settings, name = mx.verdict, mx.name
-    if metric:
-        settings = settings.model_copy(update={"metric": metric})
-    uri = tracking_uri()
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        raise fail(f"no tracking store at {uri}: run `orch sweep` first or pass --tracking-uri")
+    name, specs, settings = _subject(matrix, overrides or [], experiment, metric)
     try:
-        select = Selection(code=code, sweep=sweep_id)
-        rep = build_report(
-            uri, name, settings, specs=specs, out_dir=out.parent if out else None, select=select
-        )
+        view = {"cells": cells or (), "where": parse_where(where or []), "group_by": group_by}
+    except MatrixError as exc:
+        raise fail(str(exc)) from None
+    uri = _existing_store()
+    select = Selection(code=code, sweep=sweep_id)
+    try:
+        if against_code or against_sweep:
+            _comparison(uri, name, settings, specs, Selection(against_code, against_sweep), select, fmt, view)
+            return
+        _verdicts(uri, name, settings, specs, select, fmt, out, wide, view)
     except (ReportError, TrackingError) as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
         raise fail(
             f"cannot read the tracking store {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
         ) from None
-    if fmt == "table":
-        console.print(rep.table())
-        console.print(f"figures: {', '.join(str(p) for p in rep.figures.values())}")
+
+
+def _subject(
+    matrix: Path | None, overrides: list[str], experiment: str | None, metric: str | None
+) -> tuple[str, list[RunSpec] | None, VerdictSettings]:
+    """The experiment to judge, the runs the matrix asks for (None: every run) and the verdict settings."""
+    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.verdict import VerdictSettings
+
+    if matrix is None and experiment is None:
+        raise fail("give a matrix YAML or --experiment NAME")
+    if matrix is None and overrides:
+        raise fail(f"overrides ({overrides[0]}) need the matrix YAML they change")
+    specs, settings, name = None, VerdictSettings(), experiment or ""
+    if matrix is not None:
+        try:
+            mx, specs = load_matrix(matrix, overrides=overrides)
+        except MatrixError as exc:
+            raise fail(str(exc)) from None
+        settings = mx.verdict
+        if experiment is None or experiment == mx.name:
+            name = mx.name
+        else:  # the matrix's verdict settings over another experiment's runs, whatever their configs
+            name, specs = experiment, None
+    if metric:
+        settings = settings.model_copy(update={"metric": metric})
+    return name, specs, settings
+
+
+def _existing_store() -> str:
+    """The tracking URI; a local store that does not exist yet exits 2 (a report never creates one)."""
+    from orchestrator.tracking.store import sqlite_path
+
+    uri = tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise fail(f"no tracking store at {uri}: run `orch sweep` first or pass --tracking-uri")
+    return uri
+
+
+def _verdicts(
+    uri: str,
+    name: str,
+    settings: VerdictSettings,
+    specs: list[RunSpec] | None,
+    select: Selection,
+    fmt: ReportFormat,
+    out: Path | None,
+    wide: bool,
+    view: dict,
+) -> None:
+    from orchestrator.report import build_report
+
+    rep = build_report(
+        uri,
+        name,
+        settings,
+        specs=specs,
+        out_dir=out.parent if out else None,
+        select=select,
+        publish=fmt not in _DATA_ONLY,
+        **view,
+    )
+    if fmt is ReportFormat.table:
+        _print_table(rep.table(wide=wide), wide)
+        if rep.figures:
+            console.print(f"figures: {', '.join(str(p) for p in rep.figures.values())}")
         if out:
             _write(out, rep.render("markdown"))
         return
-    text = rep.render(fmt)
-    if out is None and fmt == "html":
+    text = rep.render(fmt.value)
+    if out is None and fmt is ReportFormat.html:
         out = rep.out_dir / "report.html"
     if out is None:
         sys.stdout.write(text)
         return
     _write(out, text)
     console.print(f"wrote {out}")
+
+
+def _print_table(table: object, wide: bool) -> None:
+    """The summary at the console's width; ``--wide`` at the table's own width, whatever the terminal's (so
+    that a log keeps every column unbroken)."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    if not wide:
+        console.print(table, soft_wrap=False)
+        return
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    out = Console(file=console.file, width=max(console.width, natural), color_system=console.color_system)
+    out.print(table)
+
+
+def _comparison(
+    uri: str,
+    name: str,
+    settings: VerdictSettings,
+    specs: list[RunSpec] | None,
+    before: Selection,
+    after: Selection,
+    fmt: ReportFormat,
+    view: dict,
+) -> None:
+    """``--against-code`` / ``--against-sweep``: both selections' verdicts side by side."""
+    import json
+
+    from orchestrator.report import build_comparison
+    from orchestrator.report.views import comparison_json, comparison_table
+
+    if fmt not in (ReportFormat.table, ReportFormat.json):
+        raise fail(f"a comparison prints as --format table or json, not {fmt.value}")
+    rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs, **view)
+    labels = (before.describe(), after.describe())
+    if fmt is ReportFormat.json:
+        sys.stdout.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")
+        return
+    changed = sum(r.changed for r in rows)
+    console.print(comparison_table(rows, title=f"{name}: {labels[0]} vs {labels[1]}", labels=labels))
+    console.print(f"{changed} of {len(rows)} cells changed verdict" + (" (marked ≠)" if changed else ""))
 
 
 def _write(out: Path, text: str) -> None:

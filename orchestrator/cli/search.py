@@ -18,7 +18,9 @@ def search(
     ],
     trials: Annotated[int, typer.Option(min=1, help="trials to run in this call")] = 20,
     resume: Annotated[bool, typer.Option("--resume", help="continue the study")] = False,
-    study: Annotated[str | None, typer.Option(help="study name (default: <matrix name>-search)")] = None,
+    study: Annotated[
+        str | None, typer.Option(help="study name (default: the matrix name + '-search')")
+    ] = None,
     storage: Annotated[
         str | None,
         typer.Option(help="Optuna storage (default: runs/optuna.journal; postgresql://... to share)"),

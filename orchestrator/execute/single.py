@@ -6,6 +6,7 @@ before anything is written; the training itself is :func:`model.trainer.fit`, th
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from model.preflight import check_data_fits
 from model.trainer import EpochResult, fit, resolve_device
 from orchestrator.execute.run_dir import RunDirectory
 from orchestrator.tracking import RunStatus
+from orchestrator.tracking.errors import os_reason
 
 __all__ = ["TrainOutcome", "default_out_dir", "train_single"]
 
@@ -68,12 +70,19 @@ def train_single(
     resolve_device(config.trainer.device)
     source = source if source is not None else open_source(config.data)
     check_data_fits(config, SourceShape.of(config.data, source))
+    try:
+        run_dir = RunDirectory(out_dir, config)
+    except OSError as exc:  # a file where a folder should be, a read-only or full disk
+        raise ConfigError(f"cannot write the run directory {out_dir}: {os_reason(exc)}") from None
     tracker = None
     if tracking_uri is not None:
         from orchestrator.tracking import open_single_run
 
-        tracker = open_single_run(tracking_uri, config, name=name)
-    run_dir = RunDirectory(out_dir, config)
+        try:
+            tracker = open_single_run(tracking_uri, config, name=name)
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)  # nothing written when the store refuses
+            raise
 
     def epoch_cb(result: EpochResult) -> None:
         run_dir.log_epoch(result)

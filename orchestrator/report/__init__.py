@@ -8,7 +8,7 @@
 - :mod:`~orchestrator.report.plots`: the curve and image figures.
 """
 
-from orchestrator.report.build import FORMATS, Report, build_report
+from orchestrator.report.build import FORMATS, Report, build_comparison, build_report
 from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
 from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
@@ -20,6 +20,7 @@ __all__ = [
     "Report",
     "ReportError",
     "Selection",
+    "build_comparison",
     "build_report",
     "collect_cells",
     "judge_cells",

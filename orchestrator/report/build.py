@@ -14,11 +14,11 @@ from rich.console import Group
 from rich.table import Table
 
 from orchestrator.matrix import RunSpec
-from orchestrator.report.collect import ReportError, Selection, collect_cells, judge_cells
+from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
 from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import render_summary, render_table, to_csv, to_json, to_markdown
-from orchestrator.report.views import group_cells, select_cells
+from orchestrator.report.views import Comparison, compare, group_cells, select_cells
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.vocabulary import (
@@ -30,7 +30,7 @@ from orchestrator.tracking.vocabulary import (
 )
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
-__all__ = ["FORMATS", "Report", "ReportError", "build_report"]
+__all__ = ["FORMATS", "Report", "ReportError", "build_comparison", "build_report"]
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -79,6 +79,7 @@ def build_report(
     cells: Sequence[str] = (),
     where: dict[str, str] | None = None,
     group_by: str | None = None,
+    publish: bool = True,
 ) -> Report:
     """Judge every cell of ``experiment`` and draw its figures.
 
@@ -97,20 +98,20 @@ def build_report(
     of that axis, every seed of every cell with the value pooled (the axis's marginal effect over the others,
     :func:`~orchestrator.report.views.group_cells`).
 
+    Without ``publish`` (``--format csv|json``) nothing is written anywhere: no figure, nothing logged to
+    MLflow, no tag set; only the verdicts are returned.
+
     Raises:
         ReportError: unknown experiment, no runs, the metric was never logged, every run failed, a
             selection that names no cell or axis, or the figures cannot be written (nothing is logged).
         orchestrator.tracking.TrackingError: the store's server cannot be reached.
     """
     tracker = Tracker(tracking_uri)
-    data = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)
-    if cells or where:
-        data = select_cells(data, names=cells, where=where)
-    if group_by:
-        data = group_cells(data, group_by)
-    verdicts = judge_cells(data, settings)
+    data, verdicts = _judge(tracker, experiment, settings, specs, select, cells, where, group_by)
     label = _label(settings, select, cells=list(cells), where=where or {}, group_by=group_by)
     out = out_dir or Path("runs") / "reports" / experiment.replace("/", "_") / ("" if record else label)
+    if not publish:
+        return Report(experiment, settings, verdicts, {}, out, {})
     try:
         figures = _figures(tracker, experiment, settings, data, verdicts, out)
     except OSError as exc:  # a read-only runs/, a file in the way, a full disk
@@ -133,6 +134,54 @@ def build_report(
                 tracker.set_tags(run_id, tags)
     context = _context(tracker, experiment, parent, settings, verdicts, select)
     return Report(experiment, settings, verdicts, figures, out, context)
+
+
+def build_comparison(
+    tracking_uri: str,
+    experiment: str,
+    settings: VerdictSettings,
+    *,
+    before: Selection,
+    after: Selection = Selection(),  # noqa: B008 - frozen
+    specs: Sequence[RunSpec] | None = None,
+    cells: Sequence[str] = (),
+    where: dict[str, str] | None = None,
+    group_by: str | None = None,
+) -> list[Comparison]:
+    """The same cells judged on two selections of their runs (two code versions, two sweeps), side by side.
+
+    Nothing is written. A cell judged on one side only is listed as changed.
+
+    Raises:
+        ReportError: as :func:`build_report`, for either side (the message says which).
+    """
+    tracker = Tracker(tracking_uri)
+    sides = []
+    for select in (before, after):
+        try:
+            sides.append(_judge(tracker, experiment, settings, specs, select, cells, where, group_by)[1])
+        except ReportError as exc:
+            raise ReportError(f"{select.describe()}: {exc}") from None
+    return compare(*sides)
+
+
+def _judge(
+    tracker: Tracker,
+    experiment: str,
+    settings: VerdictSettings,
+    specs: Sequence[RunSpec] | None,
+    select: Selection,
+    cells: Sequence[str],
+    where: dict[str, str] | None,
+    group_by: str | None,
+) -> tuple[list[CellData], list[CellVerdict]]:
+    """The selected cells' data and their verdicts."""
+    data = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)
+    if cells or where:
+        data = select_cells(data, names=cells, where=where)
+    if group_by:
+        data = group_cells(data, group_by)
+    return data, judge_cells(data, settings)
 
 
 def _context(

@@ -291,7 +291,7 @@ def render_summary(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") 
         head = Text(v.cell, style="bold")
         shown = "  ".join(f"{a}={axis_text(v.axes[a])}" for a in differ if a in v.axes)
         head.append(f"  {shown}" if shown else "", style="dim")
-        why += [Padding(head, (0, 0, 0, 2)), Padding(Text(v.reason), (0, 0, 0, 6))]
+        why += [_para(head, 2), _para(Text(v.reason), 6)]
     foot = []
     if same:
         foot.append("every cell: " + ", ".join(f"{a}={axis_text(x)}" for a, x in same.items()))
@@ -300,9 +300,15 @@ def render_summary(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") 
         foot.append(f"change: over the window, epochs {first}-{last} (after the warm-up)")
     if has_baseline:
         foot.append("vs const: where the cell ends against predicting the target domain's mean image")
-    answer = [Padding(Text(line, style="bold"), (0, 0, 0, 2)) for line in headline(verdicts)]
-    foot_lines = [Padding(Text(f, style="dim"), (0, 0, 0, 2)) for f in foot]
+    answer = [_para(Text(line, style="bold"), 2) for line in headline(verdicts)]
+    foot_lines = [_para(Text(f, style="dim"), 2) for f in foot]
     return Group(table, *answer, *why, Text(""), *foot_lines)
+
+
+def _para(text: Text, indent: int) -> Padding:
+    """``text`` indented, wrapped at words to the width, never cut (even on a console that soft-wraps)."""
+    text.no_wrap, text.overflow = False, "fold"
+    return Padding(text, (0, 0, 0, indent))
 
 
 def split_axes(verdicts: Sequence[CellVerdict]) -> tuple[list[str], dict[str, Any]]:
@@ -336,7 +342,7 @@ def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") ->
     """
     verdicts = ranked(verdicts)
     fields, rows = text_rows(verdicts)
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title, title_justify="left", show_lines=False)
     keep_whole = ("cell", "start", "end", "verdict", "expected → seen")  # never folded below their content
     for i, f in enumerate(fields):
         widest = max((len(r[i]) for r in rows), default=0) if f.header in keep_whole else None
