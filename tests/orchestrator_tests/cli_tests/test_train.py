@@ -139,3 +139,26 @@ def test_a_seed_torch_cannot_take_or_a_nan_exits_2(tmp_path: Path, tiny: dict, m
         _assert_refused(
             runner.invoke(app, ["train", "--config", str(cfg), "--set", override]), tmp_path, message
         )
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_a_file_where_runs_should_be_exits_2_naming_it(
+    tmp_path: Path, tiny: dict, monkeypatch, track: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("not a folder")
+    cfg = write_config(tmp_path, tiny)
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    args = ["train", str(cfg), "--epochs", "1", "--tracking-uri", uri]
+    res = runner.invoke(app, [*args, "--track" if track else "--no-track"])
+    assert res.exit_code == 2, res.output
+    assert "runs/train" in res.output and "Traceback" not in res.output
+    assert (tmp_path / "runs").read_text() == "not a folder"
+
+
+def test_the_config_is_given_once_positionally_or_as_an_option(tmp_path: Path, tiny: dict) -> None:
+    cfg = write_config(tmp_path, tiny)
+    both = runner.invoke(app, ["train", str(cfg), "--config", str(cfg)])
+    neither = runner.invoke(app, ["train", "--epochs", "1"])
+    for res in (both, neither):
+        assert res.exit_code == 2 and "give the run config once" in res.output
