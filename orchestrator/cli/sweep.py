@@ -10,6 +10,7 @@ import typer
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
 
 if TYPE_CHECKING:
+    from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.slurm import SlurmLauncher
 
 __all__ = ["sweep", "worker"]
@@ -97,13 +98,8 @@ def sweep(
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.tracking import TrackingError
 
-    slurm = {
-        "partition": partition,
-        "gpus": gpus_per_worker or None,
-        "time": time_limit,
-        "mem": mem,
-        "cpus": cpus_per_worker,
-    }
+    slurm = {"partition": partition, "gpus": gpus_per_worker or None, "time": time_limit, "mem": mem}
+    slurm["cpus"] = cpus_per_worker
     _check_launcher(launcher, storage, workers, slurm)
     try:
         preflight(specs)
@@ -113,23 +109,10 @@ def sweep(
     if dry_run:
         _dry_run(mx.name, specs, uri, fresh, retry_diverged)
         return
-    submitter = (
-        _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
-        if launcher == "slurm"
-        else None
-    )
+    submitter = None
+    if launcher == "slurm":
+        submitter = _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
     display = SweepDisplay(console, len(specs))
-
-    def on_plan(plan: list) -> None:
-        done = sum(not p.state.runs for p in plan)
-        display.total = len(plan) - done
-        console.print(
-            f"[bold]{mx.name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
-            f"(store: {uri})",
-            highlight=False,
-        )
-        _say_stale(plan)
-
     try:
         with display.live():
             outcome = run_sweep(
@@ -140,7 +123,7 @@ def sweep(
                 workers=workers,
                 fresh=fresh,
                 on_event=display,
-                on_plan=on_plan,
+                on_plan=lambda plan: _say_plan(display, mx.name, plan, uri),
                 on_phase=display.on_phase,
                 storage=storage,
                 heartbeat=heartbeat,
@@ -165,6 +148,18 @@ def sweep(
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
         raise typer.Exit(1)
+
+
+def _say_plan(display: SweepDisplay, name: str, plan: list, uri: str) -> None:
+    """The plan's counts (and why finished runs are run again), once the store has been read."""
+    done = sum(not p.state.runs for p in plan)
+    display.total = len(plan) - done
+    console.print(
+        f"[bold]{name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
+        f"(store: {uri})",
+        highlight=False,
+    )
+    _say_stale(plan)
 
 
 def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:
