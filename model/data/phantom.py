@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from model.data.shapes import col, draw_waves, ellipse, smooth_field, smoothstep, superellipse
+
 __all__ = [
     "TE_MS",
     "TISSUES",
@@ -151,50 +153,6 @@ class _Canvas:
             self.label[idx] = lab
 
 
-def _ellipse(x: np.ndarray, y: np.ndarray, cx: Any, cy: Any, rx: Any, ry: Any) -> np.ndarray:
-    """Signed distance (first-order, exact on the boundary's normal) to an axis-aligned ellipse."""
-    dx, dy = (x - cx) / rx, (y - cy) / ry
-    f = np.sqrt(dx * dx + dy * dy)
-    grad = np.sqrt((dx / rx) ** 2 + (dy / ry) ** 2)  # = f * |grad f|
-    return (f - 1.0) * f / np.maximum(grad, 1e-6)
-
-
-def _superellipse(x: np.ndarray, y: np.ndarray, cx: Any, cy: Any, rx: Any, ry: Any) -> np.ndarray:
-    """Signed distance (first-order) to the box-like superellipse |x/rx|^4 + |y/ry|^4 = 1."""
-    dx, dy = (x - cx) / rx, (y - cy) / ry
-    dx3, dy3 = dx * dx * dx, dy * dy * dy
-    f4 = dx3 * dx + dy3 * dy
-    f = np.sqrt(np.sqrt(f4))
-    grad = np.sqrt((dx3 / rx) ** 2 + (dy3 / ry) ** 2)  # = f^3 * |grad f|
-    return (f - 1.0) * f * f * f / np.maximum(grad, 1e-6)
-
-
-def _smoothstep(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _col(v: np.ndarray) -> np.ndarray:
-    """Per-pair values (N,) as (N, 1, 1) float32 for broadcasting against (N, H, W)."""
-    return np.asarray(v, np.float32)[:, None, None]
-
-
-def _draw_waves(rng: np.random.Generator, n: int, waves: int = 2) -> np.ndarray:
-    """Parameters of a random smooth field per pair: (waves, 3, N) = wave vector x, y and phase."""
-    freq = rng.uniform(0.5, 2.0, (waves, n))
-    ang = rng.uniform(0, 2 * np.pi, (waves, n))
-    phase = rng.uniform(0, 2 * np.pi, (waves, n))
-    return np.stack([freq * np.cos(ang), freq * np.sin(ang), phase], axis=1)
-
-
-def _smooth_field(w: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """A smooth field in [-1, 1]: the mean of the plane waves ``w`` (waves, 3, B), as (B, H, W)."""
-    out = np.zeros((w.shape[2], v.shape[1], u.shape[2]), np.float32)
-    for kx, ky, phase in w:
-        out += np.cos(_col(kx) * u + _col(ky) * v + _col(phase))
-    return out / len(w)
-
-
 def _anatomy(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Random geometry of n knees, each entry of shape (N,) in normalised units (image = [-1, 1]^2)."""
     g: dict[str, np.ndarray] = {}
@@ -238,13 +196,13 @@ def _render(canvas: _Canvas, x: np.ndarray, y: np.ndarray, c: dict[str, np.ndarr
     jy, gap = c["joint_y"], c["gap"]
 
     # limb: subcutaneous fat ring around muscle
-    canvas.paint(_ellipse(x, y, 0.0, 0.0, c["limb_rx"], c["limb_ry"]), _FAT)
-    canvas.paint(_ellipse(x, y, 0.0, 0.0, c["limb_rx"] - c["fat_t"], c["limb_ry"] - c["fat_t"]), _MUSCLE)
+    canvas.paint(ellipse(x, y, 0.0, 0.0, c["limb_rx"], c["limb_ry"]), _FAT)
+    canvas.paint(ellipse(x, y, 0.0, 0.0, c["limb_rx"] - c["fat_t"], c["limb_ry"] - c["fat_t"]), _MUSCLE)
 
     # joint fluid (joint space + an optional recess beside the femur), menisci on top of it
-    canvas.paint(_ellipse(x, y, c["fem_x"], jy, c["fem_w"] * 1.02, c["fluid_h"]), _FLUID)
+    canvas.paint(ellipse(x, y, c["fem_x"], jy, c["fem_w"] * 1.02, c["fluid_h"]), _FLUID)
     px = c["fem_x"] + c["pocket_side"] * c["fem_w"] * 0.95
-    pocket = _ellipse(x, y, px, jy - c["pocket_y"], c["pocket_rx"], c["pocket_ry"])
+    pocket = ellipse(x, y, px, jy - c["pocket_y"], c["pocket_rx"], c["pocket_ry"])
     canvas.paint(np.where(c["pocket"] > 0, pocket, 1.0), _FLUID)
     for side in (-1.0, 1.0):
         u = side * (x - c["fem_x"]) - (c["fem_w"] - c["men_len"])  # 0 at the inner apex, growing outward
@@ -253,16 +211,16 @@ def _render(canvas: _Canvas, x: np.ndarray, y: np.ndarray, c: dict[str, np.ndarr
 
     # femur: flared shaft + condylar ellipse, minus the intercondylar notch
     yc = jy - gap - c["cond_h"]
-    w_f = c["fem_w"] - (c["fem_w"] - c["shaft_f"]) * _smoothstep((yc - y) / 0.5)
+    w_f = c["fem_w"] - (c["fem_w"] - c["shaft_f"]) * smoothstep((yc - y) / 0.5)
     shaft = np.maximum(np.abs(x - c["fem_x"]) - w_f, y - yc)
-    femur = np.minimum(shaft, _ellipse(x, y, c["fem_x"], yc, c["fem_w"], c["cond_h"]))
-    femur = np.maximum(femur, -_ellipse(x, y, c["fem_x"], jy - gap, c["notch_w"], c["notch_h"]))
+    femur = np.minimum(shaft, ellipse(x, y, c["fem_x"], yc, c["fem_w"], c["cond_h"]))
+    femur = np.maximum(femur, -ellipse(x, y, c["fem_x"], jy - gap, c["notch_w"], c["notch_h"]))
     # tibia: box-like plateau + flared shaft, with the tibial spines as a small bump
     yt = jy + gap + c["plat_h"]
-    w_t = c["tib_w"] - (c["tib_w"] - c["shaft_t"]) * _smoothstep((y - yt) / 0.5)
+    w_t = c["tib_w"] - (c["tib_w"] - c["shaft_t"]) * smoothstep((y - yt) / 0.5)
     shaft = np.maximum(np.abs(x - c["tib_x"]) - w_t, yt - y)
-    tibia = np.minimum(shaft, _superellipse(x, y, c["tib_x"], yt, c["tib_w"], c["plat_h"]))
-    tibia = np.minimum(tibia, _ellipse(x, y, c["tib_x"], jy + gap + 0.01, 0.05, 0.04))
+    tibia = np.minimum(shaft, superellipse(x, y, c["tib_x"], yt, c["tib_w"], c["plat_h"]))
+    tibia = np.minimum(tibia, ellipse(x, y, c["tib_x"], jy + gap + 0.01, 0.05, 0.04))
 
     # articular cartilage on the joint-facing surfaces, then the bones over it
     canvas.paint(np.maximum(femur - c["cart_f"], yc - 0.05 - y), _CARTILAGE)
@@ -298,8 +256,8 @@ def _paint_extra(
         for t in _EXTRA_TISSUES:
             idx = np.nonzero((e["u"][k] < amount) & (e["tissue"][k] == t))[0]
             if idx.size:
-                d = _ellipse(
-                    x[idx], y[idx], _col(e["cx"][k, idx]), _col(e["cy"][k, idx]), _col(rx[idx]), _col(ry[idx])
+                d = ellipse(
+                    x[idx], y[idx], col(e["cx"][k, idx]), col(e["cy"][k, idx]), col(rx[idx]), col(ry[idx])
                 )
                 canvas.paint(d, int(t), idx)
 
@@ -389,7 +347,7 @@ def generate_pairs(
     clean_a, clean_b, labels_a, labels_b = _render_all(draws, size, knobs)
 
     p99 = np.percentile(clean_a.reshape(n, -1), 99, axis=1)
-    scale = _col(1.0 / np.maximum(p99, 1e-6))
+    scale = col(1.0 / np.maximum(p99, 1e-6))
     clean_a *= scale
     clean_b *= scale
 
@@ -449,8 +407,8 @@ class _Draws:
         )
         self.anatomy = _anatomy(rng_anat, n)
         jitter = rng_anat.uniform(0.95, 1.05, (n, len(TISSUES)))  # per-pair proton-density variation
-        self.warp_x, self.warp_y, self.bias_w = (_draw_waves(rng_anat, n) for _ in range(3))
-        self.fs_w = _draw_waves(rng_fs, n)
+        self.warp_x, self.warp_y, self.bias_w = (draw_waves(rng_anat, n) for _ in range(3))
+        self.fs_w = draw_waves(rng_fs, n)
         self.max_px, self.max_deg = 3.0 * misregistration, 3.0 * misregistration
         self.rot_b = rng_motion.uniform(-1, 1, n) * self.max_deg * np.pi / 180
         self.shift_b = rng_motion.uniform(-1, 1, (2, n)) * self.max_px * (2.0 / size)
@@ -475,9 +433,9 @@ def _render_all(
     for lo in range(0, n, block):
         sl = slice(lo, min(n, lo + block))
         b = sl.stop - sl.start
-        c = {k: _col(val[sl]) for k, val in d.anatomy.items()}
-        wx = c["warp_amp"] * _smooth_field(d.warp_x[:, :, sl], u, v)  # (B, H, W) smooth deformation
-        wy = c["warp_amp"] * _smooth_field(d.warp_y[:, :, sl], u, v)
+        c = {k: col(val[sl]) for k, val in d.anatomy.items()}
+        wx = c["warp_amp"] * smooth_field(d.warp_x[:, :, sl], u, v)  # (B, H, W) smooth deformation
+        wy = c["warp_amp"] * smooth_field(d.warp_y[:, :, sl], u, v)
         no_rot, no_shift = np.zeros((b, 1, 1), np.float32), np.zeros((2, b, 1, 1), np.float32)
         xa, ya = _coords(u, v, c, no_rot, no_shift)
         xa += wx
@@ -485,7 +443,7 @@ def _render_all(
         can_a = _Canvas((b, size, size), size, d.water_sig[sl], d.fat_sig[sl])
         _render(can_a, xa, ya, c)
         if misregistration > 0:
-            xb, yb = _coords(u, v, c, _col(d.rot_b[sl]), d.shift_b[:, sl, None, None].astype(np.float32))
+            xb, yb = _coords(u, v, c, col(d.rot_b[sl]), d.shift_b[:, sl, None, None].astype(np.float32))
             xb += wx
             yb += wy
             can_b = _Canvas((b, size, size), size, d.water_sig[sl], d.fat_sig[sl])
@@ -496,11 +454,11 @@ def _render_all(
             _paint_extra(can_a, xa, ya, {k: e[:, sl] for k, e in d.extra_a.items()}, structural)
             _paint_extra(can_b, xb, yb, {k: e[:, sl] for k, e in d.extra_b.items()}, structural)
 
-        bias = 1.0 + 0.1 * _smooth_field(d.bias_w[:, :, sl], u, v)  # receive-coil shading, same for both
+        bias = 1.0 + 0.1 * smooth_field(d.bias_w[:, :, sl], u, v)  # receive-coil shading, same for both
         fs = np.float32(knobs["fat_suppression"]) * (
             1.0
             - np.float32(knobs["fat_suppression_variation"])
-            * (0.5 + 0.5 * _smooth_field(d.fs_w[:, :, sl], u, v))
+            * (0.5 + 0.5 * smooth_field(d.fs_w[:, :, sl], u, v))
         )
         clean_a[sl] = (can_a.water + can_a.fat) * bias
         clean_b[sl] = (can_b.water + (1.0 - fs) * can_b.fat) * bias

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.verdict.result import CellVerdict, GuardResult
+from orchestrator.verdict.outcome import evaluate_guards, finite_mean, guard_text, outcomes
+from orchestrator.verdict.result import CellVerdict
 from orchestrator.verdict.settings import NEEDS_CLEAN_IMAGES, Expectation, Guard, Verdict, VerdictSettings
 from orchestrator.verdict.stats import Fit, default_warmup, fit_window, mann_kendall_hamed_rao, theil_sen
 
@@ -102,8 +103,8 @@ def judge_cell(
         warmup=span.warmup,
         window=span.window,
         confidence=settings.confidence,
-        guards=_evaluate_guards([*settings.guards, *cell_guards], finals),
-        finals={k: _finite_mean(v) for k, v in finals.items()},
+        guards=evaluate_guards([*settings.guards, *cell_guards], finals),
+        finals={k: finite_mean(v) for k, v in finals.items()},
         floor=floor_value,
         baseline=baseline_value,
         expected=expect,
@@ -380,7 +381,7 @@ def _from_finals(value: float | None, finals: Mapping[str, np.ndarray], metric: 
     if value is not None:
         return float(value) if math.isfinite(value) else None
     if metric is not None and metric in finals:
-        return _finite_mean(finals[metric])
+        return finite_mean(finals[metric])
     return None
 
 
@@ -396,70 +397,12 @@ def _floor_position(
     return progress, bool(at_floor)
 
 
-def _evaluate_guards(guards: Sequence[Guard], finals: Mapping[str, np.ndarray]) -> list[GuardResult]:
-    out = []
-    for g in guards:
-        value = _finite_mean(finals[g.metric]) if g.metric in finals else None
-        holds = None
-        if value is not None:
-            holds = (g.min is None or value >= g.min) and (g.max is None or value <= g.max)
-        out.append(GuardResult(g.metric, g.min, g.max, value, holds))
-    return out
-
-
-def _outcomes(
-    verdict: Verdict,
-    stats_: Mapping[str, Any],
-    guards: Sequence[GuardResult],
-    partial_progress: float,
-) -> tuple[bool | None, bool | None, bool | None]:
-    """Three-valued (True / False / None = cannot tell) pass, partial and fail predicates.
-
-    A guard that could not be judged (its metric was never logged) leaves a pass unconfirmed (None). A
-    trend passes only if it also ends below the constant-prediction baseline, where that is known:
-    ``falls`` that ends at or above it is ``partial`` at best, ``flat`` at the floor that does not beat it
-    is no pass.
-    """
-    holds = [g.holds for g in guards]
-    guards_ok: bool | None = False if False in holds else (None if None in holds else True)
-    if guards_ok is False or verdict in (Verdict.DIVERGED, Verdict.RISES):
-        return False, False, True
-    if verdict == Verdict.INCONCLUSIVE:
-        return None, None, None
-    beats = stats_.get("beats_baseline")
-    progress = stats_.get("progress")
-    if verdict == Verdict.FLAT:
-        trend_pass: bool | None = _and(stats_.get("at_floor"), beats is not False)
-        trend_partial: bool | None = False
-    else:  # falls
-        trend_pass = True if beats is None else beats
-        short = None if progress is None else progress < partial_progress
-        trend_partial = True if beats is False else short
-    passes = _and(trend_pass, guards_ok)
-    partial = _and(trend_partial, guards_ok)
-    if passes is True or partial is True:
-        fails: bool | None = False
-    elif passes is False and partial is False:
-        fails = True
-    else:
-        fails = None
-    return passes, partial, fails
-
-
-def _and(a: bool | None, b: bool | None) -> bool | None:
-    if a is False or b is False:
-        return False
-    if a is None or b is None:
-        return None
-    return True
-
-
 def _finish(
     base: dict[str, Any], stats_: dict[str, Any], verdict: Verdict, reason: str, settings: VerdictSettings
 ) -> CellVerdict:
     failed = [g for g in base["guards"] if g.holds is False]
     if failed:
-        names = ", ".join(f"{g.metric}={g.value:.4g} (needs {_guard_text(g)})" for g in failed)
+        names = ", ".join(f"{g.metric}={g.value:.4g} (needs {guard_text(g)})" for g in failed)
         reason = f"{reason}; guard fails: {names}"
     if verdict in (Verdict.FLAT, Verdict.FALLS) and stats_.get("state") is not None:
         reason = f"{reason}; {stats_['state']} (progress {_pct(stats_.get('progress'))} toward floor)"
@@ -481,27 +424,15 @@ def _finish(
             f"{', '.join(map(str, measured['last_epochs']))}): {measured['rel_change']:+.1%} "
             f"[{lo:+.1%}, {hi:+.1%}], ending at {measured['end']:.3g}"
         )
-    passes, partial, fails = _outcomes(verdict, stats_, base["guards"], settings.partial_progress)
+    passes, partial, fails = outcomes(verdict, stats_, base["guards"], settings.partial_progress)
     observed = "partial" if partial else "pass" if passes else "fail" if fails else None
     expect = base["expected"]
     agrees = None if expect is None else {"pass": passes, "partial": partial, "fail": fails}[expect]
     return CellVerdict(**base, **stats_, verdict=verdict, reason=reason, observed=observed, agrees=agrees)
 
 
-def _guard_text(g: GuardResult) -> str:
-    if g.min is not None and g.max is not None:
-        return f"{g.min:g}..{g.max:g}"
-    return f">={g.min:g}" if g.min is not None else f"<={g.max:g}"
-
-
 def _sd(v: np.ndarray) -> float | None:
     return float(np.std(v, ddof=1)) if v.size > 1 else None
-
-
-def _finite_mean(v: np.ndarray) -> float | None:
-    v = np.asarray(v, dtype=float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else None
 
 
 def _pct(v: float | None) -> str:
