@@ -116,6 +116,14 @@ def test_nan_run_is_diverged_and_the_others_finish(in_tmp: Path, tiny: dict) -> 
 
     verdicts = {v["cell"]: v["verdict"] for v in json.loads(rep.output)}
     assert verdicts["nan"] == "diverged" and verdicts["ok"] != "diverged"
+    # the policy: a diverged run is kept as a result, run again only when asked
+    again = runner.invoke(app, ["sweep", str(path), "--workers", "2"])
+    assert again.exit_code == 0 and "4 already finished, 0 to run" in again.output
+    assert len(_children(_client(in_tmp))) == 4
+    retry = runner.invoke(app, ["sweep", str(path), "--workers", "2", "--retry-diverged"])
+    assert retry.exit_code == 0 and "2 already finished, 2 to run" in retry.output
+    runs = _children(_client(in_tmp))
+    assert len(runs) == 6 and sum(r.data.tags["orch.cell"] == "nan" for r in runs) == 4
 
 
 def test_crash_is_recorded_with_traceback_others_go_on_exit_1(in_tmp: Path, tiny: dict, monkeypatch) -> None:
