@@ -24,7 +24,11 @@ the sweep to the bare run's, with its standard error; the fixed part is the swee
     .venv/bin/python -m bench.sweep_overhead [--matrix matrices/test_matrix.yaml] [--seeds 1] [--workers 2]
                                              [--repeats 1]
     .venv/bin/python -m bench.sweep_overhead --paired 8
+    .venv/bin/python -m bench.sweep_overhead --main-job
 
+``--main-job`` times the README's main job exactly as a user runs it (``orch sweep
+matrices/test_matrix.yaml``: every seed, the default workers, a fresh store, the verdict table at the end)
+against the sum of its bare runs, timed in the same invocation.
 ``--workers 1`` times the sweep with one worker only (no scaling run).
 """
 
@@ -90,11 +94,12 @@ def _bare(path: Path) -> float:
     return float(res.stdout.split()[-1])
 
 
-def _sweep(path: Path, workers: int, store: Path) -> tuple[float, float]:
-    """Wall seconds of ``orch sweep`` on a fresh store, and the seconds its runs took (summed)."""
+def _sweep(path: Path, workers: int | None, store: Path) -> tuple[float, float]:
+    """Wall seconds of ``orch sweep`` on a fresh store (``workers`` None: the default), and the seconds its
+    runs took (summed)."""
     uri = f"sqlite:///{store}/mlflow.db"
-    cmd = [sys.executable, "-m", "orchestrator.cli", "--tracking-uri", uri]
-    cmd += ["sweep", str(path), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "orchestrator.cli", "--tracking-uri", uri, "sweep", str(path)]
+    cmd += [] if workers is None else ["--workers", str(workers)]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=store, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     seconds = time.perf_counter() - t0
@@ -146,6 +151,31 @@ def _pair(path: Path, store: Path, sweep_first: bool) -> tuple[float, float, flo
     return bare, sweep, runs
 
 
+def _main_job(matrix: Path, tmp: Path, console: Console) -> None:
+    """The README's main job end to end (default workers, every seed) against the sum of its bare runs."""
+    n = len(load_matrix(matrix)[1])
+    console.print(f"{matrix.name}: {n} runs, {os.cpu_count()} cores ({_cpu_model()})")
+    store = tmp / "main_job"
+    store.mkdir()
+    wall, runs = _sweep(matrix.resolve(), None, store)
+    console.print(f"orch sweep {matrix.name} (default workers, fresh store): {wall:.0f} s wall")
+    bare = _bare(matrix.resolve())
+    console.print(
+        f"its {n} bare runs one after another (all cores to torch, no tracking): {bare:.0f} s; "
+        f"the main job takes {wall / bare:.2f}x their sum ({runs:.0f} s of runs inside the sweep)"
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU model unknown"
+
+
 def _pct(a: float, b: float) -> str:
     return f"{100 * (a - b) / b:+.1f}%"
 
@@ -165,7 +195,16 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="instead: one run bare and as a one-run sweep, N times alternating (per-run and fixed parts)",
     )
+    ap.add_argument(
+        "--main-job",
+        action="store_true",
+        help="instead: the README's main job as a user runs it, against the sum of its bare runs",
+    )
     args = ap.parse_args(argv)
+    if args.main_job:
+        with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
+            _main_job(Path(args.matrix), Path(tmp).resolve(), wide_console())
+        return
     if args.paired and any(v is not None for v in (args.seeds, args.workers, args.repeats)):
         ap.error("--paired times one run of the first cell: it takes no --seeds, --workers or --repeats")
     args.seeds = 1 if args.seeds is None else args.seeds
