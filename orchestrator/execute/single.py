@@ -70,6 +70,10 @@ def train_single(
     resolve_device(config.trainer.device)
     source = source if source is not None else open_source(config.data)
     check_data_fits(config, SourceShape.of(config.data, source))
+    if tracking_uri is not None:  # a store that refuses is its own message, before any folder is made
+        from orchestrator.tracking import prepare_store
+
+        tracking_uri = prepare_store(tracking_uri)
     try:
         run_dir = RunDirectory(out_dir, config)
     except OSError as exc:  # a file where a folder should be, a read-only or full disk
