@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from orchestrator.execute.plan import PlanItem
-from orchestrator.execute.sweep import SweepEvent
+from orchestrator.execute.workers import SweepEvent
 from orchestrator.tracking import RunStatus
 
 __all__ = ["SweepDisplay", "plan_table"]

@@ -270,7 +270,7 @@ def worker(
 ) -> None:
     """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
     from orchestrator.cli.progress import SweepDisplay
-    from orchestrator.execute.sweep import join_sweep
+    from orchestrator.execute.join import join_sweep
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.matrix import MatrixError, load_matrix
     from orchestrator.tracking import TrackingError

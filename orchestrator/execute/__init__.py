@@ -1,7 +1,9 @@
 """Running a matrix's runs: on this machine's workers, across machines, one alone, or as a search.
 
 - :mod:`~orchestrator.execute.plan`: what a sweep would do with each run (done, to run, retry).
-- :mod:`~orchestrator.execute.sweep`: the coordinator, :func:`run_sweep` and :func:`join_sweep`.
+- :mod:`~orchestrator.execute.sweep`: the coordinator, :func:`run_sweep`.
+- :mod:`~orchestrator.execute.workers`: the worker processes a coordinator starts here, and their events.
+- :mod:`~orchestrator.execute.join`: `orch worker`, :func:`join_sweep`.
 - :mod:`~orchestrator.execute.worker`: the worker process.
 - :mod:`~orchestrator.execute.workqueue`: the queue, held in an Optuna storage.
 - :mod:`~orchestrator.execute.launcher`: workers started by a batch scheduler (the Launcher protocol).
@@ -63,9 +65,9 @@ _LAZY = {
     "SearchError": "search",
     "SearchOutcome": "search",
     "run_search": "search",
-    "SweepEvent": "sweep",
-    "SweepOutcome": "sweep",
-    "join_sweep": "sweep",
+    "SweepEvent": "workers",
+    "SweepOutcome": "workers",
+    "join_sweep": "join",
     "run_sweep": "sweep",
     "TrainOutcome": "single",
     "train_single": "single",

@@ -3,7 +3,7 @@
 The coordinator (`orch sweep --launcher slurm`) creates the queue in an RDB every node reaches
 (PostgreSQL), then submits one array of ``tasks`` tasks; each task runs the equivalent of
 ``orch worker MATRIX --storage URL --tracking-uri URI`` in-process (:class:`SlurmWorker`, a picklable
-callable that calls :func:`~orchestrator.execute.sweep.join_sweep` on that sweep's queue). A task that
+callable that calls :func:`~orchestrator.execute.join.join_sweep` on that sweep's queue). A task that
 is cancelled, preempted or runs out of time stops sending heartbeats and its item is handed to another
 task; when no task is left the coordinator stops waiting. submitit's files (the pickled call, each
 task's stdout and stderr) are kept under ``logs`` (``runs/slurm/<sweep id>/``).
@@ -248,7 +248,7 @@ class SlurmWorker:
         before a preemption) stops it: the runs in flight end KILLED and their items go back to the
         queue once their heartbeats are stale, for another task or the next sweep.
         """
-        from orchestrator.execute.sweep import join_sweep
+        from orchestrator.execute.join import join_sweep
         from orchestrator.matrix import load_matrix
 
         os.chdir(self.cwd)

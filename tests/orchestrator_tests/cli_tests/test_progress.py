@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 
 from orchestrator.cli.progress import SweepDisplay
-from orchestrator.execute.sweep import SweepEvent
+from orchestrator.execute.workers import SweepEvent
 from orchestrator.matrix import load_matrix
 from orchestrator.tracking import RunStatus
 
