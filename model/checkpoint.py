@@ -29,6 +29,7 @@ __all__ = [
     "capture_rng",
     "load_checkpoint",
     "restore_rng",
+    "same_run",
     "write_checkpoint",
 ]
 
@@ -57,6 +58,20 @@ class Checkpoint:
             "extra": self.extra,
             **self.state,
         }
+
+
+#: Where a run trains, not what it computes: a checkpoint resumes on another GPU or thread count.
+_PLACEMENT = ("device", "threads")
+
+
+def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two configs (``RunConfig.to_dict()``) are the same run, wherever each is placed."""
+
+    def what(cfg: dict[str, Any]) -> dict[str, Any]:
+        trainer = {k: v for k, v in cfg.get("trainer", {}).items() if k not in _PLACEMENT}
+        return {**cfg, "trainer": trainer}
+
+    return what(a) == what(b)
 
 
 def capture_rng(data_order: torch.Generator) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.batches import Batches
-from model.checkpoint import Checkpoint, capture_rng, load_checkpoint, restore_rng, write_checkpoint
+from model.checkpoint import Checkpoint, capture_rng, load_checkpoint, restore_rng, same_run, write_checkpoint
 from model.config import ConfigError, RunConfig
 from model.data import PairedSource, SourceShape, open_source, split_indices
 from model.discriminator import PatchDiscriminator
@@ -434,7 +434,7 @@ class Trainer:
         Raises:
             ConfigError: the checkpoint was written by another config.
         """
-        if checkpoint.config != self.config.to_dict():
+        if not same_run(checkpoint.config, self.config.to_dict()):
             raise ConfigError("the checkpoint was written by another config; resume it with its own config")
         st = checkpoint.state
         self.model.load_state_dict(st["model"])

@@ -26,9 +26,9 @@ def _same_epochs(a: list, b: list) -> None:
 def test_interrupted_after_epoch_k_and_resumed_equals_uninterrupted(
     tmp_path: Path, tiny: dict, adv: float
 ) -> None:
-    """Stopped half-way through epoch 3, the run resumes from epoch 2's checkpoint: epochs 3 and 4 and the final
-    weights are those of the run that was never stopped (Adam's moments, BatchNorm buffers, the data order's
-    generator and the discriminators included)."""
+    """Stopped half-way through epoch 3, the run resumes from epoch 2's checkpoint: epochs 3 and 4 and the
+    final weights are those of the run that was never stopped (Adam's moments, BatchNorm buffers, the data
+    order's generator and the discriminators included)."""
     tiny["trainer"] |= {"epochs": 4, "seed": 7, "batch_size": 4}
     tiny["trainer"]["loss_weights"] = {"adv": adv}
     config = load_config(tiny)
