@@ -67,7 +67,7 @@ TAG_GIT_COMMIT = "orch.git_commit"
 TAG_GIT_DIRTY = "orch.git_dirty"
 TAG_VERDICT = "orch.verdict"  # the cell's verdict, set on its runs by the sweep's report
 TAG_VERDICT_CHANGE = "orch.verdict_change"
-TAG_CHECKPOINT = "orch.checkpoint_epoch"  # the epoch of the run's logged checkpoint (artifact checkpoint/last.pt)
+TAG_CHECKPOINT = "orch.checkpoint_epoch"  # the epoch its logged checkpoint ends (checkpoint/last.pt)
 
 #: ``orch.failure`` of a diverged run starts with this (the MLflow contract: "why: nan, or the exception").
 _NAN = "nan"
