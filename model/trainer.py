@@ -33,17 +33,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import ConfigError, RunConfig, TrainerConfig
-from model.data import InMemoryPairs, PairedSource, Pairs, SourceShape, open_source, split_indices
+from model.batches import Batches
+from model.checkpoint import Checkpoint, capture_rng, load_checkpoint, restore_rng, same_run, write_checkpoint
+from model.config import ConfigError, RunConfig
+from model.data import PairedSource, SourceShape, open_source, split_indices
 from model.discriminator import PatchDiscriminator
 from model.losses import content_loss
 from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
 from model.preflight import check_data_fits
+from model.schedules import content_weight_at, scheduled, skip_weight_at
 from model.unet import CrossDomainAE
 
 __all__ = [
     "EpochResult",
     "FitResult",
+    "Interrupted",
     "NonFiniteLossError",
     "Outputs",
     "Trainer",
@@ -56,6 +60,15 @@ __all__ = [
 
 #: ``content_loss`` only when ``trainer.content_loss`` is not the note's L1 (then it is the trained term).
 LOSS_TERMS = ("content", "content_loss", "recon", "cross", "adv", "total")
+
+
+class Interrupted(Exception):
+    """Training was asked to stop (``stop()`` returned True) at a step boundary; the partial epoch is
+    abandoned, so the last epoch's checkpoint is where the run resumes."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch  # the last complete epoch
+        super().__init__(f"interrupted after epoch {epoch}")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -89,8 +102,8 @@ class EpochResult:
 class FitResult:
     """The end of a run."""
 
-    status: str  # "finished" | "diverged" | "stopped"
-    epochs: list[EpochResult]
+    status: str  # "finished" | "diverged" | "stopped" | "interrupted" (resumable from its checkpoint)
+    epochs: list[EpochResult]  # the epochs this call ran (after the resumed one, when resumed)
     reason: str | None = None
     trainer: Trainer | None = None
 
@@ -117,77 +130,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name!r} but no CUDA device is available here (use auto or cpu)")
     return torch.device(name)
-
-
-def scheduled(schedule: str, start: float, final: float, end_epoch: int, epoch: int) -> float:
-    """A value scheduled over training epochs (1-based; epoch 0, before training, uses ``start``).
-
-    ``constant`` stays at ``start``; ``linear`` and ``cosine`` go from ``start`` at epoch 1 to ``final``
-    at epoch ``end_epoch`` (either direction) and stay there.
-    """
-    if schedule == "constant" or epoch <= 1:
-        return start
-    span = end_epoch - 1
-    t = 1.0 if span <= 0 else min(1.0, (epoch - 1) / span)
-    if schedule == "linear":
-        frac = 1.0 - t
-    else:
-        frac = 0.5 * (1.0 + math.cos(math.pi * t))
-    return final + (start - final) * frac
-
-
-def skip_weight_at(cfg: TrainerConfig, epoch: int) -> float:
-    """Skip weight used during training epoch ``epoch`` (1-based; epoch 0 uses the start value).
-
-    ``linear`` and ``cosine`` go from ``skip_weight`` at epoch 1 to ``skip_weight_final`` at epoch
-    ``skip_decay_epochs`` (default: the last epoch) and stay there.
-    """
-    end = cfg.skip_decay_epochs or cfg.epochs
-    return scheduled(cfg.skip_schedule, cfg.skip_weight, cfg.skip_weight_final, end, epoch)
-
-
-def content_weight_at(cfg: TrainerConfig, epoch: int) -> float:
-    """Content weight used during training epoch ``epoch`` (1-based; epoch 0 uses the start value).
-
-    ``linear`` and ``cosine`` go from ``loss_weights.content`` at epoch 1 to ``content_weight_final`` at
-    epoch ``content_ramp_epochs`` (default: the last epoch) and stay there.
-    """
-    end = cfg.content_ramp_epochs or cfg.epochs
-    start = cfg.loss_weights.content
-    return scheduled(cfg.content_schedule, start, cfg.content_weight_final, end, epoch)
-
-
-class _Batches:
-    """Batches of one split; preloaded on the device when the source is in memory."""
-
-    def __init__(self, source: PairedSource, index: np.ndarray, device: torch.device) -> None:
-        self.source, self.index, self.device = source, index, device
-        self._tensors: dict[str, torch.Tensor] | None = None
-        if isinstance(source, InMemoryPairs):
-            self._tensors = self._to_tensors(source.read(index))
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def _to_tensors(self, p: Pairs) -> dict[str, torch.Tensor]:
-        out = {"a": p.a, "b": p.b}
-        if p.has_clean:
-            out |= {"clean_a": p.clean_a, "clean_b": p.clean_b}
-        return {
-            k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).unsqueeze(1).to(self.device)
-            for k, v in out.items()
-        }  # (B, 1, H, W)
-
-    def take(self, positions: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
-        """Pairs at ``positions`` within this split."""
-        if self._tensors is not None:
-            pos = torch.as_tensor(positions, device=self.device)
-            return {k: v[pos] for k, v in self._tensors.items()}
-        return self._to_tensors(self.source.read(self.index[np.asarray(positions)]))
-
-    def sequential(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        for start in range(0, len(self), batch_size):
-            yield self.take(np.arange(start, min(start + batch_size, len(self))))
 
 
 class Trainer:
@@ -219,11 +161,12 @@ class Trainer:
         self.source = source if source is not None else open_source(config.data)
         check_data_fits(config, SourceShape.of(config.data, self.source))
         train_idx, val_idx = split_indices(self.source.n, config.data.val_fraction, seed=0)
-        self.train = _Batches(self.source, train_idx, self.device)
-        self.val = _Batches(self.source, val_idx[: tc.val_pairs], self.device)
+        self.train = Batches(self.source, train_idx, self.device)
+        self.val = Batches(self.source, val_idx[: tc.val_pairs], self.device)
         self.generator = torch.Generator().manual_seed(tc.seed)
         self.has_clean = self.source.has_clean
         self._floor: float | None = None
+        self.epoch = -1  # the last complete epoch (0: evaluated before any update)
 
     def _optimizer(self, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         tc = self.config.trainer
@@ -317,13 +260,19 @@ class Trainer:
         n = len(self.train)
         return max(1, n // tc.batch_size) if n >= tc.batch_size else 1
 
-    def train_epoch(self, epoch: int, on_step: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    def train_epoch(
+        self,
+        epoch: int,
+        on_step: Callable[[int, int], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> dict[str, float]:
         """One epoch of updates; returns the training means (``train_*``).
 
         Losses are accumulated on the device and read once at the end of the epoch.
 
         Raises:
             NonFiniteLossError: a loss term became NaN/Inf (first term and step).
+            Interrupted: ``stop()`` said so before a step (the epoch's updates so far are to be abandoned).
         """
         tc = self.config.trainer
         self.model.train()
@@ -338,6 +287,8 @@ class Trainer:
         perm = torch.randperm(n, generator=self.generator)
         cursor = 0
         for step in range(n_steps):
+            if stop is not None and stop():
+                raise Interrupted(self.epoch)
             if cursor + bs > n:
                 perm, cursor = torch.randperm(n, generator=self.generator), 0
             batch = self.train.take(perm[cursor : cursor + bs])
@@ -433,19 +384,25 @@ class Trainer:
             grids[name] = grid.clamp(0, 1).float().cpu().numpy()
         return grids
 
-    def run(self, on_step: Callable[[int, int, int], None] | None = None) -> Iterator[EpochResult]:
-        """Yield epoch 0 (before any update), then one result per training epoch.
+    def run(
+        self, on_step: Callable[[int, int, int], None] | None = None, stop: Callable[[], bool] | None = None
+    ) -> Iterator[EpochResult]:
+        """Yield epoch 0 (before any update), then one result per training epoch; a resumed trainer
+        (:meth:`resume`) starts at the epoch after its checkpoint's.
 
         Raises:
             NonFiniteLossError: training produced NaN/Inf (validation NaN is raised likewise).
+            Interrupted: ``stop()`` said so, before a step or between epochs.
         """
         tc = self.config.trainer
-        for epoch in range(tc.epochs + 1):
+        for epoch in range(self.epoch + 1, tc.epochs + 1):
+            if stop is not None and stop():
+                raise Interrupted(self.epoch)
             t0 = time.perf_counter()
             train_metrics: dict[str, float] = {}
             if epoch > 0:
                 step_cb = (lambda s, n, e=epoch: on_step(e, s, n)) if on_step else None
-                train_metrics = self.train_epoch(epoch, step_cb)
+                train_metrics = self.train_epoch(epoch, step_cb, stop)
             metrics = self.evaluate(epoch)
             if epoch == 0:
                 metrics |= self.baselines()
@@ -455,14 +412,39 @@ class Trainer:
             metrics |= train_metrics
             metrics["epoch_seconds"] = time.perf_counter() - t0
             images = self.sample_images(epoch) if epoch % tc.image_every == 0 or epoch == tc.epochs else {}
+            self.epoch = epoch
             yield EpochResult(epoch, metrics, images)
 
-    def save_checkpoint(self, path: str | Path) -> None:
-        """Weights plus the config that built them."""
-        state: dict[str, Any] = {"config": self.config.to_dict(), "model": self.model.state_dict()}
+    def checkpoint(self, extra: dict[str, Any] | None = None) -> Checkpoint:
+        """The state to continue from after the last complete epoch (:mod:`model.checkpoint`)."""
+        state: dict[str, Any] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.adversarial:
             state["disc_a"], state["disc_b"] = self.disc_a.state_dict(), self.disc_b.state_dict()
-        torch.save(state, path)
+            state["disc_optimizer"] = self.disc_optimizer.state_dict()
+        state["rng"] = capture_rng(self.generator)
+        return Checkpoint(self.epoch, self.config.to_dict(), state, dict(extra or {}))
+
+    def save_checkpoint(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write :meth:`checkpoint` to ``path`` atomically (config, weights, optimisers, RNG states)."""
+        return write_checkpoint(self.checkpoint(extra), path)
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint``: :meth:`run` yields its epoch + 1 next.
+
+        Raises:
+            ConfigError: the checkpoint was written by another config.
+        """
+        if not same_run(checkpoint.config, self.config.to_dict()):
+            raise ConfigError("the checkpoint was written by another config; resume it with its own config")
+        st = checkpoint.state
+        self.model.load_state_dict(st["model"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.adversarial:
+            self.disc_a.load_state_dict(st["disc_a"])
+            self.disc_b.load_state_dict(st["disc_b"])
+            self.disc_optimizer.load_state_dict(st["disc_optimizer"])
+        restore_rng(st["rng"], self.generator)
+        self.epoch = checkpoint.epoch
 
 
 def fit(
@@ -471,6 +453,10 @@ def fit(
     on_epoch: Callable[[EpochResult], str | None] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
     source: PairedSource | None = None,
+    checkpoint: str | Path | None = None,
+    resume: Checkpoint | str | Path | None = None,
+    stop: Callable[[], bool] | None = None,
+    extra: Callable[[], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train ``config`` and report every epoch.
 
@@ -479,18 +465,34 @@ def fit(
             with that reason (status ``stopped``).
         on_step: called as ``on_step(epoch, step, steps_per_epoch)`` after each update.
         source: data to use instead of opening ``config.data`` (e.g. shared by several runs).
+        checkpoint: write the resumable checkpoint here after every epoch, once ``on_epoch`` returned.
+        resume: continue from this checkpoint (or its path) at its epoch + 1.
+        stop: asked before every step and epoch; True abandons the epoch in progress (status
+            ``interrupted``: the last epoch's checkpoint is where the run resumes).
+        extra: the caller's bookkeeping to keep in each checkpoint (:attr:`Checkpoint.extra`).
 
     Returns:
-        The run's status (``finished``, ``diverged`` or ``stopped``), its epochs and the trainer.
+        The run's status (``finished``, ``diverged``, ``stopped`` or ``interrupted``), the epochs it ran
+        and the trainer (``trainer.epoch``: the last complete epoch).
+
+    Raises:
+        ConfigError: ``resume`` was written by another config.
+        model.checkpoint.CheckpointError: ``resume`` cannot be read.
     """
     trainer = Trainer(config, source)
+    if resume is not None:
+        trainer.resume(resume if isinstance(resume, Checkpoint) else load_checkpoint(resume))
     epochs: list[EpochResult] = []
     try:
-        for result in trainer.run(on_step):
+        for result in trainer.run(on_step, stop):
             epochs.append(result)
             reason = on_epoch(result) if on_epoch else None
+            if checkpoint is not None:
+                trainer.save_checkpoint(checkpoint, extra() if extra else None)
             if reason:
                 return FitResult("stopped", epochs, reason, trainer)
     except NonFiniteLossError as exc:
         return FitResult("diverged", epochs, str(exc), trainer)
+    except Interrupted as exc:
+        return FitResult("interrupted", epochs, str(exc), trainer)
     return FitResult("finished", epochs, None, trainer)

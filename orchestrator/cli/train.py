@@ -1,4 +1,5 @@
-"""``orch train CONFIG`` (or ``--config CONFIG``): one run, one row per epoch."""
+"""``orch train CONFIG`` (or ``--config CONFIG``): one run, one row per epoch; ``orch train --resume RUN_ID``
+continues an interrupted one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import Device, TrackingUri, console, fail, tracking_uri
+from orchestrator.cli.common import Device, TrackingUri, console, err_console, fail, tracking_uri
 
 __all__ = ["train"]
 
@@ -28,15 +29,34 @@ def train(
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="also log the run to the MLflow store")
     ] = True,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID",
+            help="continue this interrupted run from its checkpoint, logging into the same run",
+        ),
+    ] = None,
     _uri: TrackingUri = None,
 ) -> None:
-    """Train one config and print one row per epoch (epoch 0 = before any update)."""
+    """Train one config and print one row per epoch (epoch 0 = before any update).
+
+    SIGTERM or Ctrl-C stops at the next step, logs the last epoch's checkpoint and exits 130; `orch train
+    --resume RUN_ID` continues the run to its configured epochs."""
     from model.config import ConfigError, load_config
     from model.data import DataError
     from orchestrator.cli.epochs import EpochPrinter
     from orchestrator.execute.single import default_out_dir, train_single
-    from orchestrator.tracking import RunStatus, TrackingError
+    from orchestrator.tracking import TrackingError
 
+    if resume is not None:
+        if config or config_opt or set_ or epochs is not None or not track:
+            raise fail(
+                "--resume continues a run as configured: give no CONFIG, --set, --epochs or --no-track"
+            )
+        _resume(resume, out, device)
+        return
+    printer = EpochPrinter(console)
     if (config is None) == (config_opt is None):
         raise fail("give the run config once: orch train CONFIG (or --config CONFIG)")
     config = config or config_opt
@@ -46,7 +66,6 @@ def train(
         overrides.append(f"trainer.epochs={epochs}")
     if device is not None:
         overrides.append(f"trainer.device={device.value}")
-    printer = EpochPrinter(console)
     uri = tracking_uri() if track else None
     try:
         cfg = load_config(config, overrides)
@@ -61,8 +80,43 @@ def train(
             )
     except (ConfigError, DataError, TrackingError) as exc:
         raise fail(str(exc)) from None
+    _report(outcome, uri)
+
+
+def _resume(run_id: str, out: Path | None, device: Device | None) -> None:
+    """`orch train --resume RUN_ID`."""
+    from model.checkpoint import CheckpointError
+    from model.config import ConfigError
+    from model.data import DataError
+    from orchestrator.cli.epochs import EpochPrinter
+    from orchestrator.execute.single import default_out_dir, resume_single
+    from orchestrator.tracking import TrackingError
+
+    printer = EpochPrinter(console)
+    try:
+        with printer.live():
+            outcome = resume_single(
+                run_id,
+                out or default_out_dir(Path(f"resume-{run_id[:8]}")),
+                tracking_uri=tracking_uri(),
+                device=device.value if device else None,
+                on_epoch=printer.on_epoch,
+                on_step=printer.on_step,
+            )
+    except (ConfigError, DataError, TrackingError, CheckpointError) as exc:
+        raise fail(str(exc)) from None
+    _report(outcome, tracking_uri())
+
+
+def _report(outcome: object, uri: str | None) -> None:
+    """Where the outputs are; exit 130 for an interrupted run (with how to resume it), 1 for a failed one."""
+    from orchestrator.tracking import RunStatus
+
     console.print(f"outputs: {outcome.out_dir}  (config.json, metrics.csv, images/, checkpoint.pt)")
     if outcome.tracking_run_id:
         console.print(f"tracked: run {outcome.tracking_run_id} in {uri}  (mlflow ui --backend-store-uri ...)")
+    if outcome.status is RunStatus.KILLED:
+        err_console.print(f"{outcome.reason}", highlight=False)
+        raise typer.Exit(130)
     if outcome.status is not RunStatus.FINISHED:
         raise fail(f"run {outcome.status}: {outcome.reason}", code=1)

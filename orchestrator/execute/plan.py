@@ -3,7 +3,8 @@
 :func:`preflight` checks what would make runs fail (a device this machine lacks, data that is missing,
 unreadable or unusable, images too small for the model); :func:`plan_sweep` reads the store and gives
 each run a :class:`PlanState`; :func:`dry_run_plan` is ``orch sweep --dry-run``: the plan without creating
-a store that does not exist yet.
+a store that does not exist yet. An interrupted run whose checkpoint was logged is resumed, not retried
+(:func:`resume_points`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from orchestrator.matrix import RunSpec
 from orchestrator.tracking import Attempt, RunStatus, Tracker, check_experiment_name, prepare_store
 from orchestrator.tracking.store import sqlite_path
 
-__all__ = ["PlanItem", "PlanState", "dry_run_plan", "plan_sweep", "preflight"]
+__all__ = ["PlanItem", "PlanState", "ResumePoint", "dry_run_plan", "plan_sweep", "preflight", "resume_points"]
 
 
 class PlanState(StrEnum):
@@ -33,6 +34,7 @@ class PlanState(StrEnum):
     STALE = "stale"  # it ran, but with other code or data: run again (the old run is kept to compare)
     FAILED = "failed"  # its last attempt crashed (or diverged, with retry_diverged): run again
     KILLED = "killed"  # its last attempt was interrupted: run again
+    RESUME = "resume"  # its last attempt was interrupted after logging a checkpoint: continue that run
     EARLY = "early"  # it stopped early, but the matrix now asks for the full budget: run again
 
     @property
@@ -43,6 +45,7 @@ class PlanState(StrEnum):
             PlanState.STALE: "stale: run again",
             PlanState.FAILED: "failed before: retry",
             PlanState.KILLED: "interrupted: retry",
+            PlanState.RESUME: "interrupted: resume",
             PlanState.EARLY: "stopped early before: full budget now",
             PlanState.DIVERGED: "diverged: kept as a result",
         }.get(self, self.value)
@@ -59,16 +62,26 @@ class PlanState(StrEnum):
             PlanState.DONE: "green",
             PlanState.FAILED: "red",
             PlanState.KILLED: "yellow",
+            PlanState.RESUME: "yellow",
             PlanState.STALE: "magenta",
             PlanState.DIVERGED: "yellow",
         }.get(self, "cyan")
 
 
 @dataclass(frozen=True)
+class ResumePoint:
+    """Where an interrupted run continues: its MLflow run and the epoch of its logged checkpoint."""
+
+    run_id: str
+    epoch: int
+
+
+@dataclass(frozen=True)
 class PlanItem:
     spec: RunSpec
     state: PlanState
-    why: str | None = None  # for a stale run: what changed since it ran
+    why: str | None = None  # for a stale run: what changed since it ran; for a resumed one: from where
+    resume: ResumePoint | None = None
 
 
 def preflight(specs: list[RunSpec]) -> None:
@@ -157,15 +170,45 @@ def plan_sweep(
     for attempt in tracker.attempts(experiment):
         by_key.setdefault(attempt.run_key, []).append(attempt)
         by_config.setdefault(attempt.config_key, []).append(attempt)
+    resumable = resume_points(tracker, experiment, specs, by_key)
     plan = []
     for spec in specs:
         state = _state(spec, by_key.get(spec.run_key, []), retry_diverged)
         earlier = [a for a in by_config.get(spec.config_key, []) if a.run_key != spec.run_key]
-        if state is PlanState.TODO and earlier:
+        if state is PlanState.KILLED and spec.run_key in resumable:
+            point = resumable[spec.run_key]
+            plan.append(PlanItem(spec, PlanState.RESUME, f"from epoch {point.epoch}", point))
+        elif state is PlanState.TODO and earlier:
             plan.append(PlanItem(spec, PlanState.STALE, _what_changed(spec, earlier[-1])))
         else:
             plan.append(PlanItem(spec, state))
     return plan
+
+
+def resume_points(
+    tracker: Tracker,
+    experiment: str,
+    specs: list[RunSpec],
+    by_key: dict[str, list[Attempt]] | None = None,
+) -> dict[str, ResumePoint]:
+    """The runs of ``specs`` a sweep continues rather than starts again, by run key: those whose last
+    attempt was interrupted (KILLED, nothing finished since) after its checkpoint was logged.
+
+    ``by_key``: the experiment's attempts by run key, oldest first, when the caller read them already.
+    """
+    checkpoints = tracker.checkpoint_epochs(experiment)
+    if not checkpoints:
+        return {}
+    if by_key is None:
+        by_key = {}
+        for attempt in tracker.attempts(experiment):
+            by_key.setdefault(attempt.run_key, []).append(attempt)
+    points = {}
+    for spec in specs:
+        runs = by_key.get(spec.run_key, [])
+        if runs and _state(spec, runs) is PlanState.KILLED and runs[-1].run_id in checkpoints:
+            points[spec.run_key] = ResumePoint(runs[-1].run_id, checkpoints[runs[-1].run_id])
+    return points
 
 
 def dry_run_plan(

@@ -11,7 +11,15 @@ import numpy as np
 from model.config import RunConfig
 from model.trainer import EpochResult, Trainer
 
-__all__ = ["RunDirectory", "save_grid_png"]
+__all__ = ["RunDirectory", "checkpoint_root", "save_grid_png"]
+
+
+def checkpoint_root(tracking_uri: str) -> Path:
+    """Where a sweep's workers write their runs' resumable checkpoints (``<run_key>/last.pt`` under it):
+    ``checkpoints/`` beside an SQLite store (``runs/checkpoints``), else ``runs/checkpoints`` here."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "checkpoints"
+    return Path("runs/checkpoints").resolve()
 
 
 def save_grid_png(grid: np.ndarray, path: Path) -> None:
@@ -29,10 +37,10 @@ class RunDirectory:
 
     def __init__(self, path: Path, config: RunConfig) -> None:
         self.path = path
+        self._columns: list[str] | None = None
         path.mkdir(parents=True, exist_ok=False)
         (path / "images").mkdir()
         (path / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        self._columns: list[str] | None = None
 
     def log_epoch(self, result: EpochResult) -> None:
         row = {"epoch": result.epoch, **result.metrics}
@@ -53,6 +61,12 @@ class RunDirectory:
         for name, grid in result.images.items():
             save_grid_png(grid, self.path / "images" / f"{name}_epoch{result.epoch:03d}.png")
 
+    @property
+    def checkpoint(self) -> Path:
+        """The resumable checkpoint, rewritten at the end of every epoch (:mod:`model.checkpoint`)."""
+        return self.path / "checkpoint.pt"
+
     def finish(self, trainer: Trainer, status: str, reason: str | None) -> None:
-        trainer.save_checkpoint(self.path / "checkpoint.pt")
+        if trainer.epoch >= 0 and not self.checkpoint.exists():
+            trainer.save_checkpoint(self.checkpoint)
         (self.path / "status.json").write_text(json.dumps({"status": status, "reason": reason}) + "\n")

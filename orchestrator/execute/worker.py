@@ -2,14 +2,22 @@
 
 Kept apart from the coordinator so that a spawned worker imports torch and Optuna but not MLflow:
 everything it produces goes back to the coordinator over a pipe.
+
+Preemption: SIGTERM (how Slurm preempts, how ``timeout`` stops a job) sets a flag; training stops at the
+next step, the partial epoch is abandoned, and the run is reported KILLED with the checkpoint of its last
+complete epoch, written after every epoch (:mod:`model.checkpoint`); the worker then claims nothing more
+and exits. Its queue item is given up, not handed to another worker to start from scratch: the next sweep
+resumes the run from that checkpoint, in the same MLflow run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from model.trainer import EpochResult
@@ -34,9 +42,13 @@ def worker_main(
 
     ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``).
 
+    Payloads may name ``checkpoint`` (where to write the run's checkpoint after every epoch) and ``resume``
+    (``{"run_id", "epoch", "path"}``: continue from that checkpoint).
+
     Messages, each a tuple: ``("start", index, pid, trial id, device)``, ``("step", index, epoch, step,
     steps)`` (at most twice a second), ``("epoch", index, EpochResult)``, ``("end", index, status, reason,
-    traceback)`` with a :class:`~orchestrator.tracking.vocabulary.RunStatus` value.
+    traceback, checkpoint)`` with a :class:`~orchestrator.tracking.vocabulary.RunStatus` value and
+    ``checkpoint`` as ``(path, epoch)`` of the last complete epoch's checkpoint, or None.
 
     On a storage with heartbeats (RDB, many machines) it also waits while other workers still run
     items, so that the item of a worker that dies is retried here.
@@ -47,7 +59,8 @@ def worker_main(
     torch.set_num_threads(threads)
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
     worker = _Worker(work, payloads, events, parent, device)
-    while not worker.orphaned():
+    signal.signal(signal.SIGTERM, worker.preempt)
+    while not worker.orphaned() and not worker.preempted:
         claimed = work.claim()
         if claimed is None:
             if work.heartbeats and work.pending():
@@ -73,16 +86,19 @@ class _Worker:
         )
         self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
         self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
+        self.preempted = False
+
+    def preempt(self, signum: int, frame: Any) -> None:
+        """SIGTERM: stop at the next step boundary (nothing is done in the handler itself)."""
+        self.preempted = True
 
     def orphaned(self) -> bool:
         return os.getppid() != self.parent
 
-    def train(self, trial_id: int, index: int) -> None:
-        """Train item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
-        from model.data import open_source
-        from model.trainer import fit, resolve_device
+    def _config(self, payload: dict[str, Any]) -> tuple[Any, str]:
+        """The run's config, pinned to this worker's GPU when it says ``auto`` or ``cuda``, and its device."""
+        from model.trainer import resolve_device
 
-        events, payload = self.events, self.payloads[index]
         config = payload["config"]  # the validated RunConfig as the coordinator built it
         if self.device and config.trainer.device in ("auto", "cuda"):  # pinned: the run's identity stays
             config = config.model_copy(
@@ -90,8 +106,14 @@ class _Worker:
             )
         try:
             device = str(resolve_device(config.trainer.device))
-        except Exception:  # noqa: BLE001 - reported as the run's crash below
+        except Exception:  # noqa: BLE001 - reported as the run's crash when it trains
             device = config.trainer.device
+        return config, device
+
+    def train(self, trial_id: int, index: int) -> None:
+        """Train item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
+        events, payload = self.events, self.payloads[index]
+        config, device = self._config(payload)
         events.put(("start", index, os.getpid(), trial_id, device))
         last_step = [0.0]
 
@@ -103,22 +125,53 @@ class _Worker:
                 last_step[0] = now
                 events.put(("step", index, epoch, step, steps))
 
-        rule = EarlyStopRule.from_payload(payload["early_stop"]) if payload.get("early_stop") else None
-
-        def on_epoch(result: EpochResult) -> str | None:
-            events.put(("epoch", index, result))
-            return rule(result.metrics) if rule is not None else None
-
         with self.work.keep_alive(trial_id):
             try:
-                data_key = config.data.model_dump_json()
-                if data_key not in self.sources:
-                    self.sources[data_key] = open_source(config.data)
-                result = fit(config, source=self.sources[data_key], on_epoch=on_epoch, on_step=on_step)
+                result = self._fit(index, config, payload, on_step)
+                ckpt = Path(payload["checkpoint"]) if payload.get("checkpoint") else None
+                saved = (str(ckpt), result.trainer.epoch) if ckpt and ckpt.exists() else None
+                status, reason = result.status, result.reason
+                if status == "interrupted":
+                    status = RunStatus.KILLED.value
+                    reason = "interrupted (SIGTERM): " + (
+                        f"resumable from epoch {saved[1]}" if saved else "before its first epoch"
+                    )
                 final = result.epochs[-1].metrics.get("cross") if result.epochs else None
-                events.put(("end", index, result.status, result.reason, None))
-                self.work.done(trial_id, ok=result.status != RunStatus.DIVERGED, value=final)
+                events.put(("end", index, status, reason, None, saved))
+                ok = status not in (RunStatus.DIVERGED, RunStatus.KILLED)  # a killed one is resumed later
+                self.work.done(trial_id, ok=ok, value=final)
             except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
                 why = f"{type(exc).__name__}: {exc}"
                 events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
                 self.work.done(trial_id, ok=False)
+
+    def _fit(self, index: int, config: Any, payload: dict[str, Any], on_step: Any) -> Any:
+        """:func:`model.trainer.fit` of one item: its data shared, its checkpoint written after every epoch
+        (with its early-stop rule's bookkeeping), resumed from ``payload["resume"]`` when given."""
+        from model.checkpoint import load_checkpoint
+        from model.data import open_source
+        from model.trainer import fit
+
+        resume = load_checkpoint(payload["resume"]["path"]) if payload.get("resume") else None
+        rule = None
+        if payload.get("early_stop"):
+            kept = resume.extra.get("early_stop") if resume is not None else None
+            rule = EarlyStopRule.from_payload(kept or payload["early_stop"])
+
+        def on_epoch(result: EpochResult) -> str | None:
+            self.events.put(("epoch", index, result))
+            return rule(result.metrics) if rule is not None else None
+
+        data_key = config.data.model_dump_json()
+        if data_key not in self.sources:
+            self.sources[data_key] = open_source(config.data)
+        return fit(
+            config,
+            source=self.sources[data_key],
+            on_epoch=on_epoch,
+            on_step=on_step,
+            checkpoint=payload.get("checkpoint"),
+            resume=resume,
+            stop=lambda: self.preempted,
+            extra=(lambda: {"early_stop": dataclasses.asdict(rule)}) if rule is not None else None,
+        )

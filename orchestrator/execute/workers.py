@@ -2,7 +2,10 @@
 written to MLflow, and what a sweep tells its caller (:class:`SweepEvent`, :class:`SweepOutcome`).
 
 The coordinator is the only process that writes to the MLflow store: workers send their epochs back over
-a pipe (:mod:`orchestrator.execute.worker`), and :class:`_Coordinator` logs them.
+a pipe (:mod:`orchestrator.execute.worker`), and :class:`_Coordinator` logs them, and each run's last
+checkpoint as its artifact ``checkpoint/last.pt`` when the run ends or is interrupted. A run planned as
+resumed (:func:`~orchestrator.execute.plan.resume_points`) gets its checkpoint downloaded for its worker,
+and its MLflow run is reopened, so that its curve holds every epoch once.
 """
 
 from __future__ import annotations
@@ -10,12 +13,18 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from model.checkpoint import CheckpointError, load_checkpoint
 from model.trainer import EpochResult
+from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
+from orchestrator.execute.run_dir import checkpoint_root
 from orchestrator.execute.worker import worker_main
 from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.matrix import RunSpec
@@ -34,6 +43,7 @@ class SweepOutcome:
     crashed: int = 0
     stopped: int = 0
     skipped: int = 0
+    interrupted: int = 0  # runs stopped by SIGTERM or Ctrl-C (KILLED): the next sweep resumes or reruns them
     failures: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, seed, reason)
 
     def count(self, spec: RunSpec, status: RunStatus, reason: str | None) -> None:
@@ -88,6 +98,9 @@ class _Coordinator:
         self.run_ids: dict[int, str] = {}
         self.owner: dict[int, tuple[int, int]] = {}  # item -> (worker pid, trial id)
         self.open_items: set[int] = set()
+        self.resume: dict[int, ResumePoint] = {}  # item -> the interrupted run it continues
+        self.last_epoch: dict[int, int] = {}  # item -> the last epoch logged in its run
+        self.checkpoints: Path | None = None  # where workers write checkpoints (<run_key>/last.pt)
 
     def _emit(self, event: SweepEvent) -> None:
         if self.on_event is not None:
@@ -98,6 +111,12 @@ class _Coordinator:
         kind, index = msg[0], msg[1]
         spec = self.specs[index]
         if kind == "start":
+            if index in self.resume:
+                self._reopen(index, msg[4] if len(msg) > 4 else None)
+                self.owner[index] = (msg[2], msg[3])
+                self.open_items.add(index)
+                self._emit(SweepEvent("start", index, spec))
+                return
             tags = run_tags(
                 RunKind.RUN,
                 sweep=self.sweep_id,
@@ -124,17 +143,51 @@ class _Coordinator:
         elif kind == "epoch":
             result: EpochResult = msg[2]
             self.tracker.log_epoch(self.run_ids[index], result)
+            self.last_epoch[index] = result.epoch
             self._emit(SweepEvent("epoch", index, spec, epoch=result.epoch))
         elif kind == "end":
-            self.end(index, RunStatus(msg[2]), msg[3], msg[4])
+            self.end(index, RunStatus(msg[2]), msg[3], msg[4], msg[5] if len(msg) > 5 else None)
 
-    def end(self, index: int, status: RunStatus, reason: str | None, tb: str | None = None) -> None:
+    def _reopen(self, index: int, device: str | None) -> None:
+        """A resumed item: its interrupted MLflow run is set RUNNING again, now part of this sweep."""
+        point = self.resume[index]
+        tags = run_tags(RunKind.RUN, sweep=self.sweep_id, device=device, resumed_from_epoch=point.epoch)
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        self.tracker.reopen(point.run_id, tags)
+        self.run_ids[index] = point.run_id
+        self.last_epoch[index] = point.epoch  # it keeps the tags it was started with (cell, seed, identity)
+
+    def _log_checkpoint(self, index: int, saved: tuple[str, int] | None) -> None:
+        """Log the item's checkpoint when it ends the run's last logged epoch (else it would resume a
+        curve that already holds later epochs), then drop the worker's copy."""
+        if saved is None:
+            return
+        path, epoch = Path(saved[0]), saved[1]
+        if not path.exists() or epoch != self.last_epoch.get(index):
+            return
+        self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].config.to_dict())
+        path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
+        shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
+
+    def end(
+        self,
+        index: int,
+        status: RunStatus,
+        reason: str | None,
+        tb: str | None = None,
+        saved: tuple[str, int] | None = None,
+    ) -> None:
         if index not in self.open_items:  # already buried as its worker's death was seen first
             return
         spec = self.specs[index]
+        self._log_checkpoint(index, saved)
         self.tracker.finish(self.run_ids[index], status, reason, tb)
         self.open_items.discard(index)
-        if status is not RunStatus.KILLED:  # a killed item goes back to the queue for another worker
+        if status is RunStatus.KILLED:  # not counted: the next sweep resumes or reruns it
+            if (reason or "").startswith("interrupted"):
+                self.outcome.interrupted += 1
+        else:
             self.outcome.count(spec, status, reason)
         self._emit(SweepEvent("end", index, spec, status=status, reason=reason))
 
@@ -174,15 +227,39 @@ class _Coordinator:
                 self.drain(events)  # what the last workers sent before exiting
                 return
 
-    def interrupted(self, procs: list[mp.process.BaseProcess]) -> None:
-        """Stop the workers and mark the runs in flight KILLED (the next sweep runs them again)."""
+    def interrupted(self, procs: list[mp.process.BaseProcess], events: Any, grace: float = 20.0) -> None:
+        """Stop the workers (SIGTERM: each ends its run at the next step and reports it with its last
+        epoch's checkpoint), log what they report for up to ``grace`` seconds (Slurm's default KillWait is
+        30 s), kill those still running, and mark the runs still in flight KILLED, with the checkpoint a
+        killed worker left when it ends the run's last logged epoch."""
         for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.terminate()  # SIGTERM
+        deadline = time.monotonic() + grace
+        while self.open_items and any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+            try:
+                self.handle(events.get(timeout=0.2))
+            except queue_mod.Empty:
+                pass
+        self.drain(events)
         for p in procs:
+            if p.is_alive():
+                p.kill()
             p.join(timeout=5)
         for index in list(self.open_items):
+            self._log_checkpoint(index, self._left_checkpoint(index))
             self.tracker.finish(self.run_ids[index], RunStatus.KILLED, "sweep interrupted")
+            self.open_items.discard(index)
+
+    def _left_checkpoint(self, index: int) -> tuple[str, int] | None:
+        """The checkpoint a worker that did not report left behind, with its epoch."""
+        if self.checkpoints is None:
+            return None
+        path = self.checkpoints / self.specs[index].run_key / "last.pt"
+        try:
+            return str(path), load_checkpoint(path).epoch
+        except CheckpointError:
+            return None
 
 
 def run_workers(
@@ -198,15 +275,24 @@ def run_workers(
     outcome: SweepOutcome,
     on_event: Callable[[SweepEvent], None] | None = None,
     heartbeat: float = 10.0,
+    resume: dict[str, ResumePoint] | None = None,
 ) -> SweepOutcome:
     """Start a worker process per slot (its device and threads) and track what they report until done.
 
-    Queue items name an index into ``specs`` (the matrix's full expansion). Runs in flight when this
-    is interrupted are marked KILLED in the store and the exception (KeyboardInterrupt) is re-raised.
+    Queue items name an index into ``specs`` (the matrix's full expansion). Workers write each run's
+    checkpoint under :func:`~orchestrator.execute.run_dir.checkpoint_root`. ``resume`` (by run key) says
+    which runs continue from their logged checkpoint; by default those of
+    :func:`~orchestrator.execute.plan.resume_points`, unless the sweep's parent run says it is ``--fresh``.
+    Runs in flight when this is interrupted are stopped as :meth:`_Coordinator.interrupted` says, and the
+    exception (KeyboardInterrupt) is re-raised.
     """
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
-    payloads = [s.to_payload() for s in specs]
+    root = checkpoint_root(tracker.uri)
+    if resume is None:
+        resume = _planned_resumes(tracker, experiment, specs, parent_run_id)
+    payloads = [s.to_payload() | {"checkpoint": str(root / s.run_key / "last.pt")} for s in specs]
+    resumed = _fetch_checkpoints(tracker, root, specs, resume, payloads)
     procs = [
         ctx.Process(
             target=worker_main,
@@ -229,9 +315,42 @@ def run_workers(
         p.start()
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
     coordinator = _Coordinator(specs, tracker, experiment, parent_run_id, sweep_id, work, outcome, on_event)
+    coordinator.resume, coordinator.checkpoints = resumed, root
     try:
         coordinator.follow(procs, events)
     except BaseException:
-        coordinator.interrupted(procs)
+        coordinator.interrupted(procs, events)
         raise
     return outcome
+
+
+def _planned_resumes(
+    tracker: Tracker, experiment: str, specs: list[RunSpec], parent_run_id: str | None
+) -> dict[str, ResumePoint]:
+    """The runs the plan resumes; none for a ``--fresh`` sweep (its parent run's ``orch.fresh`` tag)."""
+    if parent_run_id and tracker.run_tags_and_start(parent_run_id)[0].get("orch.fresh") == "true":
+        return {}
+    return resume_points(tracker, experiment, specs)
+
+
+def _fetch_checkpoints(
+    tracker: Tracker,
+    root: Path,
+    specs: list[RunSpec],
+    resume: dict[str, ResumePoint],
+    payloads: list[dict[str, Any]],
+) -> dict[int, ResumePoint]:
+    """Download each resumed run's checkpoint next to where its worker writes the next ones and name it
+    in the payload; a checkpoint that cannot be fetched means the run starts again (a new MLflow run)."""
+    resumed = {}
+    for index, spec in enumerate(specs):
+        point = resume.get(spec.run_key)
+        if point is None:
+            continue
+        try:
+            path = tracker.download_checkpoint(point.run_id, root / spec.run_key / "resume")
+        except Exception:  # noqa: BLE001 - an artifact store that lost it: start again rather than stop
+            continue
+        payloads[index]["resume"] = {"run_id": point.run_id, "epoch": point.epoch, "path": str(path)}
+        resumed[index] = point
+    return resumed

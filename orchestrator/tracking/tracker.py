@@ -46,14 +46,17 @@ from orchestrator.tracking.store import (
 )
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
+    TAG_CHECKPOINT,
     TAG_CODE,
     TAG_CONFIG_KEY,
     TAG_DATA,
+    TAG_FAILURE,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
     TAG_KEY,
     TAG_KIND,
     TAG_SEED,
+    TAG_STATUS,
     TAG_SWEEP,
     RunKind,
     RunStatus,
@@ -288,6 +291,46 @@ class Tracker:
         if traceback:
             self.log_text(run_id, traceback, "traceback.txt")
         retry(self.client.set_terminated, run_id, status=status.mlflow_status)
+
+    # ------------------------------------------------------------------------- checkpoints (resume)
+
+    def log_checkpoint(self, run_id: str, path: Path, epoch: int, config: dict[str, Any]) -> None:
+        """A run's resumable checkpoint as ``checkpoint/last.pt`` with its ``checkpoint/config.json``, and
+        ``orch.checkpoint_epoch`` saying which epoch it ends."""
+        with tempfile.TemporaryDirectory() as tmp:  # the artifact's name is the file's
+            staged = Path(tmp) / "last.pt"
+            staged.symlink_to(Path(path).resolve())
+            retry(self.client.log_artifact, run_id, str(staged), "checkpoint")
+        retry(self.client.log_dict, run_id, config, "checkpoint/config.json")
+        self.set_tags(run_id, {TAG_CHECKPOINT: str(epoch)})
+
+    def checkpoint_epochs(self, experiment: str) -> dict[str, int]:
+        """Child runs of ``experiment`` with a logged checkpoint: run id -> the checkpoint's epoch."""
+        runs = self._search(experiment, f"tags.`{TAG_CHECKPOINT}` LIKE '%'")
+        return {r.info.run_id: int(r.data.tags[TAG_CHECKPOINT]) for r in runs}
+
+    def download_checkpoint(self, run_id: str, folder: Path) -> Path:
+        """The run's ``checkpoint/last.pt``, copied into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(retry(self.client.download_artifacts, run_id, "checkpoint/last.pt", str(folder)))
+
+    def find_run(self, run_id: str) -> Any | None:
+        """The run with id ``run_id`` in any experiment of the store, or None."""
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException:
+            return None
+
+    def reopen(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set an interrupted run back to RUNNING, to log its remaining epochs under the same id; its end
+        tags and checkpoint epoch go (a run killed again before its next checkpoint is not resumed twice)."""
+        for key in (TAG_STATUS, TAG_FAILURE, TAG_CHECKPOINT):
+            try:
+                retry(self.client.delete_tag, run_id, key)
+            except MlflowException:
+                pass  # not set
+        self.set_tags(run_id, tags)
+        retry(self.client.update_run, run_id, status="RUNNING")
 
     # -------------------------------------------------------------------------------------- reads
 

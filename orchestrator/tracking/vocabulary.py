@@ -11,8 +11,9 @@ commands'), ``orch.sweep``, ``orch.cell``, ``orch.seed``, ``orch.run_key``, ``or
 ``orch.expect``, ``orch.status`` (a :class:`RunStatus` value), ``orch.failure`` (why a run failed:
 ``nan: ...`` for a diverged run, else the exception), ``orch.early_stop`` (why it stopped early), the
 run's identity (``orch.config_key``, ``orch.code``, ``orch.data``; :mod:`orchestrator.identity`), the
-code it ran (``orch.git_commit``, ``orch.git_dirty``, ``orch.version.<package>``) and the verdict of its
-cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``).
+code it ran (``orch.git_commit``, ``orch.git_dirty``, ``orch.version.<package>``), the verdict of its
+cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``) and the epoch of its resumable
+checkpoint (``orch.checkpoint_epoch``, artifact ``checkpoint/last.pt``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 __all__ = [
     "TAG_AXIS",
     "TAG_CELL",
+    "TAG_CHECKPOINT",
     "TAG_CODE",
     "TAG_CONFIG_KEY",
     "TAG_DATA",
@@ -65,6 +67,7 @@ TAG_GIT_COMMIT = "orch.git_commit"
 TAG_GIT_DIRTY = "orch.git_dirty"
 TAG_VERDICT = "orch.verdict"  # the cell's verdict, set on its runs by the sweep's report
 TAG_VERDICT_CHANGE = "orch.verdict_change"
+TAG_CHECKPOINT = "orch.checkpoint_epoch"  # the epoch its logged checkpoint ends (checkpoint/last.pt)
 
 #: ``orch.failure`` of a diverged run starts with this (the MLflow contract: "why: nan, or the exception").
 _NAN = "nan"
