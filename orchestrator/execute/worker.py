@@ -10,6 +10,7 @@ import os
 import signal
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from model.trainer import EpochResult
@@ -32,7 +33,9 @@ def worker_main(
 ) -> None:
     """A worker process: claim items until none is left; report everything over ``events``.
 
-    ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``).
+    ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``). A payload's
+    optional ``stop_file`` (`orch search`: a pruned trial) stops its run at the next epoch once the file
+    exists, the file's text being the reason (status ``stopped``).
 
     Messages, each a tuple: ``("start", index, pid, trial id, device)``, ``("step", index, epoch, step,
     steps)`` (at most twice a second), ``("epoch", index, EpochResult)``, ``("end", index, status, reason,
@@ -104,9 +107,12 @@ class _Worker:
                 events.put(("step", index, epoch, step, steps))
 
         rule = EarlyStopRule.from_payload(payload["early_stop"]) if payload.get("early_stop") else None
+        stop_file = payload.get("stop_file")  # a search's pruned trial: the file says why its runs stop
 
         def on_epoch(result: EpochResult) -> str | None:
             events.put(("epoch", index, result))
+            if stop_file and os.path.exists(stop_file):
+                return Path(stop_file).read_text(encoding="utf-8").strip() or "stopped by the coordinator"
             return rule(result.metrics) if rule is not None else None
 
         with self.work.keep_alive(trial_id):
