@@ -126,10 +126,9 @@ class _Coordinator:
         elif kind == "epoch":
             result: EpochResult = msg[2]
             self.tracker.log_epoch(self.run_ids[index], result)
+            run_id = self.run_ids[index]
             self._emit(
-                SweepEvent(
-                    "epoch", index, spec, epoch=result.epoch, run_id=self.run_ids[index], metrics=result.metrics
-                )
+                SweepEvent("epoch", index, spec, epoch=result.epoch, run_id=run_id, metrics=result.metrics)
             )
         elif kind == "end":
             self.end(index, RunStatus(msg[2]), msg[3], msg[4])
