@@ -25,7 +25,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from optuna.trial import TrialState
 
 from orchestrator.execute.resources import plan_workers
 from orchestrator.execute.search_space import SearchError, SearchSpace, search_space
+from orchestrator.execute.search_summary import SearchOutcome, figures, summarise
 from orchestrator.execute.search_trials import TrialProgress, TrialRun, TrialSpec
 from orchestrator.execute.trend_pruner import Objective, TrendPruner, analysis_window, step_of, trend_estimate
 from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
@@ -44,22 +44,6 @@ from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_
 __all__ = ["Objective", "SearchError", "SearchOutcome", "TrialProgress", "run_search", "search_space"]
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-@dataclass
-class SearchOutcome:
-    study_name: str
-    parent_run_id: str
-    trials: int = 0
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    best_trial: int | None = None
-    importances: dict[str, float] = field(default_factory=dict)
-    importances_note: str = ""  # what the importances rest on, or why there are none
-    figures: dict[str, Path] = field(default_factory=dict)
 
 
 def _open_study(
@@ -414,8 +398,6 @@ def run_search(
         tracker.finish(parent, RunStatus.KILLED, "interrupted")
         raise
     shutil.rmtree(search.stop_dir, ignore_errors=True)
-    from orchestrator.execute.search_summary import figures, summarise
-
     outcome = summarise(SearchOutcome(name, parent), study)
     outcome.figures = figures(study, out_dir or Path("runs") / "reports" / f"{name}")
     for path in outcome.figures.values():

@@ -4,20 +4,36 @@ Optuna's figures."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-if TYPE_CHECKING:
-    from orchestrator.execute.search import SearchOutcome
-
-__all__ = ["MIN_COMPLETE", "figures", "summarise"]
+__all__ = ["MIN_COMPLETE", "SearchOutcome", "figures", "summarise"]
 
 #: Complete trials below which importances are not computed: a fANOVA forest over one or two points says
 #: nothing.
 MIN_COMPLETE = 3
+
+
+@dataclass
+class SearchOutcome:
+    """What `orch search` reports at the end (over the whole study, earlier calls' trials included)."""
+
+    study_name: str
+    parent_run_id: str
+    trials: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_trial: int | None = None
+    importances: dict[str, float] = field(default_factory=dict)
+    importances_note: str = ""  # what the importances rest on, or why there are none
+    figures: dict[str, Path] = field(default_factory=dict)
 
 
 def summarise(out: SearchOutcome, study: optuna.Study) -> SearchOutcome:

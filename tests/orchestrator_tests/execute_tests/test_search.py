@@ -134,6 +134,7 @@ def test_trend_pruner_prunes_what_cannot_beat_the_best() -> None:
 # ---------------------------------------------------------------------------------- real searches
 
 
+@pytest.mark.slow
 def test_search_runs_trials_in_parallel_as_child_runs(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     path = _matrix(tmp_path, tiny, AXES, search={"pruner": "none"})
@@ -161,9 +162,11 @@ def test_search_runs_trials_in_parallel_as_child_runs(tmp_path: Path, tiny: dict
     assert rep.exit_code == 0 and '"cell": "trial-0"' in rep.output
 
 
+@pytest.mark.slow
 def test_a_trial_whose_trend_cannot_beat_the_best_is_pruned(tmp_path: Path, tiny: dict, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    path = _matrix(tmp_path, tiny, {"lr": [1e-2, 1e-9]}, epochs=8)
+    # image_samples leaves training alone: lr alone decides the curve
+    path = _matrix(tmp_path, tiny, {"lr": [1e-2, 1e-9], "trainer.image_samples": [1, 2]}, epochs=8)
     good = runner.invoke(app, ["search", str(path), "--trials", "1", "--where", "lr=0.01"])
     assert good.exit_code == 0 and "trial 0 complete" in good.output, good.output
     bad = runner.invoke(
