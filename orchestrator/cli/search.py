@@ -1,22 +1,127 @@
-"""``orch search MATRIX --trials N``: an Optuna search over a matrix's axes."""
+"""``orch search MATRIX [KEY=VALUE ...] --trials N``: an Optuna search over a matrix's axes, on local workers,
+with a live view of its trials."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
 
-from orchestrator.cli.common import console, err_console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
+from orchestrator.execute.search_objective import Objective
 
-__all__ = ["search"]
+if TYPE_CHECKING:
+    from orchestrator.execute.search import SearchOutcome
+    from orchestrator.execute.search_trials import TrialProgress
+
+__all__ = ["SearchDisplay", "search"]
+
+
+def _value(value: float | None, objective: Objective) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1%}" if objective is Objective.DROP else f"{value:.4g}"
+
+
+class SearchDisplay:
+    """Follows a search's trials: on a terminal a live table of the running ones (params, seeds done,
+    epoch, the objective their epochs so far point to); one line per trial told, in any case, so that a
+    log keeps them."""
+
+    def __init__(self, console: Console, trials: int, objective: Objective) -> None:
+        self.console, self.total, self.objective = console, trials, objective
+        self.running: dict[int, TrialProgress] = {}
+        self.told = 0
+        self.best: float | None = None
+        self.t0 = time.monotonic()
+
+    @contextmanager
+    def live(self) -> Iterator[SearchDisplay]:
+        if not self.console.is_terminal:
+            yield self
+            return
+        with Live(self, console=self.console, refresh_per_second=4, transient=True):
+            yield self
+
+    def on_progress(self, p: TrialProgress) -> None:
+        if p.state in ("waiting", "running"):
+            self.running[p.number] = p
+
+    def on_trial(self, p: TrialProgress) -> None:
+        from orchestrator.execute.search_space import format_params
+
+        self.running.pop(p.number, None)
+        self.told += 1
+        if p.state == "complete" and p.value is not None:
+            self.best = p.value if self.best is None else min(self.best, p.value)
+        style = {"complete": "green", "pruned": "yellow"}.get(p.state, "red")
+        value = f" {_value(p.value, self.objective)}" if p.state == "complete" else ""
+        why = f": {escape(p.reason)}" if p.reason else ""
+        self.console.print(
+            f"[{self.told}/{self.total}] trial {p.number} [{style}]{p.state}[/]{value} "
+            f"({escape(format_params(p.params))}){why}",
+            highlight=False,
+        )
+
+    def __rich__(self) -> Group:
+        from orchestrator.execute.search_space import format_params
+
+        elapsed = time.monotonic() - self.t0
+        head = Table.grid(padding=(0, 2))
+        head.add_row(
+            f"[green]trials done {self.told}/{self.total}[/]",
+            f"[cyan]running {sum(p.state == 'running' for p in self.running.values())}[/]",
+            f"best {_value(self.best, self.objective)}",
+            f"elapsed {time.strftime('%M:%S', time.gmtime(elapsed))}",
+        )
+        table = Table(show_header=True, box=None, padding=(0, 1))
+        for col in ("trial", "params", "seeds done", "epoch", "estimate"):
+            table.add_column(col)
+        for n, p in sorted(self.running.items()):
+            table.add_row(
+                str(n),
+                escape(format_params(p.params)),
+                f"{p.done}/{p.seeds}",
+                str(p.epoch) if p.state == "running" else "-",
+                _value(p.estimate, self.objective),
+            )
+        return Group(head, table)
 
 
 def search(
     matrix: Annotated[
         Path, typer.Argument(help="matrix YAML whose axes are lists or {low, high[, log]} ranges")
     ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="changes to the matrix, key=value: budget.epochs=24 seeds=[0,1,2]"),
+    ] = None,
     trials: Annotated[int, typer.Option(min=1, help="trials to run in this call")] = 20,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="runs at once here (default: one per CPU core, or per GPU)")
+    ] = None,
+    cells: Annotated[
+        list[str] | None,
+        typer.Option("--cells", help="search the axes around this named cell of the matrix (one)"),
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="pin an axis to one value, axis=value (repeatable)")
+    ] = None,
+    objective: Annotated[
+        Objective | None,
+        typer.Option(
+            help="final: where the window's line ends (vs the constant baseline where logged); drop: the "
+            "verdict's relative change over the window (default: the matrix's search.objective)"
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the study")] = False,
     study: Annotated[
         str | None, typer.Option(help="study name (default: the matrix name + '-search')")
@@ -25,58 +130,73 @@ def search(
         str | None,
         typer.Option(help="Optuna storage (default: runs/optuna.journal; postgresql://... to share)"),
     ] = None,
-    objective: Annotated[
-        str | None, typer.Option(help="final | drop (default: the matrix's search.objective)")
-    ] = None,
+    _uri: TrackingUri = None,
 ) -> None:
-    """Search the matrix's axes with Optuna: each trial trains every seed; bad trials are pruned early."""
+    """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
+    trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
     from orchestrator.execute.search import SearchError, run_search
     from orchestrator.execute.workqueue import QueueError
-    from orchestrator.matrix import MatrixError, read_matrix
+    from orchestrator.matrix import MatrixError, parse_where, read_matrix
     from orchestrator.tracking import TrackingError
 
-    if objective not in (None, "final", "drop"):
-        raise fail(f"--objective must be final or drop, not {objective!r}")
+    if cells and len(cells) > 1:
+        got = ", ".join(cells)
+        raise fail(f"--cells: a search explores the axes around one cell, got {len(cells)}: {got}")
     try:
-        mx, root = read_matrix(matrix)
+        mx, root = read_matrix(matrix, overrides or ())
+        conditions = parse_where(where or [])
     except MatrixError as exc:
         raise fail(str(exc)) from None
-
-    def on_trial(t) -> None:  # noqa: ANN001
-        value = "" if t.value is None else f" {t.value:.4f}"
-        params = ", ".join(f"{k}={v}" for k, v in t.params.items())
-        console.print(f"trial {t.number}: {t.state.name.lower()}{value}  ({params})", highlight=False)
-
+    chosen = Objective(objective or mx.search.objective)
+    display = SearchDisplay(console, trials, chosen)
     try:
-        outcome = run_search(
-            mx,
-            root=root,
-            trials=trials,
-            tracking_uri=tracking_uri(),
-            storage=storage,
-            study_name=study,
-            resume=resume,
-            objective=objective,
-            matrix_path=matrix,
-            on_trial=on_trial,
-        )
+        with display.live():
+            outcome = run_search(
+                mx,
+                root=root,
+                trials=trials,
+                tracking_uri=tracking_uri(),
+                workers=workers,
+                storage=storage,
+                study_name=study,
+                resume=resume,
+                objective=chosen,
+                cell=cells[0] if cells else None,
+                where=conditions,
+                edits={"overrides": overrides or [], "cells": cells or [], "where": where or []},
+                matrix_path=matrix,
+                on_trial=display.on_trial,
+                on_progress=display.on_progress,
+            )
     except (MatrixError, SearchError, QueueError, TrackingError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command with --resume to continue the study")
         raise typer.Exit(130) from None
+    _print_outcome(outcome, chosen, storage)
+
+
+def _print_outcome(outcome: SearchOutcome, objective: Objective, storage: str | None) -> None:
+    from orchestrator.execute.search_space import format_params
+
     console.print(
         f"study {outcome.study_name}: {outcome.trials} trials ({outcome.complete} complete, "
-        f"{outcome.pruned} pruned, {outcome.failed} failed)"
+        f"{outcome.pruned} pruned, {outcome.failed} failed)",
+        highlight=False,
     )
     if outcome.best_trial is not None:
         console.print(
-            f"best: trial {outcome.best_trial}, value {outcome.best_value:.4f}, {outcome.best_params}"
+            f"best: trial {outcome.best_trial}, {objective} {_value(outcome.best_value, objective)} "
+            f"({format_params(outcome.best_params)})",
+            highlight=False,
         )
     if outcome.importances:
         shown = ", ".join(f"{k} {v:.2f}" for k, v in outcome.importances.items())
-        console.print(f"importances: {shown}")
+        console.print(f"{outcome.importances_note}: {shown}", highlight=False)
+    elif outcome.importances_note:
+        console.print(outcome.importances_note, highlight=False)
     if outcome.figures:
-        console.print(f"figures: {', '.join(str(p) for p in outcome.figures.values())}")
+        console.print(f"figures: {', '.join(str(p) for p in outcome.figures.values())}", highlight=False)
+    console.print(f"browse the study: optuna-dashboard {storage or 'runs/optuna.journal'}", highlight=False)
     if outcome.failed:
         raise fail(f"{outcome.failed} trial(s) failed: see their runs' orch.failure in the store", code=1)

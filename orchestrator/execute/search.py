@@ -1,129 +1,53 @@
 """`orch search`: Optuna studies over a matrix's axes instead of enumerating them.
 
-Each trial samples a point (list axes are categorical, ``{low, high[, log]}`` axes continuous,
-``{choices: [...]}`` categorical), trains it for every seed of the matrix, and is scored by the metric
-the verdict uses: its final value averaged over seeds, or its relative drop over the verdict window.
-Per-epoch values feed Optuna's pruner. Every (trial, seed) is an MLflow child run with the sweep's
-names (``orch.cell`` = ``trial-N``), so `orch report --experiment` and `mlflow ui` show it. The study
-lives in a journal file under ``runs/`` (nothing to start) or in an RDB shared by several machines.
+Each trial samples a point (:mod:`~orchestrator.execute.search_space`) and trains it for every seed of
+the matrix; it is scored by what the verdict reads off a cell (:mod:`~orchestrator.execute.trend_pruner`:
+where the window's line ends against the constant baseline, or its relative change over the window) and
+given up early by the trend pruner once even an optimistic reading of its epochs cannot beat the best
+trial. Runs go through the sweep's machinery: the trials asked of Optuna are expanded into (trial, seed)
+runs, enqueued in a :class:`~orchestrator.execute.workqueue.WorkQueue` under ``runs/queue`` and trained
+by local worker processes (:func:`~orchestrator.execute.workers.run_workers`), up to ``workers`` at once;
+each epoch they report is given to the trial (``trial.report``) and the pruner; a pruned trial's waiting
+runs are dropped and its running ones stop at their next epoch. Every (trial, seed) is an MLflow child
+run with the sweep's names (``orch.kind`` = ``trial``, ``orch.cell`` = ``trial-N``), so `orch report
+--experiment` and `mlflow ui` show it. The study lives in a journal file under ``runs/`` (nothing to
+start; ``optuna-dashboard runs/optuna.journal`` shows it) or in an RDB shared by several machines.
+
+Trials are asked in rounds of a few at a time (enough to keep every worker busy): the workers of a round
+know its runs when they start, and each round's sampler has seen every earlier round's results.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
 import time
+import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from model.config import RunConfig
-from model.data import open_source
-from model.trainer import EpochResult, fit
-from orchestrator.execute.workqueue import open_storage
-from orchestrator.matrix import Choices, Matrix, Range, RunSpec, base_config, check_axes, resolve_point
+from orchestrator.execute.resources import plan_workers
+from orchestrator.execute.search_space import SearchError, SearchSpace, search_space
+from orchestrator.execute.search_summary import SearchOutcome, figures, summarise
+from orchestrator.execute.search_trials import TrialProgress, TrialRun, TrialSpec
+from orchestrator.execute.trend_pruner import Objective, TrendPruner, analysis_window, step_of, trend_estimate
+from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
+from orchestrator.execute.workqueue import WorkQueue, open_storage
+from orchestrator.matrix import Matrix, MatrixError, base_config, check_axes, resolve_point
 from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_name, prepare_store, run_tags
-from orchestrator.verdict import default_warmup
 
-__all__ = ["SearchError", "SearchOutcome", "search_space", "run_search"]
+__all__ = ["Objective", "SearchError", "SearchOutcome", "TrialProgress", "run_search", "search_space"]
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-class SearchError(ValueError):
-    """A search that cannot start (study exists without --resume, cells in the matrix...)."""
-
-
-@dataclass
-class SearchOutcome:
-    study_name: str
-    parent_run_id: str
-    trials: int = 0
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    best_trial: int | None = None
-    importances: dict[str, float] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-
-
-def _encode(value: Any) -> Any:
-    """Optuna categoricals hold None, bool, int, float or str: lists travel as JSON."""
-    return json.dumps(value) if isinstance(value, list | dict) else value
-
-
-def _decode(value: Any, choices: list[Any]) -> Any:
-    for choice in choices:
-        if _encode(choice) == value:
-            return choice
-    return value
-
-
-def search_space(matrix: Matrix) -> dict[str, BaseDistribution]:
-    """Optuna distributions for the matrix's axes, by axis name (sorted).
-
-    Raises:
-        SearchError: the matrix has cells or no axes.
-    """
-    if matrix.cells:
-        raise SearchError(
-            "`orch search` explores a matrix's axes; this one has named cells: use `orch sweep`"
-        )
-    if not matrix.axes:
-        raise SearchError("the matrix has no axes to search")
-    space: dict[str, BaseDistribution] = {}
-    for name in sorted(matrix.axes):
-        axis = matrix.axes[name]
-        if isinstance(axis, Range):
-            whole = all(float(v).is_integer() for v in (axis.low, axis.high, axis.step or 1.0))
-            if whole:  # {low: 128, high: 512} is an integer axis (widths, epochs...)
-                step = int(axis.step or 1)
-                space[name] = IntDistribution(int(axis.low), int(axis.high), log=axis.log, step=step)
-            else:
-                space[name] = FloatDistribution(axis.low, axis.high, log=axis.log, step=axis.step)
-        else:
-            values = axis.choices if isinstance(axis, Choices) else axis
-            space[name] = CategoricalDistribution([_encode(v) for v in values])
-    return space
-
-
-def _choices(matrix: Matrix, name: str) -> list[Any]:
-    axis = matrix.axes[name]
-    return axis.choices if isinstance(axis, Choices) else axis if isinstance(axis, list) else []
-
-
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, list(dist.choices))
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    assert isinstance(dist, FloatDistribution)
-    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-
-
-def _objective_value(curves: list[list[float]], objective: str, warmup: int | None) -> float:
-    """Mean over seeds of the final value, or of the relative change over the verdict window."""
-    if objective == "final":
-        return float(np.mean([c[-1] for c in curves]))
-    drops = []
-    for c in curves:
-        w = warmup if warmup is not None else default_warmup(len(c))
-        start = c[min(w, len(c) - 1)]
-        drops.append((c[-1] - start) / abs(start) if start else 0.0)
-    return float(np.mean(drops))
-
-
 def _open_study(
-    matrix: Matrix, name: str, storage: str | None, *, resume: bool, objective: str
+    matrix: Matrix, name: str, storage: str | None, *, resume: bool, objective: Objective
 ) -> optuna.Study:
     """The search's study, new or resumed.
 
@@ -139,16 +63,19 @@ def _open_study(
         raise SearchError(
             f"no study named {name!r} to resume (studies: {', '.join(sorted(existing)) or 'none'})"
         )
-    pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=matrix.search.startup_trials, n_warmup_steps=2)
-        if matrix.search.pruner == "median"
-        else optuna.pruners.NopPruner()
-    )
+    settings = matrix.search
+    pruner: optuna.pruners.BasePruner
+    if settings.pruner == "trend":
+        pruner = TrendPruner(objective, matrix.verdict, settings.startup_trials)
+    elif settings.pruner == "median":  # on the raw per-(seed, epoch) values, as before the trend pruner
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=2)
+    else:
+        pruner = optuna.pruners.NopPruner()
     study = optuna.create_study(
         storage=study_storage,
         study_name=name,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=matrix.search.sampler_seed),
+        sampler=optuna.samplers.TPESampler(seed=settings.sampler_seed),
         pruner=pruner,
         load_if_exists=resume,
     )
@@ -160,86 +87,231 @@ def _open_study(
     return study
 
 
-class _Trials:
-    """Optuna's objective: train a sampled point for every seed, track each as a child run, score it."""
+def round_size(workers: int, seeds: int) -> int:
+    """Trials asked at once: the fewest whose runs keep ``workers`` busy (at least 90 % of the slots of
+    the rounds they fill, else the best share up to one trial a worker)."""
+    first = max(1, math.ceil(workers / seeds))
+    best, best_use = first, 0.0
+    for k in range(first, max(first, workers) + 1):
+        use = k * seeds / (math.ceil(k * seeds / workers) * workers)
+        if use >= 0.9:
+            return k
+        if use > best_use:
+            best, best_use = k, use
+    return best
+
+
+class _Search:
+    """Asks trials, runs their runs on local workers, feeds their epochs to the pruner, tells results."""
 
     def __init__(
         self,
         matrix: Matrix,
+        study: optuna.Study,
+        space: SearchSpace,
         base: dict[str, Any],
-        space: dict[str, BaseDistribution],
-        objective: str,
+        objective: Objective,
         tracker: Tracker,
         parent: str,
         sweep_id: str,
-        on_epoch: Callable[[int, int, EpochResult], None] | None,
+        queue_dir: Path,
+        on_progress: Callable[[TrialProgress], None] | None,
+        on_trial: Callable[[TrialProgress], None] | None,
     ) -> None:
-        self.matrix, self.base, self.space, self.objective = matrix, base, space, objective
-        self.tracker, self.parent, self.sweep_id, self.on_epoch = tracker, parent, sweep_id, on_epoch
-        self.sources: dict[str, Any] = {}  # data opened once, shared by the trials
+        self.matrix, self.study, self.space, self.base, self.objective = matrix, study, space, base, objective
+        self.tracker, self.parent, self.sweep_id = tracker, parent, sweep_id
+        self.on_progress, self.on_trial = on_progress, on_trial
+        self.key = uuid.uuid4().hex[:12]
+        self.queue_url = str(queue_dir / f"search-{self.key}.journal")
+        self.stop_dir = queue_dir / f"search-{self.key}-stop"
+        self.by_keys: dict[tuple[str, ...], TrialRun] = {}  # a point's run keys -> the trial that ran it
+        self.open: list[TrialRun] = []
+        self.owner: dict[int, tuple[TrialRun, int]] = {}  # item index -> (trial, seed position)
+        self.work: WorkQueue | None = None
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        matrix = self.matrix
-        values = {k: _decode(_suggest(trial, k, d), _choices(matrix, k)) for k, d in self.space.items()}
-        specs: list[RunSpec] = resolve_point(matrix, self.base, f"trial-{trial.number}", values)
-        epochs = specs[0].config.trainer.epochs
-        # the pruner compares trials step by step: seeds run one after another, each after the last's epochs
-        curves = [self._train_seed(trial, spec, i * (epochs + 1), values) for i, spec in enumerate(specs)]
-        return _objective_value(curves, self.objective, matrix.verdict.warmup)
+    # ----------------------------------------------------------------------------------- asking
 
-    def _train_seed(
-        self, trial: optuna.Trial, spec: RunSpec, offset: int, values: dict[str, Any]
-    ) -> list[float]:
-        # a trial's runs are not a sweep's: kind "trial" keeps a pruned, shortened run from counting as
-        # the finished run of its key when the same matrix is swept
-        tags = run_tags(
-            RunKind.TRIAL,
-            sweep=self.sweep_id,
-            cell=spec.cell,
-            seed=spec.seed,
-            run_key=spec.run_key,
-            axes=values,
-            trial=trial.number,
-            **spec.identity.tags(),
-        )
-        run_id = self.tracker.start_run(
-            self.matrix.name,
-            spec.config,
-            name=f"{spec.cell}/seed{spec.seed}",
-            tags=tags,
-            parent_id=self.parent,
-        )
-        metric = self.matrix.verdict.metric
-        curve: list[float] = []
-
-        def epoch_cb(result: EpochResult) -> str | None:
-            self.tracker.log_epoch(run_id, result)
-            value = result.metrics.get(metric, math.nan)
-            curve.append(value)
-            if self.on_epoch is not None:
-                self.on_epoch(trial.number, spec.seed, result)
-            if math.isfinite(value):
-                trial.report(value, offset + result.epoch)
-                if trial.should_prune():
-                    return f"pruned by Optuna at seed {spec.seed}, epoch {result.epoch}"
-            return None
-
-        config: RunConfig = spec.config
-        key = config.data.model_dump_json()
+    def ask(self) -> TrialRun | None:
+        """A new trial and its runs; None when its point is refused (the trial is told FAIL)."""
+        trial = self.study.ask()
+        values = self.space.sample(trial)
+        params = {k: values[k] for k in self.space.distributions}
         try:
-            if key not in self.sources:
-                self.sources[key] = open_source(config.data)
-            result = fit(config, source=self.sources[key], on_epoch=epoch_cb)
-        except Exception as exc:
-            self.tracker.finish(run_id, RunStatus.CRASHED, f"{type(exc).__name__}: {exc}")
-            raise
-        status = RunStatus(result.status)
-        self.tracker.finish(run_id, status, result.reason)
-        if status is RunStatus.DIVERGED:
-            raise optuna.TrialPruned(f"diverged: {result.reason}")
-        if status is RunStatus.STOPPED:
-            raise optuna.TrialPruned(result.reason)
-        return curve
+            specs = resolve_point(self.matrix, self.base, f"trial-{trial.number}", values)
+        except MatrixError as exc:
+            trial.set_user_attr("reason", str(exc))
+            self.study.tell(trial, state=TrialState.FAIL)
+            run = TrialRun(trial, TrialProgress(trial.number, params, len(self.matrix.seeds)), [])
+            run.progress.state, run.progress.reason = "failed", str(exc)
+            self._said(run)
+            return None
+        epochs = specs[0].config.trainer.epochs
+        trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("seeds", [s.seed for s in specs])
+        stop = self.stop_dir / f"trial-{trial.number}"
+        run = TrialRun(
+            trial,
+            TrialProgress(trial.number, params, len(specs)),
+            [TrialSpec(**s.__dict__, stop_file=str(stop)) for s in specs],
+        )
+        keys = tuple(s.run_key for s in specs)
+        twin = self.by_keys.get(keys)
+        if twin is not None:  # the same runs as an earlier trial of this call: its result is this one's too
+            run.twin_of = twin
+            twin.twins.append(run)
+            if twin.told:
+                self._tell_twin(twin, run)
+            return run
+        self.by_keys[keys] = run
+        return run
+
+    # ---------------------------------------------------------------------------------- a round
+
+    def run_round(self, size: int, workers: int | None, heartbeat: float) -> None:
+        """Ask ``size`` trials, run their runs (seed by seed across trials) and tell every result."""
+        runs = [r for r in (self.ask() for _ in range(size)) if r is not None]
+        todo = [r for r in runs if r.twin_of is None]
+        specs: list[TrialSpec] = []
+        items: list[dict[str, Any]] = []
+        for position in range(max((len(r.specs) for r in todo), default=0)):
+            for run in todo:  # every trial's first seed first: the pruner hears each trial early
+                if position < len(run.specs):
+                    index = len(specs)
+                    specs.append(run.specs[position])
+                    items.append({"index": index, "run_key": run.specs[position].run_key})
+                    items[-1]["trial"] = run.trial.number
+                    run.items[index] = position
+                    self.owner[index] = (run, position)
+        self.open = todo
+        if not specs:
+            return
+        self.stop_dir.mkdir(parents=True, exist_ok=True)
+        name = f"orch-search:{self.study.study_name}:{self.key}:{todo[0].trial.number}"
+        self.work = WorkQueue.create(open_storage(self.queue_url), name, items, {"search": self.sweep_id})
+        slots = plan_workers(len(specs), specs[0].config.trainer.device, workers=workers)
+        try:
+            run_workers(
+                list(specs),
+                storage_url=self.queue_url,
+                queue_name=name,
+                tracker=self.tracker,
+                experiment=self.matrix.name,
+                parent_run_id=self.parent,
+                sweep_id=self.sweep_id,
+                slots=slots,
+                outcome=SweepOutcome(self.parent, self.sweep_id),
+                on_event=self.on_event,
+                heartbeat=heartbeat,
+            )
+        finally:
+            self.work.abandon()
+            self.work.close()
+        for run in todo:  # runs nobody was left to train (every worker died)
+            for index in set(run.items) - set(run.ended) - run.dropped:
+                run.ended[index] = (RunStatus.CRASHED, "not run: every worker process died")
+            self.finish(run)
+
+    # ---------------------------------------------------------------------------------- events
+
+    def on_event(self, ev: SweepEvent) -> None:
+        run, position = self.owner[ev.item]
+        if ev.kind == "start":
+            if ev.run_id is not None:
+                self.tracker.set_tags(ev.run_id, run_tags(RunKind.TRIAL, trial=run.trial.number))
+            run.started.add(ev.item)
+            run.progress.state = "running" if not run.told and run.pruned is None else run.progress.state
+        elif ev.kind == "epoch" and ev.metrics is not None and ev.epoch is not None:
+            self.on_epoch(run, position, ev.epoch, ev.metrics)
+        elif ev.kind == "end" and ev.status is not None:
+            run.ended[ev.item] = (ev.status, ev.reason)
+            run.progress.done = sum(1 for s, _ in run.ended.values() if s is not RunStatus.KILLED)
+            self.finish(run)
+        if ev.kind != "step" and self.on_progress is not None:
+            self.on_progress(run.progress)
+
+    def on_epoch(self, run: TrialRun, position: int, epoch: int, metrics: dict[str, float]) -> None:
+        """One epoch of one of the trial's seeds: its value to the trial, the estimate, the pruner."""
+        settings = self.matrix.verdict
+        baseline_name = settings.baseline_name()
+        if run.baseline is None and baseline_name and math.isfinite(metrics.get(baseline_name, math.nan)):
+            run.baseline = float(metrics[baseline_name])
+            if not run.told:
+                run.trial.set_user_attr("baseline", run.baseline)
+        value = float(metrics.get(settings.metric, math.nan))
+        run.curves.setdefault(position, {})[epoch] = value
+        run.progress.epoch = max(run.progress.epoch, epoch)
+        if run.told or run.pruned is not None or not math.isfinite(value):
+            return
+        epochs = run.specs[0].config.trainer.epochs
+        run.trial.report(value, step_of(position, epoch, epochs))
+        estimate = trend_estimate(run.curves, epochs, settings, self.objective, run.baseline)
+        run.progress.estimate = None if estimate is None else estimate.value
+        if run.trial.should_prune():
+            why = (
+                f"pruned at seed {run.specs[position].seed}, epoch {epoch}: even its optimistic trend "
+                f"({'-' if estimate is None else f'{estimate.optimistic:.4g}'}) cannot beat the best trial"
+            )
+            self.prune(run, why)
+
+    def prune(self, run: TrialRun, why: str) -> None:
+        """Stop the trial's running runs at their next epoch and drop its waiting ones."""
+        run.pruned, run.progress.state, run.progress.reason = why, "pruned", why
+        Path(run.specs[0].stop_file).write_text(why, encoding="utf-8")
+        if self.work is not None:
+            storage = self.work.storage
+            for t in storage.get_all_trials(self.work.study_id, deepcopy=False, states=(TrialState.WAITING,)):
+                item = t.user_attrs["item"]
+                if item.get("trial") == run.trial.number:
+                    try:
+                        if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                            run.dropped.add(item["index"])
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        continue
+        self.finish(run)
+
+    # --------------------------------------------------------------------------------- telling
+
+    def finish(self, run: TrialRun) -> None:
+        """Tell the trial's result once none of its runs is left to end."""
+        if run.told or run.outstanding():
+            return
+        state, value, reason = run.result(self.objective, self.matrix.verdict)
+        if reason:
+            run.trial.set_user_attr("reason", reason)
+        self.study.tell(run.trial, value if state is TrialState.COMPLETE else None, state=state)
+        run.told = True
+        self._said(run, state, value, reason)
+        for twin in run.twins:
+            self._tell_twin(run, twin)
+
+    def _tell_twin(self, run: TrialRun, twin: TrialRun) -> None:
+        state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
+            run.progress.state, TrialState.FAIL
+        )
+        why = f"the same runs as trial {run.trial.number}: its result"
+        twin.trial.set_user_attr("reason", why)
+        self.study.tell(twin.trial, run.progress.value if state is TrialState.COMPLETE else None, state=state)
+        twin.told = True
+        twin.progress.done = twin.progress.seeds
+        self._said(twin, state, run.progress.value, why)
+
+    def _said(
+        self, run: TrialRun, state: TrialState = TrialState.FAIL, value: float | None = None, why: str = ""
+    ) -> None:
+        run.progress.state = state.name.lower()
+        run.progress.value = value
+        run.progress.reason = why or run.progress.reason
+        if self.on_trial is not None:
+            self.on_trial(run.progress)
+
+    def interrupted(self) -> None:
+        """Trials still running when the search is interrupted are told FAIL (a resumed study goes on)."""
+        for run in self.open:
+            if not run.told:
+                run.trial.set_user_attr("reason", "interrupted")
+                self.study.tell(run.trial, state=TrialState.FAIL)
+                run.told = True
+        shutil.rmtree(self.stop_dir, ignore_errors=True)
 
 
 def run_search(
@@ -248,53 +320,86 @@ def run_search(
     root: Path,
     trials: int,
     tracking_uri: str,
+    workers: int | None = None,
     storage: str | None = None,
     study_name: str | None = None,
     resume: bool = False,
-    objective: str | None = None,
+    objective: Objective | str | None = None,
+    cell: str | None = None,
+    where: dict[str, str] | None = None,
+    edits: dict[str, Any] | None = None,
     matrix_path: Path | None = None,
     out_dir: Path | None = None,
-    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-    on_epoch: Callable[[int, int, EpochResult], None] | None = None,
+    queue_dir: Path = Path("runs/queue"),
+    heartbeat: float = 10.0,
+    on_trial: Callable[[TrialProgress], None] | None = None,
+    on_progress: Callable[[TrialProgress], None] | None = None,
 ) -> SearchOutcome:
-    """Run ``trials`` Optuna trials over ``matrix``'s axes.
+    """Run ``trials`` Optuna trials over ``matrix``'s axes, up to ``workers`` runs at once.
+
+    Args:
+        cell, where: search around one named cell, with some axes pinned (:func:`search_space`).
+        edits: the command line's overrides and selections, recorded on the parent run (``orch.edits``).
+        on_progress: called with a trial's progress after each of its runs' starts, epochs and ends.
+        on_trial: called once per trial when it is told (complete, pruned or failed).
 
     Raises:
-        SearchError: cells in the matrix, or the study exists and ``resume`` is false.
-        MatrixError: a sampled point the RunConfig schema rejects (checked on the first point).
+        SearchError: no axes, cells without ``cell``, a bad ``where``, a budget with no analysis window,
+            or the study exists and ``resume`` is false.
+        MatrixError: a point of the space the RunConfig schema rejects (checked on one point first).
         orchestrator.execute.workqueue.QueueError: the study storage cannot be opened.
         orchestrator.tracking.TrackingError: the matrix's name is refused as an experiment name (before
             anything is written), the tracking store cannot be opened, or the experiment was deleted in it.
     """
-    space = search_space(matrix)
+    objective = Objective(objective or matrix.search.objective)
+    space = search_space(matrix, cell=cell, where=where)
     check_axes(matrix)
     base = base_config(matrix, root)
-    objective = objective or matrix.search.objective
-    metric = matrix.verdict.metric
-    name = study_name or f"{matrix.name}-search"
-    # validate the first point of the space before anything is written
-    first = {k: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for k, d in space.items()}
-    resolve_point(matrix, base, "check", {k: _decode(v, _choices(matrix, k)) for k, v in first.items()})
+    first = resolve_point(matrix, base, "check", space.first())
+    epochs = first[0].config.trainer.epochs
+    if analysis_window(epochs, matrix.verdict) is None:
+        raise SearchError(
+            f"{epochs} epochs leave fewer than verdict.min_window={matrix.verdict.min_window} epochs after "
+            "the warm-up: the objective is the verdict's, over that window (raise budget.epochs, or lower "
+            "verdict.warmup / verdict.min_window)"
+        )
     check_experiment_name(matrix.name)
+    name = study_name or f"{matrix.name}-search"
     study = _open_study(matrix, name, storage, resume=resume, objective=objective)
-
     tracker = Tracker(prepare_store(tracking_uri))
+    tracker.experiment_id(matrix.name)
     sweep_id = f"search-{name}"
+    metric = matrix.verdict.metric
     parent = tracker.start_sweep(
         matrix.name,
         name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags=run_tags(RunKind.SWEEP, sweep=sweep_id, search=name, objective=f"{objective} {metric}"),
+        tags=run_tags(
+            RunKind.SWEEP,
+            sweep=sweep_id,
+            search=name,
+            objective=f"{objective} {metric}",
+            edits={k: v for k, v in (edits or {}).items() if v} or None,
+        ),
         artifacts=[matrix_path] if matrix_path else [],
     )
-    train = _Trials(matrix, base, space, objective, tracker, parent, sweep_id, on_epoch)
-    callbacks = [lambda study, trial: on_trial(trial)] if on_trial else []
+    search = _Search(
+        matrix, study, space, base, objective, tracker, parent, sweep_id, queue_dir, on_progress, on_trial
+    )
+    n_workers = len(plan_workers(10**6, first[0].config.trainer.device, workers=workers))
+    size = round_size(n_workers, len(matrix.seeds))
+    asked = 0
     try:
-        study.optimize(train, n_trials=trials, callbacks=callbacks, catch=(RuntimeError, ValueError))
-    except KeyboardInterrupt:
+        while asked < trials:
+            n = min(size, trials - asked)
+            search.run_round(n, workers, heartbeat)
+            asked += n
+    except BaseException:
+        search.interrupted()
         tracker.finish(parent, RunStatus.KILLED, "interrupted")
         raise
-    outcome = _summarise(study, name, parent)
-    outcome.figures = _figures(study, out_dir or Path("runs") / "reports" / f"{name}")
+    shutil.rmtree(search.stop_dir, ignore_errors=True)
+    outcome = summarise(SearchOutcome(name, parent), study)
+    outcome.figures = figures(study, out_dir or Path("runs") / "reports" / f"{name}")
     for path in outcome.figures.values():
         tracker.log_artifact(parent, path, "search")
     tracker.set_tags(
@@ -302,51 +407,3 @@ def run_search(
     )
     tracker.finish(parent, RunStatus.FINISHED)
     return outcome
-
-
-def _summarise(study: optuna.Study, name: str, parent: str) -> SearchOutcome:
-    trials = study.get_trials(deepcopy=False)
-    out = SearchOutcome(name, parent, trials=len(trials))
-    out.complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    out.pruned = sum(t.state == TrialState.PRUNED for t in trials)
-    out.failed = sum(t.state == TrialState.FAIL for t in trials)
-    if out.complete:
-        best = study.best_trial
-        out.best_value, out.best_params, out.best_trial = best.value, dict(best.params), best.number
-    if out.complete >= 2:
-        try:
-            out.importances = dict(optuna.importance.get_param_importances(study))
-        except (RuntimeError, ValueError):
-            out.importances = {}
-    return out
-
-
-def _figures(study: optuna.Study, out: Path) -> dict[str, Path]:
-    """Optuna's optimisation history, parameter importances and parallel coordinates as PNGs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    out.mkdir(parents=True, exist_ok=True)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    plots: dict[str, Callable[..., Any]] = {"optimization_history": ovm.plot_optimization_history}
-    if len(complete) >= 2:
-        plots |= {
-            "param_importances": ovm.plot_param_importances,
-            "parallel_coordinate": ovm.plot_parallel_coordinate,
-        }
-    figures = {}
-    for key, plot in plots.items():
-        try:
-            ax = plot(study)
-        except (RuntimeError, ValueError):
-            continue
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-        fig.set_size_inches(8, 5)
-        path = out / f"{key}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        figures[key] = path
-    return figures

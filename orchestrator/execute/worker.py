@@ -40,7 +40,9 @@ def worker_main(
 ) -> None:
     """A worker process: claim items until none is left; report everything over ``events``.
 
-    ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``).
+    ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``). A payload's
+    optional ``stop_file`` (`orch search`: a pruned trial) stops its run at the next epoch once the file
+    exists, the file's text being the reason (status ``stopped``).
 
     Payloads may name ``checkpoint`` (where to write the run's checkpoint after every epoch) and ``resume``
     (``{"run_id", "epoch", "path"}``: continue from that checkpoint).
@@ -158,8 +160,12 @@ class _Worker:
             kept = resume.extra.get("early_stop") if resume is not None else None
             rule = EarlyStopRule.from_payload(kept or payload["early_stop"])
 
+        stop_file = payload.get("stop_file")  # a search's pruned trial: the file says why its runs stop
+
         def on_epoch(result: EpochResult) -> str | None:
             self.events.put(("epoch", index, result))
+            if stop_file and os.path.exists(stop_file):
+                return Path(stop_file).read_text(encoding="utf-8").strip() or "stopped by the coordinator"
             return rule(result.metrics) if rule is not None else None
 
         data_key = config.data.model_dump_json()

@@ -73,6 +73,8 @@ class SweepEvent:
     steps: int | None = None
     status: RunStatus | None = None
     reason: str | None = None
+    run_id: str | None = None  # the run's MLflow id (every event after its start)
+    metrics: dict[str, float] | None = None  # an epoch's metrics (``epoch`` events)
 
 
 # -------------------------------------------------------------------------------------- coordinator
@@ -115,7 +117,7 @@ class _Coordinator:
                 self._reopen(index, msg[4] if len(msg) > 4 else None)
                 self.owner[index] = (msg[2], msg[3])
                 self.open_items.add(index)
-                self._emit(SweepEvent("start", index, spec))
+                self._emit(SweepEvent("start", index, spec, run_id=self.run_ids[index]))
                 return
             tags = run_tags(
                 RunKind.RUN,
@@ -137,14 +139,17 @@ class _Coordinator:
             )
             self.owner[index] = (msg[2], msg[3])
             self.open_items.add(index)
-            self._emit(SweepEvent("start", index, spec))
+            self._emit(SweepEvent("start", index, spec, run_id=self.run_ids[index]))
         elif kind == "step":
             self._emit(SweepEvent("step", index, spec, epoch=msg[2], step=msg[3], steps=msg[4]))
         elif kind == "epoch":
             result: EpochResult = msg[2]
             self.tracker.log_epoch(self.run_ids[index], result)
             self.last_epoch[index] = result.epoch
-            self._emit(SweepEvent("epoch", index, spec, epoch=result.epoch))
+            run_id = self.run_ids[index]
+            self._emit(
+                SweepEvent("epoch", index, spec, epoch=result.epoch, run_id=run_id, metrics=result.metrics)
+            )
         elif kind == "end":
             self.end(index, RunStatus(msg[2]), msg[3], msg[4], msg[5] if len(msg) > 5 else None)
 

@@ -131,11 +131,16 @@ class SearchSettings(_Strict):
 
     objective: Literal["final", "drop"] = Field(
         "final",
-        description="final: the verdict metric at the last epoch (mean over seeds); drop: its relative "
-        "change over the verdict window (more negative is better)",
+        description="final: where the verdict window's fitted line ends, mean over seeds (against the "
+        "constant baseline where logged: end / baseline - 1); drop: the verdict's relative change over the "
+        "window (more negative is better); orchestrator/execute/trend_pruner.py",
     )
-    pruner: Literal["median", "none"] = "median"
-    startup_trials: int = Field(3, ge=0, description="trials before pruning starts")
+    pruner: Literal["trend", "median", "none"] = Field(
+        "trend",
+        description="trend: prune a trial whose optimistic trend cannot beat the best completed trial; "
+        "median: Optuna's MedianPruner on the raw per-epoch values; none",
+    )
+    startup_trials: int = Field(3, ge=0, description="completed trials before pruning starts")
     sampler_seed: int | None = Field(0, ge=0, lt=2**32, description="Optuna's sampler takes 32-bit seeds")
 
 
