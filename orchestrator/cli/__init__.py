@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.ablate import ablate
 from orchestrator.cli.common import EXIT_CODES, TYPER, set_tracking_uri
 from orchestrator.cli.data import data_app
 from orchestrator.cli.diagnose import diagnose
@@ -51,7 +52,7 @@ def main(
     set_tracking_uri(tracking_uri_opt)
 
 
-for _command in (train, sweep, worker, status, search, report, diagnose):
+for _command in (train, sweep, worker, status, search, report, ablate, diagnose):
     app.command()(_command)
 app.add_typer(data_app, name="data", help="synthesise and inspect paired HDF5 data")
 

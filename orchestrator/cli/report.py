@@ -100,6 +100,8 @@ def report(
             _comparison(uri, name, settings, specs, Selection(against_code, against_sweep), select, fmt, view)
             return
         _verdicts(uri, name, settings, specs, select, fmt, out, wide, view)
+        if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
+            _budgets(uri, matrix, overrides or [], settings, select, view)
     except (ReportError, TrackingError) as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
@@ -184,6 +186,29 @@ def _verdicts(
         return
     _write(out, text)
     console.print(f"wrote {out}")
+
+
+def _budgets(
+    uri: str, matrix: Path, overrides: list[str], settings: VerdictSettings, select: Selection, view: dict
+) -> None:
+    """A matrix swept at several budgets (``budget.scale``): its verdicts at each, side by side."""
+    from orchestrator.matrix import MatrixError, read_matrix
+    from orchestrator.report.budgets import budgets_table, build_budgets
+
+    try:
+        mx, root = read_matrix(matrix, overrides)
+        scales, rows = build_budgets(
+            uri, mx, settings, root=root, select=select, cells=view["cells"], where=view["where"]
+        )
+    except MatrixError:  # read once already: a scale-1 expansion the matrix cannot make has no budgets
+        return
+    if len(scales) < 2:
+        return
+    changed = sum(r.changed for r in rows)
+    console.print(budgets_table(rows, scales, title=f"{mx.name}: the verdict at each budget (budget.scale)"))
+    console.print(
+        f"{changed} of {len(rows)} cells change verdict with the budget" + (" (marked ≠)" if changed else "")
+    )
 
 
 def _print_table(table: object, wide: bool) -> None:

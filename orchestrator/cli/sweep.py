@@ -40,6 +40,12 @@ def sweep(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, run nothing")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="run everything again, even finished runs")] = False,
+    budget_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-scale", help="every run at K times its steps per epoch: the override budget.scale=K"
+        ),
+    ] = None,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -80,6 +86,8 @@ def sweep(
     from model.data import DataError
     from orchestrator.matrix import MAX_RUNS, MatrixError, load_matrix, parse_where, select_specs
 
+    if budget_scale is not None:
+        overrides = [*(overrides or []), f"budget.scale={budget_scale!r}"]
     if workers == 0 and storage is None:
         raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
     try:  # the matrix first: a refusal (a typo, too many runs) comes before torch is imported

@@ -10,6 +10,7 @@ in the matrix's ``--to`` cell, then the ``--from`` cell's.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,12 +41,25 @@ def _text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def _point(specs: Sequence[RunSpec], name: str) -> RunSpec:
+def _point(specs: Sequence[RunSpec], name: str, option: str) -> RunSpec:
     for spec in specs:
         if spec.cell == name:
             return spec
     names = list(dict.fromkeys(s.cell for s in specs))
-    raise MatrixError(f"no cell named {name!r} in the matrix (cells: {', '.join(names)})")
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.0)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise MatrixError(f"{option}: no cell named {name!r}{hint} (cells: {', '.join(names)})")
+
+
+def _check_order(order: Sequence[str], axes: Sequence[str]) -> None:
+    """Every axis of ``--order`` is one the two cells set (one they set alike is simply not changed)."""
+    for axis in order:
+        if axis not in axes:
+            close = difflib.get_close_matches(axis, list(axes), n=1, cutoff=0.0)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise MatrixError(
+                f"--order: {axis!r} is no axis of either cell{hint} (their axes: {', '.join(axes)})"
+            )
 
 
 def ablation_matrix(
@@ -64,12 +78,14 @@ def ablation_matrix(
         A matrix under the same experiment name with one named cell per step, and the steps.
 
     Raises:
-        MatrixError: an unknown cell, two cells that do not differ, or a step the config schema rejects.
+        MatrixError: an unknown cell (the closest named), an ``order`` axis neither cell has, two cells
+            that do not differ, or a step the config schema rejects.
     """
     specs = expand(matrix, root=root)
-    first, last = _point(specs, start), _point(specs, end)
+    first, last = _point(specs, start, "--from"), _point(specs, end, "--to")
     axes = list(dict.fromkeys([*last.axes, *first.axes]))
     values = {a: (axis_value(first.config, a), axis_value(last.config, a)) for a in axes}
+    _check_order(order, axes)
     differ = [a for a in axes if values[a][0] != values[a][1]]
     if not differ:
         raise MatrixError(f"cells {start!r} and {end!r} do not differ in any axis")

@@ -19,6 +19,7 @@ from orchestrator.matrix.expand import (
     expand,
     resolve_point,
     run_count,
+    scaled_steps,
 )
 from orchestrator.matrix.load import (
     edit_matrix,
@@ -64,5 +65,6 @@ __all__ = [
     "read_matrix",
     "resolve_point",
     "run_count",
+    "scaled_steps",
     "select_specs",
 ]

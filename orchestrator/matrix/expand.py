@@ -31,6 +31,7 @@ __all__ = [
     "expand",
     "resolve_point",
     "run_count",
+    "scaled_steps",
 ]
 
 
@@ -141,7 +142,8 @@ def check_axes(matrix: Matrix) -> None:
 def resolve_point(
     matrix: Matrix, base: dict[str, Any], name: str, values: dict[str, Any], cell: Cell | None = None
 ) -> list[RunSpec]:
-    """One point (axis values) of ``matrix`` as a validated :class:`RunSpec` per seed.
+    """One point (axis values) of ``matrix`` as a validated :class:`RunSpec` per seed; at a
+    ``budget.scale`` other than 1 its steps per epoch multiplied (:func:`scaled_steps`).
 
     Raises:
         MatrixError: a value the RunConfig schema rejects, naming cell, axis, value and the rule.
@@ -156,14 +158,12 @@ def resolve_point(
             overrides[path] = value
     specs = []
     for seed in matrix.seeds:
-        try:
-            config = RunConfig.model_validate(apply_overrides(base, {**overrides, "trainer.seed": seed}))
-        except ConfigError as exc:
-            raise MatrixError(f"cell {quote(name)}: {exc}") from None
-        except ValidationError as exc:
-            detail = describe_validation_error(exc, RunConfig)
-            shown = clip(", ".join(f"{k}={quote(v)}" for k, v in values.items()), 2 * MAX_QUOTE)
-            raise MatrixError(f"cell {quote(name)} ({shown}): {detail}") from None
+        config = _validate(base, {**overrides, "trainer.seed": seed}, name, values)
+        if matrix.budget.scale != 1:
+            steps = scaled_steps(config.trainer.steps_per_epoch, matrix.budget.scale, name)
+            config = _validate(
+                base, {**overrides, "trainer.seed": seed, "trainer.steps_per_epoch": steps}, name, values
+            )
         specs.append(
             RunSpec(
                 cell=name,
@@ -178,6 +178,42 @@ def resolve_point(
             )
         )
     return specs
+
+
+def _validate(
+    base: dict[str, Any], overrides: dict[str, Any], name: str, values: dict[str, Any]
+) -> RunConfig:
+    """``base`` with ``overrides`` as a validated RunConfig (an error names the cell and its values)."""
+    try:
+        return RunConfig.model_validate(apply_overrides(base, overrides))
+    except ConfigError as exc:
+        raise MatrixError(f"cell {quote(name)}: {exc}") from None
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, RunConfig)
+        shown = clip(", ".join(f"{k}={quote(v)}" for k, v in values.items()), 2 * MAX_QUOTE)
+        raise MatrixError(f"cell {quote(name)} ({shown}): {detail}") from None
+
+
+def scaled_steps(steps: int | None, scale: float, cell: str) -> int:
+    """The steps per epoch of a run at ``budget.scale`` (``steps`` at scale 1).
+
+    Raises:
+        MatrixError: the cell's epoch is one pass over its data (no ``steps_per_epoch`` to multiply), or
+            the product is not a whole number of steps.
+    """
+    if steps is None:
+        raise MatrixError(
+            f"cell {quote(cell)}: budget.scale {scale:g} multiplies the steps of an epoch, and this "
+            "cell's epoch is one pass over its training pairs: give budget.steps_per_epoch (the steps at "
+            "scale 1, e.g. the training pairs // batch_size)"
+        )
+    product = steps * scale
+    if abs(product - round(product)) > 1e-9 or round(product) < 1:
+        raise MatrixError(
+            f"cell {quote(cell)}: budget.scale {scale:g} x {steps} steps per epoch = {product:g}, "
+            "not a whole number of steps"
+        )
+    return round(product)
 
 
 def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:

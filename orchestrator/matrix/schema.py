@@ -156,6 +156,14 @@ class Budget(_Strict):
     early_stop_patience: int = Field(
         1, ge=1, description="consecutive decided epochs before an early stop (measured: docs/performance.md)"
     )
+    scale: float = Field(
+        1.0,
+        gt=0,
+        description="every run at scale times its steps: trainer.steps_per_epoch times scale, the epochs, "
+        "the verdict's warm-up and window and every schedule in epochs unchanged (docs/remedies.md, "
+        "'Budget scaling'); each scale's runs have their own run keys, and at 1 a run's key is the one it "
+        "had before budget.scale existed",
+    )
 
 
 class Matrix(_Strict):
@@ -186,6 +194,10 @@ class Matrix(_Strict):
             if isinstance(values, list) and not values:
                 raise ValueError(f"axis {quote(name)} has no values")
         return axes
+
+    def at_scale(self, scale: float) -> Matrix:
+        """This matrix with ``budget.scale`` set to ``scale`` (its runs at ``scale`` times their steps)."""
+        return self.model_copy(update={"budget": self.budget.model_copy(update={"scale": float(scale)})})
 
     def grid_axes(self) -> dict[str, list[Any]]:
         """Axes as value lists (``choices`` included).

@@ -137,7 +137,7 @@ def test_missing_file() -> None:
         load_matrix(Path("does/not/exist.yaml"))
 
 
-@pytest.mark.parametrize("name", ["test_matrix", "plan_a", "plan_d"])
+@pytest.mark.parametrize("name", ["test_matrix", "plan_a", "plan_d", "remedies", "remedies_misregistered"])
 def test_shipped_matrices_expand(name: str) -> None:
     matrix, specs = load_matrix(ROOT / "matrices" / f"{name}.yaml")
     assert len({s.seed for s in specs}) >= 3
@@ -409,3 +409,72 @@ def test_select_specs_by_cell_and_axis(tmp_path: Path, tiny: dict) -> None:
         select_specs(specs, cells=["lr=0.3"])
     with pytest.raises(MatrixError, match="no cell has the axis 'upmode'; did you mean 'up_mode'"):
         select_specs(specs, where={"upmode": "add"})
+
+
+def test_budget_scale_multiplies_the_steps_per_epoch_under_new_keys(tmp_path: Path, tiny: dict) -> None:
+    m = {
+        "name": "t",
+        "base": tiny,
+        "axes": {"lr": [0.001, 0.002]},
+        "budget": {"epochs": 3, "steps_per_epoch": 2},
+    }
+    path = _write(tmp_path, m)
+    _, plain = load_matrix(path)
+    _, one = load_matrix(path, overrides=["budget.scale=1"])
+    _, twice = load_matrix(path, overrides=["budget.scale=2"])
+    _, half = load_matrix(path, overrides=["budget.scale=0.5"])
+    assert [s.run_key for s in one] == [s.run_key for s in plain]  # at 1, the keys written before scale
+    assert [s.config.trainer.steps_per_epoch for s in twice] == [4, 4]
+    assert [s.config.trainer.steps_per_epoch for s in half] == [1, 1]
+    assert {s.config.trainer.epochs for s in twice} == {3}  # the epochs (and the verdict's window) stay
+    assert not {s.run_key for s in twice} & {s.run_key for s in plain}
+    # a scaled run is the run of its steps: the same key as asking for those steps directly
+    _, direct = load_matrix(path, overrides=["budget.steps_per_epoch=4"])
+    assert [s.run_key for s in direct] == [s.run_key for s in twice]
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"scale": 2}, "give budget.steps_per_epoch"),
+        (
+            {"scale": 0.3, "steps_per_epoch": 6},
+            "budget.scale 0.3 x 6 steps per epoch = 1.8, not a whole number",
+        ),
+        ({"scale": 0, "steps_per_epoch": 6}, "budget.scale"),
+        ({"scale": -1, "steps_per_epoch": 6}, "budget.scale"),
+    ],
+)
+def test_a_budget_scale_without_whole_steps_is_refused(
+    tmp_path: Path, tiny: dict, budget: dict, message: str
+) -> None:
+    with pytest.raises(MatrixError, match=re.escape(message)):
+        load_matrix(_write(tmp_path, {"name": "t", "base": tiny, "axes": {"lr": [0.001]}, "budget": budget}))
+
+
+def test_the_remedies_matrices_cross_the_remedies_with_no_skip_everywhere() -> None:
+    best_matrix, best = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
+    note = next(s for s in best if s.cell == "no_skip_everywhere" and s.seed == 0)
+    for name, misregistration in (("remedies", 0.0), ("remedies_misregistered", 0.5)):
+        matrix, specs = load_matrix(ROOT / "matrices" / f"{name}.yaml")
+        assert matrix.verdict == best_matrix.verdict and matrix.budget.epochs == 24
+        assert matrix.seeds == [0, 1, 2, 3, 4]
+        for s in specs:
+            c = s.config
+            assert c.data.misregistration == misregistration
+            # everything but the remedies (and the data's misregistration) is no_skip_everywhere's
+            same = c.model_copy(
+                update={
+                    "model": c.model.model_copy(update={"norm": "batch"}),
+                    "trainer": c.trainer.model_copy(update={"content_loss": "l1", "seed": 0}),
+                    "data": c.data.model_copy(update={"misregistration": 0.0}),
+                }
+            )
+            assert same.to_dict() == note.config.to_dict()
+        defaults = [
+            s for s in specs if s.config.model.norm == "batch" and s.config.trainer.content_loss == "l1"
+        ]
+        assert {s.expect for s in defaults} == {"fail"}  # the note's default stalls (findings.md)
+        if name == "remedies":
+            # at the note's default the key is test_matrix's: the remedy fields are key-neutral there
+            assert {s.config_key for s in defaults if s.seed == 0} == {note.config_key}
