@@ -21,6 +21,7 @@ to a callback. It never imports tracking or orchestration code.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ from model.batches import Batches
 from model.checkpoint import Checkpoint, capture_rng, load_checkpoint, restore_rng, same_run, write_checkpoint
 from model.config import ConfigError, RunConfig
 from model.data import PairedSource, SourceShape, open_source, split_indices
+from model.device import resolve_device
 from model.discriminator import PatchDiscriminator
 from model.losses import content_loss
 from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
@@ -117,19 +119,6 @@ class Outputs:
     b_from_a: torch.Tensor  # (B, 1, H, W)
     recon_a: torch.Tensor  # (B, 1, H, W)
     recon_b: torch.Tensor  # (B, 1, H, W)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU.
-
-    Raises:
-        ConfigError: CUDA asked for on a machine without it.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name!r} but no CUDA device is available here (use auto or cpu)")
-    return torch.device(name)
 
 
 class Trainer:
@@ -465,7 +454,8 @@ def fit(
             with that reason (status ``stopped``).
         on_step: called as ``on_step(epoch, step, steps_per_epoch)`` after each update.
         source: data to use instead of opening ``config.data`` (e.g. shared by several runs).
-        checkpoint: write the resumable checkpoint here after every epoch, once ``on_epoch`` returned.
+        checkpoint: write the resumable checkpoint of the last complete epoch here when the run ends,
+            however it ends (taken after every epoch, once ``on_epoch`` returned).
         resume: continue from this checkpoint (or its path) at its epoch + 1.
         stop: asked before every step and epoch; True abandons the epoch in progress (status
             ``interrupted``: the last epoch's checkpoint is where the run resumes).
@@ -483,16 +473,22 @@ def fit(
     if resume is not None:
         trainer.resume(resume if isinstance(resume, Checkpoint) else load_checkpoint(resume))
     epochs: list[EpochResult] = []
+    # the last complete epoch's state, kept in memory and written once where the run ends: a copy costs
+    # a memcpy per epoch where a file cost a serialisation and a write (docs/performance.md, section 0b)
+    last: Checkpoint | None = None
     try:
         for result in trainer.run(on_step, stop):
             epochs.append(result)
             reason = on_epoch(result) if on_epoch else None
             if checkpoint is not None:
-                trainer.save_checkpoint(checkpoint, extra() if extra else None)
+                last = copy.deepcopy(trainer.checkpoint(extra() if extra else None))
             if reason:
                 return FitResult("stopped", epochs, reason, trainer)
     except NonFiniteLossError as exc:
         return FitResult("diverged", epochs, str(exc), trainer)
     except Interrupted as exc:
         return FitResult("interrupted", epochs, str(exc), trainer)
+    finally:
+        if last is not None:
+            write_checkpoint(last, checkpoint)
     return FitResult("finished", epochs, None, trainer)
