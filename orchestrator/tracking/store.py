@@ -125,11 +125,15 @@ def follow_move(uri: str) -> str:
 def _relocate(db: Path) -> None:
     """:func:`~orchestrator.tracking.relocate.relocate` under the caller's lock, its failure in one line."""
     try:
-        relocate(db)
+        moved = relocate(db)
     except sqlite3.Error as exc:
         raise TrackingError(
             f"the tracking store {db} was moved here and its artifact locations cannot be updated: {exc}"
         ) from None
+    if moved is not None:  # MLflow keeps each run's artifact location per process, by run id: forget them
+        from mlflow.tracking._tracking_service import utils
+
+        getattr(utils, "_artifact_repos_cache", {}).clear()
 
 
 @contextlib.contextmanager

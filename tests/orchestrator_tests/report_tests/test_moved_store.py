@@ -46,8 +46,8 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "base": base,
         "seeds": [0, 1],
         "cells": {"slow": {"lr": 1.0e-4}, "fast": {"lr": 3.0e-3}},
-        "verdict": {"warmup": 1, "min_seeds": 2, "min_window": 2},
-        "budget": {"epochs": 3, "steps_per_epoch": 2},
+        "verdict": {"warmup": 1, "min_seeds": 2, "min_window": 3},
+        "budget": {"epochs": 4, "steps_per_epoch": 2},
     }
     (tmp / "m.yaml").write_text(yaml.safe_dump(matrix, sort_keys=False))
     (tmp / "a").mkdir()
@@ -127,7 +127,7 @@ def test_a_stale_image_figure_is_removed_when_none_can_be_drawn(tmp_path: Path) 
     stale = out / IMAGE
     stale.write_bytes(b"an older report's grid")
     stale.with_suffix(".digest").write_text("of other runs")
-    rep = build_report(uri, "plain", VerdictSettings(warmup=1, min_window=2), out_dir=out)
+    rep = build_report(uri, "plain", VerdictSettings(warmup=1, min_window=3), out_dir=out)
     assert set(rep.figures) == {"curves"} and rep.figures["curves"].exists()
     assert not stale.exists() and not stale.with_suffix(".digest").exists()
     assert [v.cell for v in rep.verdicts] == ["a"]
