@@ -5,14 +5,19 @@ judged one among them) and one image grid; the report is ``build_report`` as ``o
 it: collect, judge, figures. *Cold* is the first report (every curve fetched from the store); *warm* is
 the next one (ended runs' curves come from the local cache, ``orchestrator/tracking/curves.py``). With
 ``--server`` the same is timed through an ``mlflow server`` on loopback over the largest store, which gives
-the cost per run against a tracking server. Run from the repository root::
+the cost per run against a tracking server. With ``--profile N`` the next warm report over the largest
+store runs under cProfile and its top N entries (cumulative time) are printed: where a warm report's time
+goes. Run from the repository root::
 
-    .venv/bin/python -m bench.report_scaling [--runs 60 240 960] [--server]
+    .venv/bin/python -m bench.report_scaling [--runs 60 240 960] [--server] [--profile 25]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import shutil
 import socket
 import subprocess
@@ -82,6 +87,15 @@ def _report_seconds(uri: str, matrix: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def _profile(uri: str, matrix: Path, out: Path, top: int) -> None:
+    """A warm report under cProfile: its ``top`` entries by cumulative time."""
+    profile = cProfile.Profile()
+    profile.runcall(_report_seconds, uri, matrix, out)
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(top)
+    print(text.getvalue())
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, nargs="+", default=[60, 240, 960])
     ap.add_argument("--server", action="store_true", help="also time the largest store through mlflow server")
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="profile a warm report: top N entries"
+    )
     args = ap.parse_args(argv)
     console = wide_console()
     table = Table(title="orch report over a store of N runs (25 epochs each): seconds")
@@ -127,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{warm / n * 1000:.1f} ms")  # fmt: skip
         largest = (uri, matrix)
     console.print(table)
+    if args.profile and largest is not None:
+        _profile(*largest, root / f"n{args.runs[-1]}" / "report", args.profile)
     if args.server and largest is not None:
         uri, matrix = largest
         n = len(load_matrix(matrix)[1])

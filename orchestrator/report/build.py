@@ -21,6 +21,7 @@ from orchestrator.report.render import render_summary, render_table, to_csv, to_
 from orchestrator.report.views import Comparison, compare, group_cells, select_cells
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.errors import os_reason
+from orchestrator.tracking.store import follow_move, sqlite_path
 from orchestrator.tracking.vocabulary import (
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -30,7 +31,7 @@ from orchestrator.tracking.vocabulary import (
 )
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
-__all__ = ["FORMATS", "Report", "ReportError", "build_comparison", "build_report"]
+__all__ = ["FORMATS", "Report", "ReportError", "build_comparison", "build_report", "reports_root"]
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -85,7 +86,11 @@ def build_report(
 
     Figures (the metric's curves per cell with a band over seeds, their floors and constant-prediction
     baselines; the last epoch's ``x_a_from_b`` per cell) are written to ``out_dir`` (default
-    ``runs/reports/<experiment>``, in a subfolder named for the settings when they are not the sweep's).
+    ``reports/<experiment>`` beside an SQLite store, wherever it is, else ``runs/reports/<experiment>``; in
+    a subfolder named for the settings when they are not the sweep's). A figure that cannot be drawn this
+    time (no run logged images) leaves no older one in its place. A store moved or copied as a folder is
+    followed first (:func:`~orchestrator.tracking.store.follow_move`): its images are read, and what is
+    logged is written, in its folder now, never in the old one.
 
     With ``record`` (the sweep's own report), the verdicts and the settings that produced them are logged
     to the sweep's parent run under ``report/`` (also as a table), and each judged run gets its cell's
@@ -106,10 +111,10 @@ def build_report(
             selection that names no cell or axis, or the figures cannot be written (nothing is logged).
         orchestrator.tracking.TrackingError: the store's server cannot be reached.
     """
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(follow_move(tracking_uri) if publish else tracking_uri)
     data, verdicts = _judge(tracker, experiment, settings, specs, select, cells, where, group_by)
     label = _label(settings, select, cells=list(cells), where=where or {}, group_by=group_by)
-    out = out_dir or Path("runs") / "reports" / experiment.replace("/", "_") / ("" if record else label)
+    out = out_dir or reports_root(tracker.uri) / experiment.replace("/", "_") / ("" if record else label)
     if not publish:
         return Report(experiment, settings, verdicts, {}, out, {})
     try:
@@ -163,6 +168,13 @@ def build_comparison(
         except ReportError as exc:
             raise ReportError(f"{select.describe()}: {exc}") from None
     return compare(*sides)
+
+
+def reports_root(uri: str) -> Path:
+    """Where reports go by default: ``reports/`` beside an SQLite store (so a report never writes outside
+    the store it reads, whatever the working folder), else ``runs/reports``."""
+    db = sqlite_path(uri)
+    return (db.parent if db is not None else Path("runs")) / "reports"
 
 
 def _judge(
@@ -256,6 +268,7 @@ def _figures(
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Path] = {}
     curves = {c.name: c.curves for c in cells if c.curves}
+    _forget(out / f"{settings.metric}_curves.png", keep=bool(curves))
     if curves:
         figures["curves"] = out / f"{settings.metric}_curves.png"
         warmups = {v.warmup for v in verdicts}
@@ -279,11 +292,19 @@ def _figures(
         figures["x_a_from_b"] = png
         return figures
     images = {c.name: grid for c in shown if (grid := tracker.images(c.run_ids[0], "x_a_from_b")) is not None}
+    _forget(png, keep=bool(images))  # an older report's grid is not left beside this report's figures
     if images:
         figures["x_a_from_b"] = png
         plot_images(images, png, column_labels=labels, captions=captions)
         _remember(png, digest)
     return figures
+
+
+def _forget(png: Path, *, keep: bool) -> None:
+    """Unless ``keep``, remove the figure ``png`` of an older report and its digest (not redrawn now)."""
+    if not keep:
+        png.unlink(missing_ok=True)
+        png.with_suffix(".digest").unlink(missing_ok=True)
 
 
 def _digest(data: Any) -> str:

@@ -5,7 +5,9 @@ migration (creation is serialised with a file lock); a creation killed half-way 
 left a store MLflow never opens again (a new store is built whole beside its path and renamed into place,
 and a half-built one that holds nothing is rebuilt: :mod:`~orchestrator.tracking.sqlite_store`);
 concurrent writers can hit "database is locked" (SQLite is put in WAL mode, and :func:`retry`); an
-unreachable tracking server kept MLflow retrying for minutes (:func:`check_reachable` fails in seconds).
+unreachable tracking server kept MLflow retrying for minutes (:func:`check_reachable` fails in seconds);
+a store moved or copied as a folder kept its artifacts' old absolute locations (they are pointed under its
+folder now when it is opened: :mod:`~orchestrator.tracking.relocate`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import sqlite3
 import ssl
 import time
 import urllib.error
@@ -33,6 +36,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from orchestrator.tracking.errors import TrackingError, first_line, os_reason  # noqa: E402
+from orchestrator.tracking.relocate import detect_move, relocate  # noqa: E402
 from orchestrator.tracking.sqlite_store import ensure_store, set_wal  # noqa: E402
 
 for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
@@ -42,6 +46,7 @@ __all__ = [
     "TrackingError",
     "artifact_root",
     "check_reachable",
+    "follow_move",
     "normalize_uri",
     "prepare_store",
     "retry",
@@ -74,7 +79,9 @@ def prepare_store(uri: str) -> str:
 
     Several processes creating an SQLite store at once race MLflow's schema migration, so the
     coordinator calls this first. A new SQLite store appears whole or not at all; one left half-built by
-    an older orch is rebuilt when it holds nothing (:func:`~orchestrator.tracking.sqlite_store.ensure_store`).
+    an older orch is rebuilt when it holds nothing (:func:`~orchestrator.tracking.sqlite_store.ensure_store`);
+    a store moved or copied from another folder gets its artifact locations pointed under its folder now
+    (:func:`~orchestrator.tracking.relocate.relocate`).
 
     Raises:
         TrackingError: the store cannot be created or opened, or its server cannot be reached.
@@ -93,8 +100,40 @@ def prepare_store(uri: str) -> str:
             set_wal(db)
         except OSError as exc:
             raise TrackingError(f"cannot open the tracking store {db}: {os_reason(exc)}") from None
+        _relocate(db)
         _open_store(uri)
     return uri
+
+
+def follow_move(uri: str) -> str:
+    """For an existing SQLite store opened elsewhere than where its artifacts were recorded (moved or
+    copied as a folder), point its artifact locations under its folder now; returns the normalised URI.
+    A store that has not moved is only read (under no lock); any other URI is returned as it is.
+
+    Raises:
+        TrackingError: the moved store cannot be rewritten (a read-only folder...).
+    """
+    uri = normalize_uri(uri)
+    db = sqlite_path(uri)
+    if db is None or not db.exists() or detect_move(db) is None:
+        return uri
+    with _store_lock(db):
+        _relocate(db)
+    return uri
+
+
+def _relocate(db: Path) -> None:
+    """:func:`~orchestrator.tracking.relocate.relocate` under the caller's lock, its failure in one line."""
+    try:
+        moved = relocate(db)
+    except sqlite3.Error as exc:
+        raise TrackingError(
+            f"the tracking store {db} was moved here and its artifact locations cannot be updated: {exc}"
+        ) from None
+    if moved is not None:  # MLflow keeps each run's artifact location per process, by run id: forget them
+        from mlflow.tracking._tracking_service import utils
+
+        getattr(utils, "_artifact_repos_cache", {}).clear()
 
 
 @contextlib.contextmanager

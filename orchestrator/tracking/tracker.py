@@ -400,7 +400,8 @@ class Tracker:
             raise TrackingError(f"no experiment named {experiment!r} in {self.uri}")
         wanted = list(dict.fromkeys(metrics))
         chosen = []
-        for run in self._search(experiment, kinds=(RunKind.RUN, RunKind.TRIAL)):
+        kinds = (RunKind.RUN,) if keys is not None else (RunKind.RUN, RunKind.TRIAL)  # trials: no matrix's
+        for run in self._search(experiment, kinds=kinds):
             tags = run.data.tags
             if TAG_CELL not in tags or TAG_SEED not in tags:
                 continue

@@ -166,8 +166,9 @@ def test_a_deleted_experiment(folder: Path, command: str) -> None:
 def test_a_report_whose_figures_cannot_be_written(
     folder: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The store is elsewhere and readable; ``runs/`` here, where figures go, is a file."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+    """The store is elsewhere and readable; ``reports`` beside it, where figures go, is a file."""
+    store = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{store}/mlflow.db"
     tracker = Tracker(prepare_store(uri))
     from model.config import load_config
 
@@ -177,7 +178,8 @@ def test_a_report_whose_figures_cannot_be_written(
         for epoch in range(4):
             tracker.log_epoch(run_id, EpochResult(epoch, {"cross": 1.0 - 0.1 * epoch}))
         tracker.finish(run_id, RunStatus.FINISHED)
-    (folder / "runs").write_text("not a folder")
+    (store / "reports").write_text("not a folder")
     res = _orch("--tracking-uri", uri, "report", "--experiment", "elsewhere")
-    _fails(res, "cannot write figures to runs/reports/elsewhere/", "runs is a file, not a folder")
+    _fails(res, f"cannot write figures to {store}/reports/elsewhere/", f"{store}/reports is a file, not a")
+    assert not (folder / "runs").exists()  # nothing written where the command ran
     assert "cannot read the tracking store" not in res.output
