@@ -50,7 +50,8 @@ def report(
         ReportFormat, typer.Option("--format", help="what to print or write")
     ] = ReportFormat.table,
     out: Annotated[
-        Path | None, typer.Option(help="write the report here (default: print; html: runs/reports/)")
+        Path | None,
+        typer.Option(help="write the report here (default: print; html: reports/ by the store)"),
     ] = None,
     wide: Annotated[
         bool, typer.Option("--wide", help="the table with every column (default: the 100-column summary)")

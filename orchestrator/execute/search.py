@@ -39,7 +39,15 @@ from orchestrator.execute.trend_pruner import Objective, TrendPruner, analysis_w
 from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
 from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.matrix import Matrix, MatrixError, base_config, check_axes, resolve_point
-from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_name, prepare_store, run_tags
+from orchestrator.tracking import (
+    RunKind,
+    RunStatus,
+    Tracker,
+    check_experiment_name,
+    prepare_store,
+    run_tags,
+)
+from orchestrator.tracking.store import sqlite_path
 
 __all__ = ["Objective", "SearchError", "SearchOutcome", "TrialProgress", "run_search", "search_space"]
 
@@ -399,7 +407,8 @@ def run_search(
         raise
     shutil.rmtree(search.stop_dir, ignore_errors=True)
     outcome = summarise(SearchOutcome(name, parent), study)
-    outcome.figures = figures(study, out_dir or Path("runs") / "reports" / f"{name}")
+    db = sqlite_path(tracking_uri)  # figures beside the store, as a sweep's report (never the working folder)
+    outcome.figures = figures(study, out_dir or (db.parent if db else Path("runs")) / "reports" / name)
     for path in outcome.figures.values():
         tracker.log_artifact(parent, path, "search")
     tracker.set_tags(
