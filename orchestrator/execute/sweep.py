@@ -31,6 +31,7 @@ from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
 from orchestrator.execute.workqueue import PREFIX, WorkQueue, open_storage
 from orchestrator.matrix import Matrix, RunSpec
 from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_name, prepare_store, run_tags
+from orchestrator.tracking.vocabulary import TAG_STATUS
 
 __all__ = ["SweepEvent", "SweepOutcome", "join_sweep", "run_sweep", "run_workers"]
 
@@ -146,12 +147,23 @@ def run_sweep(
                     sweep.run(todo, slots, storage, queue_storage, queue_dir / f"{queue_id}.journal",
                               queue_id, heartbeat, launcher)  # fmt: skip
             except BaseException as exc:
-                why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"coordinator failed: {exc}"
-                tracker.finish(parent, RunStatus.KILLED, why)
+                _end_stopped(tracker, parent, exc)
                 raise
             tracker.set_tags(parent, {"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
             tracker.finish(parent, RunStatus.FINISHED)
     return outcome
+
+
+def _end_stopped(tracker: Tracker, parent: str, exc: BaseException) -> None:
+    """The parent run of a sweep stopped by ``exc`` ends KILLED: "interrupted" (Ctrl-C, SIGTERM), else
+    the error, unless it has ended already (a failed submission says so itself). ``exc`` is raised
+    again by the caller, whatever happens here."""
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"coordinator failed: {exc}"
+    try:
+        if TAG_STATUS not in tracker.run_tags_and_start(parent)[0]:
+            tracker.finish(parent, RunStatus.KILLED, why)
+    except Exception:  # noqa: BLE001 - a store that fails now: the next sweep ends it ("coordinator died")
+        pass
 
 
 def _parent_run(
