@@ -34,9 +34,10 @@ def settle_dead_sweeps(tracker: Tracker, experiment: str, queue_storage: Any | N
     other machines still run (not to be enqueued again).
 
     Call it only while holding the matrix's lease."""
-    live = live_claims(queue_storage, experiment) if queue_storage is not None else set()
+    live: set[tuple[str, str]] = set()
     if queue_storage is not None:
-        close_dead_queues(queue_storage, experiment)  # no worker may start their waiting items
+        close_dead_queues(queue_storage, experiment)  # first: no worker may claim an item after this
+        live = live_claims(queue_storage, experiment)
     for run_id, status, _ in tracker.sweep_parents(experiment):
         if status is RunStatus.RUNNING:
             tracker.finish(run_id, RunStatus.KILLED, COORDINATOR_DIED)

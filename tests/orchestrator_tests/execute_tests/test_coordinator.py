@@ -262,3 +262,34 @@ def test_the_postgresql_lease_is_one_per_matrix_across_stores_and_freed_when_its
         except SweepBusy:
             assert time.monotonic() < deadline, "the dead holder's lease was never freed"
             time.sleep(0.5)
+
+
+def test_a_new_coordinator_leaves_a_live_remote_workers_run_alone(
+    postgres_url: str, tmp_path: Path, tiny: dict
+) -> None:
+    """The coordinator dies, a worker on another machine still trains (its heartbeat is fresh): the next
+    coordinator neither marks that run KILLED nor runs its key again."""
+    path = _matrix(tmp_path, tiny, epochs=6, seeds=2)
+    common = ["--storage", postgres_url, "--heartbeat", "20"]
+    coord = _orch(tmp_path, "sweep", str(path), "--workers", "0", *common, start_new_session=True)
+    remote = _orch(tmp_path, "worker", str(path), "--workers", "1", *common)
+    _wait_running(tmp_path, coord)
+    (live,) = [r.info.run_id for r in _runs(tmp_path) if r.info.status == "RUNNING"]
+    # its trainer is held mid-run (well within three heartbeats) while the coordinator is replaced
+    with _paused(_children_of(remote.pid)):
+        os.killpg(coord.pid, signal.SIGKILL)
+        coord.wait(timeout=30)
+        again = _orch(tmp_path, "sweep", str(path), "--workers", "1", *common)
+        deadline = time.monotonic() + 50
+        while "orch.resumed" not in _runs(tmp_path, "sweep")[0].data.tags:  # the dead sweep settled
+            assert again.poll() is None, again.communicate()[0]
+            assert time.monotonic() < deadline, "the new coordinator did not resume the sweep in time"
+            time.sleep(0.3)
+        assert MlflowClient(tracking_uri=_uri(tmp_path)).get_run(live).info.status == "RUNNING"
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out
+    r_out = remote.communicate(timeout=120)[0]
+    assert remote.returncode == 0, r_out
+    runs = _assert_each_key_finished_once(tmp_path, keys=2)
+    assert not [r for r in runs if r.info.status != "FINISHED"]  # nothing killed, nothing run twice
+    assert MlflowClient(tracking_uri=_uri(tmp_path)).get_run(live).info.status == "FINISHED"
