@@ -101,6 +101,7 @@ def sweep(
 
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import preflight
+    from orchestrator.execute.signals import sigterm_interrupts
     from orchestrator.execute.slurm import SlurmError
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
@@ -121,41 +122,51 @@ def sweep(
     if launcher == "slurm":
         submitter = _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
     display = SweepDisplay(console, len(specs))
-    try:
-        with display.live():
-            outcome = run_sweep(
-                mx,
-                specs,
-                tracking_uri=uri,
-                matrix_path=matrix,
-                workers=workers,
-                fresh=fresh,
-                on_event=display,
-                on_plan=lambda plan: _say_plan(display, mx.name, plan, uri),
-                on_phase=display.on_phase,
-                storage=storage,
-                heartbeat=heartbeat,
-                workers_per_gpu=workers_per_gpu,
-                retry_diverged=retry_diverged,
-                edits=edits,
-                launcher=submitter,
+    with sigterm_interrupts():  # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
+        try:
+            with display.live():
+                outcome = run_sweep(
+                    mx,
+                    specs,
+                    tracking_uri=uri,
+                    matrix_path=matrix,
+                    workers=workers,
+                    fresh=fresh,
+                    on_event=display,
+                    on_plan=lambda plan: _say_plan(display, mx.name, plan, uri),
+                    on_phase=display.on_phase,
+                    storage=storage,
+                    heartbeat=heartbeat,
+                    workers_per_gpu=workers_per_gpu,
+                    retry_diverged=retry_diverged,
+                    edits=edits,
+                    launcher=submitter,
+                )
+        except (TrackingError, QueueError, SlurmError) as exc:  # SweepBusy too: another coordinator
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise _interrupted() from None
+        try:
+            console.print(
+                f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
+                f"{outcome.diverged}, crashed {outcome.crashed}), skipped {outcome.skipped} already "
+                f"finished; sweep {outcome.sweep_id}"
             )
-    except (TrackingError, QueueError, SlurmError) as exc:
-        raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        err_console.print(
-            "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
-        )
-        raise typer.Exit(130) from None
-    console.print(
-        f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged {outcome.diverged}, "
-        f"crashed {outcome.crashed}), skipped {outcome.skipped} already finished; sweep {outcome.sweep_id}"
-    )
-    _print_report(mx, specs, uri, outcome.parent_run_id)
+            _print_report(mx, specs, uri, outcome.parent_run_id)
+        except KeyboardInterrupt:
+            raise _interrupted() from None
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
         raise typer.Exit(1)
+
+
+def _interrupted() -> typer.Exit:
+    """Ctrl-C or SIGTERM: what was done is kept, and the same command finishes the rest (exit 130)."""
+    err_console.print(
+        "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
+    )
+    return typer.Exit(130)
 
 
 def _say_plan(display: SweepDisplay, name: str, plan: list, uri: str) -> None:

@@ -5,7 +5,7 @@ everything it produces goes back to the coordinator over a pipe.
 
 Preemption: SIGTERM (how Slurm preempts, how ``timeout`` stops a job) sets a flag; training stops at the
 next step, the partial epoch is abandoned, and the run is reported KILLED with the checkpoint of its last
-complete epoch, written after every epoch (:mod:`model.checkpoint`); the worker then claims nothing more
+complete epoch, kept after every epoch and written when the run ends (:mod:`model.checkpoint`); the worker then claims nothing more
 and exits. Its queue item is given up, not handed to another worker to start from scratch: the next sweep
 resumes the run from that checkpoint, in the same MLflow run.
 """
@@ -44,7 +44,7 @@ def worker_main(
     optional ``stop_file`` (`orch search`: a pruned trial) stops its run at the next epoch once the file
     exists, the file's text being the reason (status ``stopped``).
 
-    Payloads may name ``checkpoint`` (where to write the run's checkpoint after every epoch) and ``resume``
+    Payloads may name ``checkpoint`` (where to write the run's last checkpoint when it ends) and ``resume``
     (``{"run_id", "epoch", "path"}``: continue from that checkpoint).
 
     Messages, each a tuple: ``("start", index, pid, trial id, device)``, ``("step", index, epoch, step,
@@ -148,7 +148,7 @@ class _Worker:
                 self.work.done(trial_id, ok=False)
 
     def _fit(self, index: int, config: Any, payload: dict[str, Any], on_step: Any) -> Any:
-        """:func:`model.trainer.fit` of one item: its data shared, its checkpoint written after every epoch
+        """:func:`model.trainer.fit` of one item: its data shared, its last checkpoint written when it ends
         (with its early-stop rule's bookkeeping), resumed from ``payload["resume"]`` when given."""
         from model.checkpoint import load_checkpoint
         from model.data import open_source

@@ -32,7 +32,17 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
-__all__ = ["QueueError", "SweepStatus", "WorkQueue", "find_sweep_queue", "open_storage", "sweep_status"]
+__all__ = [
+    "QueueError",
+    "SweepStatus",
+    "WorkQueue",
+    "close_dead_queues",
+    "find_sweep_queue",
+    "live_claims",
+    "open_storage",
+    "redact_url",
+    "sweep_status",
+]
 
 PREFIX = "orch-sweep"
 
@@ -72,11 +82,11 @@ def open_storage(url: str | Path, *, heartbeat: float = 10.0) -> BaseStorage:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise QueueError(f"cannot open the queue storage {_redact(text)}: {first}") from None
+            raise QueueError(f"cannot open the queue storage {redact_url(text)}: {first}") from None
     raise AssertionError("unreachable")
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """Hide a password in ``scheme://user:password@host``."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -261,3 +271,33 @@ def sweep_status(storage: BaseStorage, matrix_name: str) -> SweepStatus | None:
         failed=sum(t.state is TrialState.FAIL and t.number not in retried for t in trials),
         retried=len(retried),
     )
+
+
+def live_claims(storage: BaseStorage, matrix_name: str) -> set[tuple[str, str]]:
+    """(sweep id, run key) of every item of ``matrix_name``'s sweeps that a worker is running now: claimed,
+    and its heartbeat fresh (RDB storages; a journal queue has no workers without its coordinator)."""
+    get_interval = getattr(storage, "get_heartbeat_interval", None)
+    if get_interval is None or get_interval() is None:
+        return set()
+    live = set()
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if summary.user_attrs.get("matrix") != matrix_name:
+            continue
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        stale = set(storage._get_stale_trial_ids(study_id))  # Optuna's own test of a heartbeat's age
+        sweep = str(summary.user_attrs.get("sweep_id", ""))
+        for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial._trial_id not in stale:
+                live.add((sweep, trial.user_attrs["item"]["run_key"]))
+    return live
+
+
+def close_dead_queues(storage: BaseStorage, matrix_name: str) -> None:
+    """Close the queues of ``matrix_name`` left active by a coordinator that died (its lease is free), so
+    that no worker starts their waiting items: the new sweep enqueues what is still to run."""
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        attrs = summary.user_attrs
+        if attrs.get("matrix") == matrix_name and attrs.get("active", False):
+            work = WorkQueue(storage, summary.study_name)
+            work.abandon()
+            work.close()

@@ -366,6 +366,29 @@ class Tracker:
             n += 1
         return n
 
+    def running_runs(self, experiment: str) -> list[tuple[str, str, str]]:
+        """(run id, sweep id, run key) of every child run of ``experiment`` still RUNNING in the store."""
+        out = []
+        for run in self._search(experiment, "attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            out.append((run.info.run_id, tags.get(TAG_SWEEP, ""), tags.get(TAG_KEY, "")))
+        return out
+
+    def sweep_parents(self, experiment: str) -> list[tuple[str, RunStatus, dict[str, str]]]:
+        """(run id, status, tags) of every sweep parent run of ``experiment``, oldest first."""
+        runs = sorted(self._search(experiment, kinds=(RunKind.SWEEP,)), key=lambda r: r.info.start_time or 0)
+        return [(r.info.run_id, RunStatus.of(r.info.status, r.data.tags), dict(r.data.tags)) for r in runs]
+
+    def reopen(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set an ended run RUNNING again (a sweep's parent run resumed by the next sweep): its ending's
+        tags are removed and ``tags`` added."""
+        retry(self.client.update_run, run_id, status="RUNNING")
+        current = retry(self.client.get_run, run_id).data.tags
+        for key in (TAG_STATUS, TAG_FAILURE):
+            if key in current:
+                retry(self.client.delete_tag, run_id, key)
+        self.set_tags(run_id, tags)
+
     def sweep_runs(self, experiment: str, sweep_id: str) -> list[Any]:
         """The child runs one sweep logged (from any machine)."""
         return self._search(experiment, f"tags.`{TAG_SWEEP}` = '{sweep_id}'")
