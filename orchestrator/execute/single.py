@@ -3,9 +3,10 @@
 Everything that can be wrong with the input (device, data, tracking store, output directory) is checked
 before anything is written; the training itself is :func:`model.trainer.fit`, the one epoch loop.
 
-SIGTERM or Ctrl-C stops training at the next step; the checkpoint of the last complete epoch (kept in
-memory after every epoch, written when the run ends) is logged to the run, which ends KILLED with the way to continue it:
-``orch train --resume RUN_ID`` (:func:`resume_single`) logs the remaining epochs into the same run.
+SIGTERM or Ctrl-C stops training at the next step; the checkpoint of the last complete epoch (kept in memory
+after every epoch, written when the run ends) is logged to the run, which ends KILLED with the way to
+continue it: ``orch train --resume RUN_ID`` (:func:`resume_single`) logs the remaining epochs into the same
+run.
 """
 
 from __future__ import annotations

@@ -5,10 +5,9 @@ everything it produces goes back to the coordinator over a pipe.
 
 Preemption: SIGTERM (how Slurm preempts, how ``timeout`` stops a job) sets a flag; training stops at the
 next step, the partial epoch is abandoned, and the run is reported KILLED with the checkpoint of its last
-complete epoch, kept after every epoch and written when the run ends (:mod:`model.checkpoint`); the worker then claims nothing more
-and exits. Its queue item is given up, not handed to another worker to start from scratch: the next sweep
-resumes the run from that checkpoint, in the same MLflow run.
-"""
+complete epoch, kept after every epoch and written when the run ends (:mod:`model.checkpoint`); the worker
+then claims nothing more and exits. Its queue item is given up, not handed to another worker to start from
+scratch: the next sweep resumes the run from that checkpoint, in the same MLflow run."""
 
 from __future__ import annotations
 

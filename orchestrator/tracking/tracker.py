@@ -322,13 +322,13 @@ class Tracker:
             return None
 
     def reopen(self, run_id: str, tags: dict[str, str]) -> None:
-        """Set an interrupted run back to RUNNING, to log its remaining epochs under the same id; its end
-        tags and checkpoint epoch go (a run killed again before its next checkpoint is not resumed twice)."""
+        """Set an ended run RUNNING again with ``tags`` added: an interrupted run, to log its remaining epochs
+        under the same id, or a sweep's parent run resumed by the next sweep. Its end tags and checkpoint
+        epoch go (a run killed again before its next checkpoint is not resumed twice)."""
+        current = retry(self.client.get_run, run_id).data.tags
         for key in (TAG_STATUS, TAG_FAILURE, TAG_CHECKPOINT):
-            try:
+            if key in current:
                 retry(self.client.delete_tag, run_id, key)
-            except MlflowException:
-                pass  # not set
         self.set_tags(run_id, tags)
         retry(self.client.update_run, run_id, status="RUNNING")
 
@@ -378,16 +378,6 @@ class Tracker:
         """(run id, status, tags) of every sweep parent run of ``experiment``, oldest first."""
         runs = sorted(self._search(experiment, kinds=(RunKind.SWEEP,)), key=lambda r: r.info.start_time or 0)
         return [(r.info.run_id, RunStatus.of(r.info.status, r.data.tags), dict(r.data.tags)) for r in runs]
-
-    def reopen(self, run_id: str, tags: dict[str, str]) -> None:
-        """Set an ended run RUNNING again (a sweep's parent run resumed by the next sweep): its ending's
-        tags are removed and ``tags`` added."""
-        retry(self.client.update_run, run_id, status="RUNNING")
-        current = retry(self.client.get_run, run_id).data.tags
-        for key in (TAG_STATUS, TAG_FAILURE):
-            if key in current:
-                retry(self.client.delete_tag, run_id, key)
-        self.set_tags(run_id, tags)
 
     def sweep_runs(self, experiment: str, sweep_id: str) -> list[Any]:
         """The child runs one sweep logged (from any machine)."""
