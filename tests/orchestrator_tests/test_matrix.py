@@ -321,7 +321,7 @@ def test_a_long_value_is_cut_in_the_message(tmp_path: Path) -> None:
 
 def test_remedy_fields_at_their_defaults_keep_the_config_keys_written_before_them() -> None:
     """The config keys of the default config and of the test matrix's seed-0 runs as the code before the
-    remedies computed them (commit fdaf23a, today's test_matrix.yaml); each remedy away from the note's
+    remedies computed them (commit fdaf23a, test_matrix.yaml with val_pairs 64); each remedy away from the note's
     behaviour is a new run."""
     from model.config import RunConfig
     from orchestrator.identity import KEY_NEUTRAL, config_key
@@ -330,10 +330,10 @@ def test_remedy_fields_at_their_defaults_keep_the_config_keys_written_before_the
     _, specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
     keys = {s.cell: config_key(s.config) for s in specs if s.seed == 0}
     assert keys == {
-        "original": "305299bfb1a0eab4",
-        "no_skip": "e58304b4d1fd7fe5",
-        "no_skip_everywhere": "b9a5921ec27599d1",
-        "pure_n2n": "510575cdd8bd5196",
+        "original": "484ba7a4a45160be",
+        "no_skip": "edbad77728d4f522",
+        "no_skip_everywhere": "3588f1aa97a938cd",
+        "pure_n2n": "51691758e02907d3",
     }
     changed = {
         ("model", "norm"): "group",
