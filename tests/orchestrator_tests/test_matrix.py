@@ -321,8 +321,7 @@ def test_a_long_value_is_cut_in_the_message(tmp_path: Path) -> None:
 
 def test_remedy_fields_at_their_defaults_keep_the_config_keys_written_before_them() -> None:
     """The config keys of the default config and of the test matrix's seed-0 runs as the code before the
-    remedies computed them (commit fdaf23a, test_matrix.yaml with val_pairs 64); each remedy away from the note's
-    behaviour is a new run."""
+    remedies computed them (commit fdaf23a); each remedy away from the note's behaviour is a new run."""
     from model.config import RunConfig
     from orchestrator.identity import KEY_NEUTRAL, config_key
 
@@ -463,11 +462,15 @@ def test_the_remedies_matrices_cross_the_remedies_with_no_skip_everywhere() -> N
         for s in specs:
             c = s.config
             assert c.data.misregistration == misregistration
-            # everything but the remedies (and the data's misregistration) is no_skip_everywhere's
+            # everything but the remedies (and the data's misregistration, and the validation pairs: the
+            # remedies measure all of them, the test matrix 64 to fit its time) is no_skip_everywhere's
+            assert c.trainer.val_pairs is None
             same = c.model_copy(
                 update={
                     "model": c.model.model_copy(update={"norm": "batch"}),
-                    "trainer": c.trainer.model_copy(update={"content_loss": "l1", "seed": 0}),
+                    "trainer": c.trainer.model_copy(
+                        update={"content_loss": "l1", "seed": 0, "val_pairs": 64}
+                    ),
                     "data": c.data.model_copy(update={"misregistration": 0.0}),
                 }
             )
@@ -477,5 +480,13 @@ def test_the_remedies_matrices_cross_the_remedies_with_no_skip_everywhere() -> N
         ]
         assert {s.expect for s in defaults} == {"fail"}  # the note's default stalls (findings.md)
         if name == "remedies":
-            # at the note's default the key is test_matrix's: the remedy fields are key-neutral there
-            assert {s.config_key for s in defaults if s.seed == 0} == {note.config_key}
+            # at the note's default the key is test_matrix's but for the validation pairs: the remedy fields
+            # are key-neutral there
+            from orchestrator.identity import config_key
+
+            seed0 = [s.config for s in defaults if s.seed == 0]
+            pairs64 = [
+                c.model_copy(update={"trainer": c.trainer.model_copy(update={"val_pairs": 64})})
+                for c in seed0
+            ]
+            assert {config_key(c) for c in pairs64} == {note.config_key}
