@@ -28,7 +28,7 @@ the sweep to the bare run's, with its standard error; the fixed part is the swee
 
 ``--main-job`` times the README's main job exactly as a user runs it (``orch sweep
 matrices/test_matrix.yaml``: every seed, the default workers, a fresh store, the verdict table at the end)
-against the sum of its bare runs, timed in the same invocation.
+against the sum of its bare runs, timed in the same invocation, and prints the sweep's verdicts.
 ``--workers 1`` times the sweep with one worker only (no scaling run).
 """
 
@@ -94,9 +94,9 @@ def _bare(path: Path) -> float:
     return float(res.stdout.split()[-1])
 
 
-def _sweep(path: Path, workers: int | None, store: Path) -> tuple[float, float]:
+def _sweep(path: Path, workers: int | None, store: Path, echo: Console | None = None) -> tuple[float, float]:
     """Wall seconds of ``orch sweep`` on a fresh store (``workers`` None: the default), and the seconds its
-    runs took (summed)."""
+    runs took (summed); ``echo`` prints what the sweep printed (its verdicts) once it ended."""
     uri = f"sqlite:///{store}/mlflow.db"
     cmd = [sys.executable, "-m", "orchestrator.cli", "--tracking-uri", uri, "sweep", str(path)]
     cmd += [] if workers is None else ["--workers", str(workers)]
@@ -105,6 +105,8 @@ def _sweep(path: Path, workers: int | None, store: Path) -> tuple[float, float]:
     seconds = time.perf_counter() - t0
     if res.returncode not in (0, 1):  # 1: a verdict disagreed with an expectation, not a failure
         raise SystemExit(f"orch sweep failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    if echo is not None:
+        echo.print(res.stdout.rstrip(), highlight=False, markup=False)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(load_matrix(path)[0].name)
     runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_KIND}` = 'run'", max_results=10_000)
@@ -157,7 +159,7 @@ def _main_job(matrix: Path, tmp: Path, console: Console) -> None:
     console.print(f"{matrix.name}: {n} runs, {os.cpu_count()} cores ({_cpu_model()})")
     store = tmp / "main_job"
     store.mkdir()
-    wall, runs = _sweep(matrix.resolve(), None, store)
+    wall, runs = _sweep(matrix.resolve(), None, store, echo=console)
     console.print(f"orch sweep {matrix.name} (default workers, fresh store): {wall:.0f} s wall")
     bare = _bare(matrix.resolve())
     console.print(

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 IMG = DOCS / "img" / "findings"
 WORK = ROOT / "runs" / "findings"
-MATRICES = ("test_matrix", "plan_a", "plan_d")
+MATRICES = ("test_matrix", "plan_a", "plan_d", "remedies", "remedies_misregistered")
 DIAGNOSE = {"original": "original", "no_skip_everywhere": "no_skip_everywhere"}  # cell -> label
 DIAGNOSE_STEPS = 144  # the test matrix's training length: 24 epochs x 6 steps
 
