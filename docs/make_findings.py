@@ -9,6 +9,7 @@ Needs the project installed (`pip install -e .`); uses the default store (sqlite
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,8 @@ DIAGNOSE_STEPS = 144  # the test matrix's training length: 24 epochs x 6 steps
 def orch(*args: str, capture: bool = False) -> str:
     cmd = [sys.executable, "-m", "orchestrator.cli", *args]
     print("$ orch " + " ".join(args), flush=True)
-    res = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=capture)
+    env = {**os.environ, "COLUMNS": "100"}
+    res = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=capture, env=env)
     if res.returncode not in (0, 1):
         detail = res.stderr if capture else ""
         raise SystemExit(f"command failed ({res.returncode}): orch {' '.join(args)}\n{detail}")
@@ -159,6 +161,37 @@ def baseline_section() -> str:
     )
 
 
+BUDGET_SCALE = 4  # the test matrix again at 4x its steps per epoch: do the stalls persist?
+
+
+def budget_section() -> str:
+    """The test matrix at ``BUDGET_SCALE`` times its steps per epoch beside the 1x runs (``budget.scale``)."""
+    path = "matrices/test_matrix.yaml"
+    orch("sweep", path, f"budget.scale={BUDGET_SCALE}")
+    table = orch("report", path, capture=True)
+    budgets = (
+        table[table.index("the verdict at each budget") :] if "the verdict at each budget" in table else table
+    )
+    return (
+        "\n".join(
+            [
+                f"### `{path}` at {BUDGET_SCALE}x its steps",
+                "",
+                f"Commands: `orch sweep {path} budget.scale={BUDGET_SCALE}` then `orch report {path}` "
+                "(the same epochs, warm-up and window; each epoch trains "
+                f"{BUDGET_SCALE} times as many steps, so the verdict reads the same epochs after "
+                f"{BUDGET_SCALE}x the training):",
+                "",
+                "```",
+                "test_matrix: " + budgets.strip(),
+                "```",
+                "",
+            ]
+        )
+        + "\n"
+    )
+
+
 BATCHNORM_CELLS = ("original", "no_skip", "no_skip_everywhere")
 
 
@@ -219,6 +252,7 @@ def main() -> None:
         verdicts[name] = v
     sections.insert(0, baseline_section())
     sections.insert(1, batchnorm_section())
+    sections.append(budget_section())
     diag_text, _ = diagnose_section()
     sections.append(diag_text)
     (WORK / "verdicts.json").write_text(json.dumps(verdicts, indent=2))

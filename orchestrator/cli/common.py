@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +24,7 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "paths",
     "set_tracking_uri",
     "tracking_uri",
 ]
@@ -84,6 +87,19 @@ def set_tracking_uri(uri: str | None) -> None:
 def tracking_uri() -> str:
     """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the local store under ``runs/``."""
     return _tracking_uri[0] or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def paths(files: Iterable[Path | str]) -> str:
+    """Files as a user reads them: relative to the working folder when under it, else absolute."""
+    here = Path.cwd()
+    shown = []
+    for f in files:
+        p = Path(f)
+        try:
+            shown.append(str(p.resolve().relative_to(here)) if p.is_absolute() else str(p))
+        except ValueError:
+            shown.append(str(p))
+    return ", ".join(shown)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import TrackingUri, console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, console, fail, paths, tracking_uri
 
 if TYPE_CHECKING:
     from orchestrator.matrix import RunSpec
@@ -175,7 +175,7 @@ def _verdicts(
     if fmt is ReportFormat.table:
         _print_table(rep.table(wide=wide), wide)
         if rep.figures:
-            console.print(f"figures: {', '.join(str(p) for p in rep.figures.values())}")
+            console.print(f"figures: {paths(rep.figures.values())}", highlight=False)
         if out:
             _write(out, rep.render("markdown"))
         return

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
 from orchestrator.execute.search_objective import Objective
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def _print_outcome(outcome: SearchOutcome, objective: Objective, storage: str | 
     elif outcome.importances_note:
         console.print(outcome.importances_note, highlight=False)
     if outcome.figures:
-        console.print(f"figures: {', '.join(str(p) for p in outcome.figures.values())}", highlight=False)
+        console.print(f"figures: {paths(outcome.figures.values())}", highlight=False)
     console.print(f"browse the study: optuna-dashboard {storage or 'runs/optuna.journal'}", highlight=False)
     if outcome.failed:
         raise fail(f"{outcome.failed} trial(s) failed: see their runs' orch.failure in the store", code=1)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
 
 if TYPE_CHECKING:
     from orchestrator.cli.progress import SweepDisplay
@@ -268,7 +268,7 @@ def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # no
         err_console.print(f"no verdicts: {exc}")
         return
     console.print(report.table())
-    console.print(f"figures: {', '.join(str(p) for p in report.figures.values())}")
+    console.print(f"figures: {paths(report.figures.values())}", highlight=False)
 
 
 def worker(
