@@ -57,8 +57,9 @@ TYPER = {
 
 #: What every command's exit code means (shown in --help).
 EXIT_CODES = (
-    "Exit codes: 0 done; 1 some runs crashed (the others still ran); 2 invalid input (one message, nothing "
-    "started, nothing written); 130 interrupted (Ctrl-C or SIGTERM: run the same command to finish the rest)."
+    "Exit codes: 0 done; 1 some runs crashed or were interrupted (the others still ran); 2 invalid input "
+    "(one message, nothing started, nothing written); 130 interrupted (Ctrl-C or SIGTERM: run the same "
+    "command to finish the rest)."
 )
 
 #: ``--tracking-uri`` after a command (``orch report M --tracking-uri U``), where users of ``mlflow ui``

@@ -147,9 +147,10 @@ def sweep(
         except KeyboardInterrupt:
             raise _interrupted() from None
         try:
+            stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
             console.print(
                 f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
-                f"{outcome.diverged}, crashed {outcome.crashed}), skipped {outcome.skipped} already "
+                f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
                 f"finished; sweep {outcome.sweep_id}"
             )
             _print_report(mx, specs, uri, outcome.parent_run_id)
@@ -158,6 +159,12 @@ def sweep(
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
+    if outcome.interrupted:  # a worker got SIGTERM (preempted) while this coordinator went on
+        err_console.print(
+            f"{outcome.interrupted} run(s) interrupted before they finished (their worker got SIGTERM): "
+            "run the same command to resume them from their last epoch"
+        )
+    if outcome.crashed or outcome.interrupted:
         raise typer.Exit(1)
 
 

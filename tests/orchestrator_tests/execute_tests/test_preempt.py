@@ -83,7 +83,8 @@ def test_sigterm_of_a_worker_then_the_next_sweep_resumes_the_same_run(tmp_path: 
     pids = _worker_pids(proc.pid)
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGTERM)
-    proc.wait(timeout=120)
+    assert proc.wait(timeout=120) == 1  # the sweep went on, but a run did not finish
+    assert "1 run(s) interrupted before they finished" in proc.stderr.read().decode()
 
     killed = client.get_run(run_id)
     assert killed.info.status == "KILLED"
