@@ -134,6 +134,8 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
+    from model.config import ConfigError
+    from model.data import DataError
     from orchestrator.execute.search import SearchError, run_search
     from orchestrator.execute.workqueue import QueueError
     from orchestrator.matrix import MatrixError, parse_where, read_matrix
@@ -168,7 +170,7 @@ def search(
                 on_trial=display.on_trial,
                 on_progress=display.on_progress,
             )
-    except (MatrixError, SearchError, QueueError, TrackingError) as exc:
+    except (MatrixError, SearchError, QueueError, TrackingError, ConfigError, DataError) as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command with --resume to continue the study")

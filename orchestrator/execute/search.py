@@ -31,6 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from orchestrator.execute.plan import preflight
 from orchestrator.execute.resources import plan_workers
 from orchestrator.execute.search_space import SearchError, SearchSpace, search_space
 from orchestrator.execute.search_summary import SearchOutcome, figures, summarise
@@ -371,6 +372,7 @@ def run_search(
             "the warm-up: the objective is the verdict's, over that window (raise budget.epochs, or lower "
             "verdict.warmup / verdict.min_window)"
         )
+    preflight(first)  # a device that is not here, data that cannot be used: one message, nothing written
     check_experiment_name(matrix.name)
     name = study_name or f"{matrix.name}-search"
     study = _open_study(matrix, name, storage, resume=resume, objective=objective)

@@ -201,6 +201,12 @@ def test_a_trial_whose_trend_cannot_beat_the_best_is_pruned(tmp_path: Path, tiny
         ({"recon_weight": [0.1, 0.2]}, {}, ["--where", "recon=0.1"], "no axis 'recon'"),
         ({"recon_weight": [0.1, 0.2]}, {}, ["--where", "recon_weight=0.3"], "not one of the axis's values"),
         ({"recon_weight": [0.1]}, {}, ["budget.epochs=3"], "verdict.min_window"),
+        (
+            {"recon_weight": [0.1]},
+            {},
+            ["base.data={source: hdf5, path: gone.h5}"],
+            "gone.h5: no such data file",
+        ),
     ],
 )
 def test_bad_search_input_exits_2_and_starts_nothing(
