@@ -6,8 +6,10 @@ everything it produces goes back to the coordinator over a pipe.
 Preemption: SIGTERM (how Slurm preempts, how ``timeout`` stops a job) sets a flag; training stops at the
 next step, the partial epoch is abandoned, and the run is reported KILLED with the checkpoint of its last
 complete epoch, kept after every epoch and written when the run ends (:mod:`model.checkpoint`); the worker
-then claims nothing more and exits. Its queue item is given up, not handed to another worker to start from
-scratch: the next sweep resumes the run from that checkpoint, in the same MLflow run."""
+then claims nothing more and exits. On one machine its queue item is given up, and the next sweep resumes
+the run from that checkpoint, in the same MLflow run; on a shared queue (Slurm, other machines) the item is
+left to go stale and another worker runs it again, as for a worker killed outright.
+"""
 
 from __future__ import annotations
 
@@ -139,8 +141,12 @@ class _Worker:
                     )
                 final = result.epochs[-1].metrics.get("cross") if result.epochs else None
                 events.put(("end", index, status, reason, None, saved))
-                ok = status not in (RunStatus.DIVERGED, RunStatus.KILLED)  # a killed one is resumed later
-                self.work.done(trial_id, ok=ok, value=final)
+                if status == RunStatus.KILLED and self.work.heartbeats:
+                    pass  # a shared queue (Slurm, other machines): the item's heartbeat stops and another
+                    # worker takes it over once it is stale, as for a worker killed outright
+                else:  # one machine: the next sweep resumes it from its checkpoint
+                    ok = status not in (RunStatus.DIVERGED, RunStatus.KILLED)
+                    self.work.done(trial_id, ok=ok, value=final)
             except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
                 why = f"{type(exc).__name__}: {exc}"
                 events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
