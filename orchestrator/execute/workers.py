@@ -113,30 +113,28 @@ class _Coordinator:
         kind, index = msg[0], msg[1]
         spec = self.specs[index]
         if kind == "start":
+            device = msg[4] if len(msg) > 4 else None
             if index in self.resume:
-                self._reopen(index, msg[4] if len(msg) > 4 else None)
-                self.owner[index] = (msg[2], msg[3])
-                self.open_items.add(index)
-                self._emit(SweepEvent("start", index, spec, run_id=self.run_ids[index]))
-                return
-            tags = run_tags(
-                RunKind.RUN,
-                sweep=self.sweep_id,
-                cell=spec.cell,
-                seed=spec.seed,
-                run_key=spec.run_key,
-                axes=spec.axes,
-                expect=spec.expect,
-                device=msg[4] if len(msg) > 4 else None,
-                **spec.identity.tags(),
-            )
-            self.run_ids[index] = self.tracker.start_run(
-                self.experiment,
-                spec.config,
-                name=f"{spec.cell}/seed{spec.seed}",
-                tags=tags,
-                parent_id=self.parent_run_id,
-            )
+                self._reopen(index, device)
+            else:
+                tags = run_tags(
+                    RunKind.RUN,
+                    sweep=self.sweep_id,
+                    cell=spec.cell,
+                    seed=spec.seed,
+                    run_key=spec.run_key,
+                    axes=spec.axes,
+                    expect=spec.expect,
+                    device=device,
+                    **spec.identity.tags(),
+                )
+                self.run_ids[index] = self.tracker.start_run(
+                    self.experiment,
+                    spec.config,
+                    name=f"{spec.cell}/seed{spec.seed}",
+                    tags=tags,
+                    parent_id=self.parent_run_id,
+                )
             self.owner[index] = (msg[2], msg[3])
             self.open_items.add(index)
             self._emit(SweepEvent("start", index, spec, run_id=self.run_ids[index]))
@@ -151,7 +149,9 @@ class _Coordinator:
                 SweepEvent("epoch", index, spec, epoch=result.epoch, run_id=run_id, metrics=result.metrics)
             )
         elif kind == "end":
-            self.end(index, RunStatus(msg[2]), msg[3], msg[4], msg[5] if len(msg) > 5 else None)
+            status = RunStatus(msg[2])  # a worker reports KILLED only when SIGTERM interrupted its run
+            saved = msg[5] if len(msg) > 5 else None
+            self.end(index, status, msg[3], msg[4], saved, preempted=status is RunStatus.KILLED)
 
     def _reopen(self, index: int, device: str | None) -> None:
         """A resumed item: its interrupted MLflow run is set RUNNING again, now part of this sweep."""
@@ -182,6 +182,8 @@ class _Coordinator:
         reason: str | None,
         tb: str | None = None,
         saved: tuple[str, int] | None = None,
+        *,
+        preempted: bool = False,
     ) -> None:
         if index not in self.open_items:  # already buried as its worker's death was seen first
             return
@@ -189,10 +191,11 @@ class _Coordinator:
         self._log_checkpoint(index, saved)
         self.tracker.finish(self.run_ids[index], status, reason, tb)
         self.open_items.discard(index)
-        if status is RunStatus.KILLED:  # not counted: the next sweep resumes or reruns it
-            if (reason or "").startswith("interrupted"):
-                self.outcome.interrupted += 1
-        else:
+        if preempted:
+            self.outcome.interrupted += 1
+        elif (
+            status is not RunStatus.KILLED
+        ):  # killed ones are not counted: the next sweep resumes or reruns them
             self.outcome.count(spec, status, reason)
         self._emit(SweepEvent("end", index, spec, status=status, reason=reason))
 
