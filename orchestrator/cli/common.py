@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
 import typer
 from rich.console import Console
+from rich.live import Live
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "Device",
     "EXIT_CODES",
+    "LiveDisplay",
     "TYPER",
     "TrackingUri",
     "console",
@@ -107,3 +110,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` on stderr and return the exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class LiveDisplay:
+    """A view rich redraws four times a second on a terminal (it renders itself: ``__rich__``); elsewhere
+    (piped, logged) it prints plain lines itself and nothing is redrawn."""
+
+    console: Console
+
+    @contextmanager
+    def live(self) -> Iterator[Self]:
+        if not self.console.is_terminal:
+            yield self
+            return
+        with Live(self, console=self.console, refresh_per_second=4, transient=True):
+            yield self

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from orchestrator.cli.common import LiveDisplay
 from orchestrator.execute.plan import PlanItem
 from orchestrator.execute.workers import SweepEvent
 from orchestrator.tracking import RunStatus
@@ -32,7 +30,7 @@ def plan_table(plan: list[PlanItem], title: str) -> Table:
     return table
 
 
-class SweepDisplay:
+class SweepDisplay(LiveDisplay):
     """Follows :class:`SweepEvent` s: on a terminal a live view redrawn four times a second (the phase before
     the first run, then done / running / left, each running run's epoch with a bar and time, an ETA from the
     epoch times measured so far); one line per finished run in any case, so a log keeps them."""
@@ -46,14 +44,6 @@ class SweepDisplay:
         self.started: dict[int, float] = {}
         self.epoch_seconds: dict[str, list[float]] = {}  # cell -> measured seconds per epoch
         self.t0 = time.monotonic()
-
-    @contextmanager
-    def live(self) -> Iterator[SweepDisplay]:
-        if not self.console.is_terminal:
-            yield self
-            return
-        with Live(self, console=self.console, refresh_per_second=4, transient=True):
-            yield self
 
     def on_phase(self, text: str) -> None:
         """What the sweep does before its runs start (preparing the store, planning, starting workers)."""

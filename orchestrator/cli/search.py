@@ -4,18 +4,15 @@ with a live view of its trials."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console, Group
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
+from orchestrator.cli.common import LiveDisplay, TrackingUri, console, err_console, fail, paths, tracking_uri
 from orchestrator.execute.search_objective import Objective
 
 if TYPE_CHECKING:
@@ -31,7 +28,7 @@ def _value(value: float | None, objective: Objective) -> str:
     return f"{value:+.1%}" if objective is Objective.DROP else f"{value:.4g}"
 
 
-class SearchDisplay:
+class SearchDisplay(LiveDisplay):
     """Follows a search's trials: on a terminal a live table of the running ones (params, seeds done,
     epoch, the objective their epochs so far point to); one line per trial told, in any case, so that a
     log keeps them."""
@@ -42,14 +39,6 @@ class SearchDisplay:
         self.told = 0
         self.best: float | None = None
         self.t0 = time.monotonic()
-
-    @contextmanager
-    def live(self) -> Iterator[SearchDisplay]:
-        if not self.console.is_terminal:
-            yield self
-            return
-        with Live(self, console=self.console, refresh_per_second=4, transient=True):
-            yield self
 
     def on_progress(self, p: TrialProgress) -> None:
         if p.state in ("waiting", "running"):
