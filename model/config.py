@@ -121,12 +121,14 @@ class ModelConfig(_Strict):
         "concat", description="concat: the original UNet Up (zeros without a skip); add: Plan A"
     )
     upsample: Literal["transpose", "bilinear"] = "transpose"
-    norm: Literal["batch", "batch_per_path", "group", "instance", "none"] = Field(
+    norm: Literal["batch", "batch_per_path", "batch_per_path_affine", "group", "instance", "none"] = Field(
         "batch",
         description="the norm in every encoder and decoder block (model.norm): batch (the note's); "
         "batch_per_path (BatchNorm with running statistics per path: per domain in the encoder, "
-        "same-domain and cross in a decoder); group (GroupNorm, the largest divisor of the channels "
-        "not above 8 groups); instance (InstanceNorm2d, affine); none (convolutions with a bias)",
+        "same-domain and cross in a decoder); batch_per_path_affine (per-path statistics and per-path "
+        "affine parameters: domain-specific BatchNorm in full); group (GroupNorm, the largest divisor of "
+        "the channels not above 8 groups); instance (InstanceNorm2d, affine); none (convolutions with a "
+        "bias)",
     )
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
 
@@ -179,6 +181,11 @@ class TrainerConfig(_Strict):
     content_variance_weight: float = Field(
         1.0, ge=0, description="vicreg only: weight of the variance terms against the L1 invariance"
     )
+    content_stop_gradient: Literal["none", "a", "b", "symmetric"] = Field(
+        "none",
+        description="a stop-gradient in the content term's invariance (SimSiam): none (the note's); a "
+        "(z_a is a fixed target, only z_b is pulled); b (the reverse); symmetric (the mean of both)",
+    )
     content_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant",
         description="content weight over training: from loss_weights.content at epoch 1 to "
@@ -192,6 +199,15 @@ class TrainerConfig(_Strict):
     )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="the learning rate over training, per step: constant (the note's) or cosine (from lr "
+        "after the warm-up to lr_final at the last step); either after lr_warmup_epochs of linear warm-up",
+    )
+    lr_warmup_epochs: float = Field(
+        0.0, ge=0, description="epochs (fractions allowed) of linear warm-up from 0 to lr; 0: none"
+    )
+    lr_final: float = Field(0.0, ge=0, description="cosine only: the learning rate at the last step")
     weight_decay: float = Field(0.0, ge=0)
     discriminator_lr: float = Field(2e-4, gt=0)
     grad_clip: float | None = Field(None, gt=0)

@@ -16,27 +16,40 @@ on the phantoms it gets there: the spread of ``z`` over the batch falls from abo
   MSE and it adds a covariance term; here the invariance stays the note's L1, so the variance term is the
   one change, and there is no covariance term.
 
+``stop_gradient`` (``trainer.content_stop_gradient``) treats one latent of the invariance as a fixed
+target, as SimSiam does (Chen & He 2021, "Exploring Simple Siamese Representation Learning"): ``a``
+detaches ``z_a`` (only ``z_b`` is pulled toward it), ``b`` the reverse, ``symmetric`` the mean of the two
+(SimSiam's symmetrised loss, without its predictor). The value is unchanged; only the gradient differs.
+VICReg's variance terms are never detached.
+
 Every function returns a scalar on its inputs' device.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
+from model.config import TrainerConfig
 from model.metrics import l1
 
 __all__ = [
     "CONTENT_LOSSES",
+    "STOP_GRADIENTS",
     "VICREG_EPS",
     "VICREG_GAMMA",
     "content_loss",
+    "trained_content",
     "cosine_distance",
     "variance_hinge",
 ]
 
 #: The values of ``trainer.content_loss``.
 CONTENT_LOSSES = ("l1", "cosine", "vicreg")
+#: The values of ``trainer.content_stop_gradient``.
+STOP_GRADIENTS = ("none", "a", "b", "symmetric")
 #: VICReg's target standard deviation (gamma) and the epsilon under its square root.
 VICREG_GAMMA = 1.0
 VICREG_EPS = 1e-4
@@ -67,17 +80,55 @@ def variance_hinge(z: torch.Tensor, gamma: float = VICREG_GAMMA, eps: float = VI
 
 
 def content_loss(
-    kind: str, z_a: torch.Tensor, z_b: torch.Tensor, variance_weight: float = 1.0
+    kind: str,
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    variance_weight: float = 1.0,
+    stop_gradient: str = "none",
 ) -> torch.Tensor:
     """The content term ``kind`` (one of :data:`CONTENT_LOSSES`) of paired latents ``z_a``, ``z_b`` (B, ...).
 
     Args:
         variance_weight: ``vicreg``'s weight of the variance terms against the invariance.
+        stop_gradient: which latent the invariance treats as a fixed target (:data:`STOP_GRADIENTS`).
     """
-    if kind == "l1":
-        return l1(z_a, z_b)
-    if kind == "cosine":
-        return cosine_distance(z_a, z_b)
+    if kind not in CONTENT_LOSSES:
+        raise ValueError(f"content_loss must be one of {CONTENT_LOSSES}, not {kind!r}")
+    distance = cosine_distance if kind == "cosine" else l1
+    invariance = _invariance(distance, z_a, z_b, stop_gradient)
     if kind == "vicreg":
-        return l1(z_a, z_b) + variance_weight * (variance_hinge(z_a) + variance_hinge(z_b))
-    raise ValueError(f"content_loss must be one of {CONTENT_LOSSES}, not {kind!r}")
+        return invariance + variance_weight * (variance_hinge(z_a) + variance_hinge(z_b))
+    return invariance
+
+
+def _invariance(
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    stop_gradient: str,
+) -> torch.Tensor:
+    if stop_gradient == "none":
+        return distance(z_a, z_b)
+    if stop_gradient == "a":
+        return distance(z_a.detach(), z_b)
+    if stop_gradient == "b":
+        return distance(z_a, z_b.detach())
+    if stop_gradient == "symmetric":
+        return 0.5 * (distance(z_a.detach(), z_b) + distance(z_a, z_b.detach()))
+    raise ValueError(f"content_stop_gradient must be one of {STOP_GRADIENTS}, not {stop_gradient!r}")
+
+
+def trained_content(
+    cfg: TrainerConfig, z_a: torch.Tensor, z_b: torch.Tensor, note: torch.Tensor
+) -> torch.Tensor:
+    """The content term the total trains: ``note`` (the note's ``|z_a - z_b|``, already computed) at the
+    defaults, else :func:`content_loss` of ``cfg.content_loss`` with ``cfg.content_stop_gradient``."""
+    if cfg.content_loss == "l1" and cfg.content_stop_gradient == "none":
+        return note
+    return content_loss(
+        cfg.content_loss,
+        z_a,
+        z_b,
+        variance_weight=cfg.content_variance_weight,
+        stop_gradient=cfg.content_stop_gradient,
+    )

@@ -17,6 +17,10 @@ stacks equal batch blocks, one per path (``paths`` names them in order). The cho
   Li et al. 2016). The encoder gets per-domain statistics too, for the same reason: in training it
   normalises each domain with that domain's batch statistics, so running statistics shared by the two
   domains are the same train/eval mismatch as the decoders' (see docs/remedies.md).
+- ``batch_per_path_affine``: :class:`PathBatchNorm2d` with one affine transform per path as well:
+  domain-specific batch normalisation in full (Chang et al. 2019 separate both the statistics and the
+  affine parameters per domain). Unlike ``batch_per_path`` it changes training, since each path learns
+  its own gain and shift: in a decoder the cross output gets a normalisation of its own.
 - ``group``: ``nn.GroupNorm`` (Wu & He 2018, "Group Normalization") with :func:`group_norm_groups`
   groups: the largest divisor of the channel count not above 8 (8 for every width that is a multiple
   of 8, as all shipped matrices' widths are).
@@ -50,7 +54,7 @@ __all__ = [
 ]
 
 #: The values of ``model.norm``.
-NORMS = ("batch", "batch_per_path", "group", "instance", "none")
+NORMS = ("batch", "batch_per_path", "batch_per_path_affine", "group", "instance", "none")
 #: The encoder's paths: the two domains.
 ENCODER_PATHS = ("a", "b")
 #: A decoder's paths: the same-domain reconstruction and the cross output.
@@ -78,27 +82,39 @@ def group_norm_groups(channels: int, most: int = GROUP_NORM_MAX_GROUPS) -> int:
 
 
 class PathBatchNorm2d(nn.Module):
-    """BatchNorm2d with one set of running statistics per path and one shared affine transform.
+    """BatchNorm2d with one set of running statistics per path and one shared affine transform (or, with
+    ``affine_per_path``, one per path).
 
     Buffers ``running_mean_<path>``, ``running_var_<path>`` and ``num_batches_tracked_<path>`` per path;
-    parameters ``weight`` and ``bias`` as ``nn.BatchNorm2d``'s. Called on a batch that stacks one equal
-    block per entry of ``paths``: in training each block is normalised with its own batch statistics and
-    updates its path's running statistics (``nn.BatchNorm2d``'s numbers, block by block); in evaluation
-    each block is normalised with its path's running statistics.
+    parameters ``weight`` and ``bias`` as ``nn.BatchNorm2d``'s (``weight_<path>`` and ``bias_<path>`` with
+    ``affine_per_path``). Called on a batch that stacks one equal block per entry of ``paths``: in training
+    each block is normalised with its own batch statistics and updates its path's running statistics
+    (``nn.BatchNorm2d``'s numbers, block by block); in evaluation each block is normalised with its path's
+    running statistics.
     """
 
-    def __init__(self, num_features: int, paths: Sequence[str], eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(
+        self,
+        num_features: int,
+        paths: Sequence[str],
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine_per_path: bool = False,
+    ):
         super().__init__()
         self.num_features, self.paths, self.eps, self.momentum = num_features, tuple(paths), eps, momentum
-        self.weight = nn.Parameter(torch.ones(num_features))
-        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.affine_per_path = affine_per_path
+        for suffix in [f"_{path}" for path in self.paths] if affine_per_path else [""]:
+            self.register_parameter(f"weight{suffix}", nn.Parameter(torch.ones(num_features)))
+            self.register_parameter(f"bias{suffix}", nn.Parameter(torch.zeros(num_features)))
         for path in self.paths:
             self.register_buffer(f"running_mean_{path}", torch.zeros(num_features))
             self.register_buffer(f"running_var_{path}", torch.ones(num_features))
             self.register_buffer(f"num_batches_tracked_{path}", torch.tensor(0, dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, paths={self.paths}, eps={self.eps}, momentum={self.momentum}"
+        affine = ", affine_per_path=True" if self.affine_per_path else ""
+        return f"{self.num_features}, paths={self.paths}, eps={self.eps}, momentum={self.momentum}{affine}"
 
     def forward(self, x: torch.Tensor, paths: Sequence[str | None] | None = None) -> torch.Tensor:
         """Normalise ``x`` (B, C, H, W), whose batch stacks one equal block per path in ``paths``.
@@ -121,12 +137,13 @@ class PathBatchNorm2d(nn.Module):
         if self.training:
             tracked = getattr(self, f"num_batches_tracked_{path}")
             tracked.add_(1)
+        suffix = f"_{path}" if self.affine_per_path else ""
         return F.batch_norm(
             x,
             getattr(self, f"running_mean_{path}"),
             getattr(self, f"running_var_{path}"),
-            self.weight,
-            self.bias,
+            getattr(self, f"weight{suffix}"),
+            getattr(self, f"bias{suffix}"),
             self.training,
             self.momentum,
             self.eps,
@@ -135,11 +152,13 @@ class PathBatchNorm2d(nn.Module):
 
 def make_norm(kind: str, channels: int, paths: Sequence[str]) -> nn.Module:
     """The normalisation layer ``kind`` (one of :data:`NORMS`) for ``channels`` channels; ``paths`` are
-    the passes through it (used by ``batch_per_path`` only)."""
+    the passes through it (used by the per-path norms only)."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "batch_per_path":
         return PathBatchNorm2d(channels, paths)
+    if kind == "batch_per_path_affine":
+        return PathBatchNorm2d(channels, paths, affine_per_path=True)
     if kind == "group":
         return nn.GroupNorm(group_norm_groups(channels), channels)
     if kind == "instance":

@@ -1,4 +1,5 @@
-"""Values that move over a run's epochs: the skip weight (Plan A) and the content weight (remedies).
+"""Values that move over a run's epochs: the skip weight (Plan A), the content weight and the learning rate
+(remedies).
 
 Each is a pure function of the config and the epoch, so a resumed run (:mod:`model.checkpoint`) follows
 the same schedule with nothing to save.
@@ -10,7 +11,7 @@ import math
 
 from model.config import TrainerConfig
 
-__all__ = ["content_weight_at", "scheduled", "skip_weight_at"]
+__all__ = ["content_weight_at", "lr_at", "lr_moves", "scheduled", "skip_weight_at"]
 
 
 def scheduled(schedule: str, start: float, final: float, end_epoch: int, epoch: int) -> float:
@@ -49,3 +50,28 @@ def content_weight_at(cfg: TrainerConfig, epoch: int) -> float:
     end = cfg.content_ramp_epochs or cfg.epochs
     start = cfg.loss_weights.content
     return scheduled(cfg.content_schedule, start, cfg.content_weight_final, end, epoch)
+
+
+def lr_at(cfg: TrainerConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate of the update at ``step`` (0-based) of training epoch ``epoch`` (1-based).
+
+    Training time runs in epochs, counted in fractions of an epoch, so a run with more steps per epoch
+    (``budget.scale``) follows the same curve over its epochs. The first ``lr_warmup_epochs`` rise
+    linearly from 0 to ``lr`` (the first update already moves: it uses ``lr`` times its end point's
+    fraction); then ``constant`` holds ``lr`` and ``cosine`` falls from ``lr`` to ``lr_final`` at the last
+    step (Loshchilov & Hutter 2017, "SGDR", without restarts; the warm-up as in Goyal et al. 2017).
+    """
+    t = (epoch - 1) + (step + 1) / steps_per_epoch  # epochs of training done after this update
+    warmup = cfg.lr_warmup_epochs
+    if warmup > 0 and t < warmup:
+        return cfg.lr * t / warmup
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = cfg.epochs - warmup
+    frac = 1.0 if span <= 0 else min(1.0, max(0.0, (t - warmup) / span))
+    return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def lr_moves(cfg: TrainerConfig) -> bool:
+    """Whether the learning rate changes during training (else the optimiser keeps ``lr`` throughout)."""
+    return cfg.lr_schedule != "constant" or cfg.lr_warmup_epochs > 0

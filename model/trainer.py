@@ -12,7 +12,8 @@ Per step (the note's losses, all L1, each the mean over both directions)::
 Remedies (docs/remedies.md): ``trainer.content_loss`` replaces the trained content term by another form
 (:mod:`model.losses`; ``content`` stays the note's L1, logged as the diagnostic, and the trained term is
 ``content_loss``), and ``trainer.content_schedule`` moves ``w_content`` per epoch
-(:func:`content_weight_at`), as ``skip_schedule`` moves the skip weight.
+(:func:`content_weight_at`), as ``skip_schedule`` moves the skip weight; ``trainer.lr_schedule`` and
+``lr_warmup_epochs`` move the learning rate per step (:func:`model.schedules.lr_at`).
 
 The trainer is a library: :func:`fit` takes a :class:`~model.config.RunConfig` and reports each epoch
 (validation metrics on a fixed held-out split, epoch 0 measured before any update, plus image grids)
@@ -40,10 +41,10 @@ from model.config import ConfigError, RunConfig
 from model.data import PairedSource, SourceShape, open_source, split_indices
 from model.device import resolve_device
 from model.discriminator import PatchDiscriminator
-from model.losses import content_loss
+from model.losses import trained_content
 from model.metrics import constant_baselines, l1, noise_leak_terms, psnr
 from model.preflight import check_data_fits
-from model.schedules import content_weight_at, scheduled, skip_weight_at
+from model.schedules import content_weight_at, lr_at, lr_moves, scheduled, skip_weight_at
 from model.unet import CrossDomainAE
 
 __all__ = [
@@ -199,11 +200,9 @@ class Trainer:
         }
         losses["recon"] = 0.5 * (losses["recon_a"] + losses["recon_b"])
         losses["cross"] = 0.5 * (losses["cross_a"] + losses["cross_b"])
+        content = trained_content(tc, p.z_a, p.z_b, losses["content"])
         if tc.content_loss != "l1":
-            losses["content_loss"] = content_loss(
-                tc.content_loss, p.z_a, p.z_b, variance_weight=tc.content_variance_weight
-            )
-        content = losses.get("content_loss", losses["content"])
+            losses["content_loss"] = content
         w = tc.loss_weights
         w_content = w.content if content_weight is None else content_weight
         total = w_content * content + w.recon * losses["recon"] + w.cross * losses["cross"]
@@ -275,6 +274,7 @@ class Trainer:
         terms = [t for t in LOSS_TERMS if t != "total"] + ["total"]
         perm = torch.randperm(n, generator=self.generator)
         cursor = 0
+        scheduled_lr = lr_moves(tc)
         for step in range(n_steps):
             if stop is not None and stop():
                 raise Interrupted(self.epoch)
@@ -283,6 +283,9 @@ class Trainer:
             batch = self.train.take(perm[cursor : cursor + bs])
             cursor += bs
             out = self.forward(batch["a"], batch["b"], sw, cw)
+            if scheduled_lr:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr_at(tc, epoch, step, n_steps)
             self.optimizer.zero_grad(set_to_none=True)
             out.losses["total"].backward()
             if tc.grad_clip:
@@ -347,6 +350,9 @@ class Trainer:
         metrics["skip_weight"] = sw
         if tc.content_schedule != "constant":
             metrics["content_weight"] = cw
+        if lr_moves(tc):  # the rate of the epoch's last update (epoch 0: of the first update)
+            n = self.steps_per_epoch()
+            metrics["lr"] = lr_at(tc, max(epoch, 1), n - 1 if epoch else 0, n)
         return metrics
 
     def baselines(self) -> dict[str, float]:

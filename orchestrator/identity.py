@@ -52,6 +52,10 @@ KEY_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("trainer", "content_schedule"): "constant",
     ("trainer", "content_weight_final"): 0.0,
     ("trainer", "content_ramp_epochs"): None,
+    ("trainer", "content_stop_gradient"): "none",
+    ("trainer", "lr_schedule"): "constant",
+    ("trainer", "lr_warmup_epochs"): 0.0,
+    ("trainer", "lr_final"): 0.0,
 }
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]

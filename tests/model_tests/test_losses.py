@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.config import load_config
-from model.losses import CONTENT_LOSSES, content_loss, cosine_distance, variance_hinge
+from model.losses import CONTENT_LOSSES, STOP_GRADIENTS, content_loss, cosine_distance, variance_hinge
 from model.metrics import l1
 from model.trainer import Trainer, fit
 from tests.model_tests.test_trainer import _pairs
@@ -97,3 +97,48 @@ def test_trainer_logs_the_notes_content_and_trains_the_chosen_form(tiny: dict, k
     last = result.epochs[-1].metrics
     assert ("content_loss" in last and "train_content_loss" in last) == (kind != "l1")
     assert math.isfinite(last["content"])
+
+
+@pytest.mark.parametrize("kind", CONTENT_LOSSES)
+@pytest.mark.parametrize("stop", STOP_GRADIENTS)
+def test_stop_gradient_keeps_the_value_and_removes_one_branchs_gradient(kind: str, stop: str) -> None:
+    """SimSiam's stop-gradient: the same value; ``a`` sends no invariance gradient into z_a, ``b`` none into
+    z_b, ``symmetric`` half of the note's into each (VICReg's variance terms keep theirs)."""
+    g = torch.Generator().manual_seed(0)
+    z_a, z_b = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+
+    def grads(stop_gradient: str, variance: float = 1.0) -> tuple[float, torch.Tensor, torch.Tensor]:
+        a, b = z_a.clone().requires_grad_(), z_b.clone().requires_grad_()
+        loss = content_loss(kind, a, b, variance_weight=variance, stop_gradient=stop_gradient)
+        loss.backward()
+        zero = torch.zeros_like(z_a)  # a detached branch gets no gradient at all
+        return float(loss), zero if a.grad is None else a.grad, zero if b.grad is None else b.grad
+
+    value, ga, gb = grads(stop, variance=0.0)
+    note_value, note_ga, note_gb = grads("none", variance=0.0)
+    assert value == pytest.approx(note_value)
+    want_a = {"none": note_ga, "a": 0 * note_ga, "b": note_ga, "symmetric": 0.5 * note_ga}[stop]
+    want_b = {"none": note_gb, "a": note_gb, "b": 0 * note_gb, "symmetric": 0.5 * note_gb}[stop]
+    torch.testing.assert_close(ga, want_a)
+    torch.testing.assert_close(gb, want_b)
+    if kind == "vicreg" and stop == "a":  # the variance hinge still reaches z_a
+        assert float(grads(stop)[1].abs().sum()) > 0
+
+
+def test_unknown_stop_gradient_is_refused() -> None:
+    with pytest.raises(ValueError, match="content_stop_gradient"):
+        content_loss("l1", torch.zeros(2, 2), torch.zeros(2, 2), stop_gradient="z")
+
+
+def test_trainer_with_a_stop_gradient_logs_the_same_content_and_trains_differently(tiny: dict) -> None:
+    """Set, the field changes training (the encoder gets less of the content gradient) but not what is
+    measured at a given state: the first pass's losses are the note's."""
+    runs = {}
+    for stop in ("none", "a"):
+        tiny["trainer"]["content_stop_gradient"] = stop
+        runs[stop] = fit(load_config(tiny), source=_pairs())
+    first = [r.epochs[0].metrics for r in runs.values()]
+    assert first[0]["content"] == first[1]["content"] and first[0]["total"] == first[1]["total"]
+    assert "content_loss" not in runs["a"].epochs[-1].metrics  # l1 with a stop-gradient: still the note's
+    last = [r.epochs[-1].metrics["cross"] for r in runs.values()]
+    assert last[0] != pytest.approx(last[1], rel=1e-5)

@@ -42,6 +42,7 @@ def test_each_norm_builds_its_layer_in_every_block() -> None:
     want = {
         "batch": nn.BatchNorm2d,
         "batch_per_path": PathBatchNorm2d,
+        "batch_per_path_affine": PathBatchNorm2d,
         "group": nn.GroupNorm,
         "instance": nn.InstanceNorm2d,
         "none": nn.Identity,
@@ -72,7 +73,20 @@ def test_default_is_the_notes_batch_norm_with_its_checkpoint_keys(tiny: dict) ->
     assert len(state) == 96 and hashlib.sha256(text.encode()).hexdigest()[:16] == "b78eef2d76a0ea20"
 
 
-def test_default_trainer_computes_the_numbers_it_computed_before_the_remedies(tiny: dict) -> None:
+# every remedy field added after the first remedies, at its default: the note's numbers, to the digit
+LATER_DEFAULTS = [
+    {},
+    {"trainer": {"content_stop_gradient": "none"}},
+    {"trainer": {"lr_schedule": "constant", "lr_warmup_epochs": 0, "lr_final": 0.0}},
+]
+
+
+@pytest.mark.parametrize("defaults", LATER_DEFAULTS)
+def test_default_trainer_computes_the_numbers_it_computed_before_the_remedies(
+    tiny: dict, defaults: dict
+) -> None:
+    for section, values in defaults.items():
+        tiny[section] |= values
     tr = Trainer(load_config(tiny), _pairs())
     batch = tr.train.take(np.arange(8))
     tr.model.train()
@@ -172,6 +186,51 @@ def test_batch_per_path_trains_exactly_as_batch_and_evaluates_each_path_on_its_o
             tr.model.eval()
             outs[norm] = tr.forward(val["a"], val["b"], 1.0).losses
     assert float(outs["batch"]["cross"]) != pytest.approx(float(outs["batch_per_path"]["cross"]), rel=1e-4)
+
+
+def test_affine_per_path_normalises_each_path_with_its_own_gain_and_shift() -> None:
+    """``batch_per_path_affine``: per-path statistics as ``batch_per_path``, and a gradient that reaches only
+    the affine parameters of the path that produced it."""
+    g = torch.Generator().manual_seed(1)
+    layer = PathBatchNorm2d(3, ("same", "cross"), affine_per_path=True)
+    assert not hasattr(layer, "weight") and {n for n, _ in layer.named_parameters()} == {
+        "weight_same", "bias_same", "weight_cross", "bias_cross"}  # fmt: skip
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.uniform_(0.5, 1.5, generator=g)
+    refs = {}
+    for path in layer.paths:
+        refs[path] = nn.BatchNorm2d(3)
+        with torch.no_grad():
+            refs[path].weight.copy_(getattr(layer, f"weight_{path}"))
+            refs[path].bias.copy_(getattr(layer, f"bias_{path}"))
+    blocks = [torch.randn(4, 3, 5, 5, generator=g) for _ in range(2)]
+    got = layer(torch.cat(blocks), ("same", "cross"))
+    torch.testing.assert_close(got, torch.cat([refs["same"](blocks[0]), refs["cross"](blocks[1])]))
+    layer(blocks[1], ("cross",)).sum().backward()
+    assert layer.weight_same.grad is None and layer.weight_cross.grad is not None
+    layer.eval()
+    torch.testing.assert_close(layer(blocks[0], ("same",)), refs["same"].eval()(blocks[0]))
+
+
+def test_affine_per_path_starts_as_batch_per_path_and_then_trains_differently(tiny: dict) -> None:
+    """Set, the remedy changes training: the first pass computes batch_per_path's numbers (every affine
+    starts at 1 and 0), and after an epoch the two models' losses differ."""
+    tiny["trainer"] |= {"cross_domain_strategy": "no_skip"}
+    trainers = {}
+    for norm in ("batch_per_path", "batch_per_path_affine"):
+        tiny["model"]["norm"] = norm
+        trainers[norm] = Trainer(load_config(tiny), _pairs())
+    batch = trainers["batch_per_path"].train.take(np.arange(8))
+    first = {
+        n: float(tr.forward(batch["a"], batch["b"], 1.0).losses["total"].detach())
+        for n, tr in trainers.items()
+    }
+    assert first["batch_per_path"] == pytest.approx(first["batch_per_path_affine"], rel=1e-6)
+    for tr in trainers.values():
+        tr.train_epoch(1)
+    after = {n: tr.evaluate(1)["cross"] for n, tr in trainers.items()}
+    assert after["batch_per_path"] != pytest.approx(after["batch_per_path_affine"], rel=1e-4)
 
 
 # ------------------------------------------------------------------------------------ per-sample norms
