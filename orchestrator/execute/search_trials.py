@@ -98,7 +98,7 @@ class TrialRun:
             return TrialState.FAIL, None, f"seed {seed[p]} crashed: {why}"
         diverged = [p for p, (st, _) in by_position.items() if st is RunStatus.DIVERGED]
         n = len(self.specs)
-        if diverged and len(diverged) >= settings.diverged_fraction * n:
+        if settings.too_many_diverged(len(diverged), n):
             return TrialState.PRUNED, None, f"{len(diverged)} of {n} seeds diverged (NaN/Inf)"
         curves = []
         for p in sorted(p for p, (st, _) in by_position.items() if st.has_curve):

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from orchestrator.execute.search_objective import Objective
 from orchestrator.verdict.settings import VerdictSettings
-from orchestrator.verdict.stats import default_warmup, fit_window
+from orchestrator.verdict.stats import fit_window, lower_bound
 
 __all__ = [
     "Objective",
@@ -44,10 +44,7 @@ __all__ = [
 def analysis_window(epochs: int, settings: VerdictSettings) -> tuple[int, int] | None:
     """The verdict's window (first, last epoch) for runs of ``epochs`` training epochs (epoch 0 is also
     recorded), or None when it is shorter than ``settings.min_window``."""
-    warmup = settings.warmup if settings.warmup is not None else default_warmup(epochs + 1)
-    if epochs - warmup + 1 < settings.min_window:
-        return None
-    return warmup, epochs
+    return settings.window(epochs + 1)
 
 
 def score(objective: Objective, start: float, end: float, baseline: float | None) -> float:
@@ -76,17 +73,11 @@ def objective_value(
         raise ValueError(f"no analysis window in {epochs} epochs (or no curve)")
     ys = [np.asarray(c, dtype=float) for c in curves]
     short = any(y.size < epochs + 1 for y in ys)
-    lower = 0.0 if all(float(np.min(y)) >= 0 for y in ys) else None
-    fit = fit_window(
-        ys if short else np.stack(ys),
-        window,
-        n_boot=settings.n_boot,
-        confidence=settings.confidence,
-        block_length=settings.block_length,
-        seed=settings.bootstrap_seed,
-        extend=short,
-        lower=lower if short else None,
-    )
+    options = settings.fit_options()
+    if short:
+        fit = fit_window(ys, window, extend=True, lower=lower_bound(ys), **options)
+    else:
+        fit = fit_window(np.stack(ys), window, **options)
     return score(objective, float(fit.start.mean()), float(fit.end.mean()), baseline)
 
 
@@ -140,7 +131,8 @@ def trend_estimate(
         se = math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx)
         low_slope = slope - float(stats.t.ppf((1 + settings.confidence) / 2, len(x) - 2)) * se
         mean_x, mean_y = float(x.mean()), float(y.mean())
-        floor = 0.0 if all(v >= 0 for _, v in pts) else -math.inf
+        floor = lower_bound([y])
+        floor = -math.inf if floor is None else floor
         starts.append(mean_y + slope * (first - mean_x))
         ends.append(max(floor, mean_y + slope * (epochs - mean_x)))
         last = mean_y + slope * (float(x[-1]) - mean_x)

@@ -14,7 +14,7 @@ from orchestrator.execute.search import round_size, search_space
 from orchestrator.execute.search_space import format_params
 from orchestrator.execute.trend_pruner import Objective, TrendPruner, objective_value, step_of
 from orchestrator.matrix import read_matrix
-from orchestrator.verdict import VerdictSettings, judge_cell
+from orchestrator.verdict import CellData, VerdictSettings, judge_cell
 
 runner = CliRunner()
 
@@ -99,7 +99,7 @@ def test_objective_is_the_verdicts_statistic() -> None:
     epochs = np.arange(13)
     curves = [1.0 - 0.03 * epochs + rng.normal(0, 0.01, epochs.size) for _ in range(3)]
     settings = VerdictSettings()
-    verdict = judge_cell("c", curves, settings, baseline=0.9)
+    verdict = judge_cell(CellData("c", curves=curves, baseline=0.9), settings)
     assert objective_value(Objective.DROP, curves, 12, settings) == pytest.approx(verdict.rel_change)
     assert objective_value(Objective.FINAL, curves, 12, settings, 0.9) == pytest.approx(verdict.vs_baseline)
 
