@@ -44,43 +44,30 @@ def ablate(
     finished runs, the two ends included), and name the step whose change flips the verdict.
 
     Every step is a cell of the matrix's experiment, run as `orch sweep` runs its cells."""
-    from model.config import ConfigError
-    from model.data import DataError
     from orchestrator.execute.ablate import ablation_matrix
     from orchestrator.matrix import MatrixError, expand, read_matrix
 
     if not start or not end:
         raise fail("give both ends of the path: --from CELL --to CELL")
     axes = [a.strip() for a in (order or "").split(",") if a.strip()]
-    try:
-        mx, root = read_matrix(matrix, overrides or ())
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    mx, root = read_matrix(matrix, overrides or ())
     try:
         path, steps = ablation_matrix(mx, start=start, end=end, order=axes, root=root)
         specs = expand(path, root=root)
-    except MatrixError as exc:
-        raise fail(f"{matrix}: {exc}") from None
+    except MatrixError as exc:  # said with the file it is about
+        raise MatrixError(f"{matrix}: {exc}") from None
 
     from orchestrator.cli.progress import SweepDisplay, plan_table
     from orchestrator.execute.plan import dry_run_plan, preflight
     from orchestrator.execute.sweep import run_sweep
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.tracking import TrackingError
 
-    try:
-        preflight(specs)
-    except (ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
+    preflight(specs)
     uri = tracking_uri()
     console.print(f"[bold]{path.name}[/]: {start} -> {end} in {len(steps) - 1} steps", highlight=False)
     for i, step in enumerate(steps):
         console.print(f"  {i}. {step.cell}: {step.describe()}", highlight=False, markup=False)
     if dry_run:
-        try:
-            plan = dry_run_plan(specs, uri, path.name)
-        except TrackingError as exc:
-            raise fail(str(exc)) from None
+        plan = dry_run_plan(specs, uri, path.name)
         console.print(plan_table(plan, f"{path.name}: {len(specs)} runs ({len(steps)} steps)"))
         return
     edits = {"overrides": overrides or [], "ablate": {"from": start, "to": end, "order": axes}}
@@ -98,8 +85,6 @@ def ablate(
                 on_phase=display.on_phase,
                 edits=edits,
             )
-    except (TrackingError, QueueError) as exc:
-        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command to finish the rest")
         raise typer.Exit(130) from None

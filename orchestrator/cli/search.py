@@ -123,21 +123,14 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
-    from model.config import ConfigError
-    from model.data import DataError
-    from orchestrator.execute.search import SearchError, run_search
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.matrix import MatrixError, parse_where, read_matrix
-    from orchestrator.tracking import TrackingError
+    from orchestrator.execute.search import run_search
+    from orchestrator.matrix import parse_where, read_matrix
 
     if cells and len(cells) > 1:
         got = ", ".join(cells)
         raise fail(f"--cells: a search explores the axes around one cell, got {len(cells)}: {got}")
-    try:
-        mx, root = read_matrix(matrix, overrides or ())
-        conditions = parse_where(where or [])
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    mx, root = read_matrix(matrix, overrides or ())
+    conditions = parse_where(where or [])
     chosen = Objective(objective or mx.search.objective)
     display = SearchDisplay(console, trials, chosen)
     try:
@@ -159,8 +152,6 @@ def search(
                 on_trial=display.on_trial,
                 on_progress=display.on_progress,
             )
-    except (MatrixError, SearchError, QueueError, TrackingError, ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command with --resume to continue the study")
         raise typer.Exit(130) from None

@@ -82,38 +82,28 @@ def sweep(
 
     A run that diverged (NaN/Inf) is a result, not a failure: it is not run again unless asked
     (--retry-diverged). Overrides and selections are recorded on the sweep's parent run."""
-    from model.config import ConfigError
-    from model.data import DataError
-    from orchestrator.matrix import MAX_RUNS, MatrixError, load_matrix, parse_where, select_specs
+    from orchestrator.matrix import MAX_RUNS, load_matrix, parse_where, select_specs
 
     if budget_scale is not None:
         overrides = [*(overrides or []), f"budget.scale={budget_scale!r}"]
     if workers == 0 and storage is None:
         raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
-    try:  # the matrix first: a refusal (a typo, too many runs) comes before torch is imported
-        mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS, overrides=overrides or ())
-        conditions = parse_where(where or [])
-        if cells or conditions:
-            specs = select_specs(specs, cells=cells or (), where=conditions)
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    # the matrix first: a refusal (a typo, too many runs) comes before torch is imported
+    mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS, overrides=overrides or ())
+    conditions = parse_where(where or [])
+    if cells or conditions:
+        specs = select_specs(specs, cells=cells or (), where=conditions)
     edits = {"overrides": overrides or [], "cells": cells or [], "where": where or []}
 
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import preflight
     from orchestrator.execute.signals import sigterm_interrupts
-    from orchestrator.execute.slurm import SlurmError
     from orchestrator.execute.sweep import run_sweep
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.tracking import TrackingError
 
     slurm = {"partition": partition, "gpus": gpus_per_worker or None, "time": time_limit, "mem": mem}
     slurm["cpus"] = cpus_per_worker
     _check_launcher(launcher, storage, workers, slurm)
-    try:
-        preflight(specs)
-    except (ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
+    preflight(specs)
     uri = tracking_uri()
     if dry_run:
         _dry_run(mx.name, specs, uri, fresh, retry_diverged)
@@ -142,8 +132,6 @@ def sweep(
                     edits=edits,
                     launcher=submitter,
                 )
-        except (TrackingError, QueueError, SlurmError) as exc:  # SweepBusy too: another coordinator
-            raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise _interrupted() from None
         try:
@@ -222,12 +210,9 @@ def _slurm_launcher(
     overrides: tuple[str, ...],
 ) -> SlurmLauncher:
     """The launcher of ``--launcher slurm`` (a bad ``--time`` exits 2)."""
-    from orchestrator.execute.slurm import SlurmError, SlurmLauncher, SlurmResources
+    from orchestrator.execute.slurm import SlurmLauncher, SlurmResources
 
-    try:
-        resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
-    except SlurmError as exc:
-        raise fail(str(exc)) from None
+    resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
     if uri.startswith("sqlite:"):
         console.print(
             f"note: the Slurm tasks log to {uri}: on a cluster it must be on a filesystem every node mounts "
@@ -254,12 +239,8 @@ def _dry_run(name: str, specs: list, uri: str, fresh: bool, retry_diverged: bool
     """``--dry-run``: the plan table and its counts."""
     from orchestrator.cli.progress import plan_table
     from orchestrator.execute.plan import dry_run_plan
-    from orchestrator.tracking import TrackingError
 
-    try:
-        plan = dry_run_plan(specs, uri, name, fresh=fresh, retry_diverged=retry_diverged)
-    except TrackingError as exc:
-        raise fail(str(exc)) from None
+    plan = dry_run_plan(specs, uri, name, fresh=fresh, retry_diverged=retry_diverged)
     console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
     todo = sum(p.state.runs for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
@@ -297,32 +278,24 @@ def worker(
     """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.join import join_sweep
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.matrix import MatrixError, load_matrix
-    from orchestrator.tracking import TrackingError
+    from orchestrator.matrix import load_matrix
 
     if not storage:
         raise fail("--storage is required: the coordinator's queue (postgresql://...)")
-    try:
-        mx, specs = load_matrix(matrix, overrides=overrides or ())
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    mx, specs = load_matrix(matrix, overrides=overrides or ())
     display = SweepDisplay(console, len(specs))
-    try:
-        with display.live():
-            outcome = join_sweep(
-                mx,
-                specs,
-                tracking_uri=tracking_uri(),
-                storage=storage,
-                workers=workers,
-                workers_per_gpu=workers_per_gpu,
-                heartbeat=heartbeat,
-                wait=wait,
-                on_event=display,
-            )
-    except (QueueError, TrackingError) as exc:
-        raise fail(str(exc)) from None
+    with display.live():
+        outcome = join_sweep(
+            mx,
+            specs,
+            tracking_uri=tracking_uri(),
+            storage=storage,
+            workers=workers,
+            workers_per_gpu=workers_per_gpu,
+            heartbeat=heartbeat,
+            wait=wait,
+            on_event=display,
+        )
     console.print(f"worker done: ran {outcome.ran} (crashed {outcome.crashed})")
     if outcome.crashed:
         raise typer.Exit(1)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import UserError
+
 __all__ = [
     "SlurmError",
     "SlurmLauncher",
@@ -61,7 +63,7 @@ ENDED = frozenset(
 _TIMEOUT = 60  # seconds any Slurm command may take before the controller counts as unreachable
 
 
-class SlurmError(RuntimeError):
+class SlurmError(UserError, RuntimeError):
     """Slurm cannot run the sweep's workers: no sbatch, resources it rejects, a failed submission."""
 
 

@@ -26,6 +26,8 @@ from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTria
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from orchestrator.errors import UserError
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # heartbeats and their stale-trial hooks are marked experimental in Optuna; we rely on them knowingly (Optuna
 # attributes the warning to its own modules, so the filter goes by category)
@@ -47,7 +49,7 @@ __all__ = [
 PREFIX = "orch-sweep"
 
 
-class QueueError(RuntimeError):
+class QueueError(UserError, RuntimeError):
     """The storage cannot be reached, or holds no sweep to join."""
 
 

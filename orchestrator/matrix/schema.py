@@ -13,6 +13,7 @@ from model.config import (
     Seed,
 )
 from model.input_files import quote
+from orchestrator.errors import UserError
 from orchestrator.identity import RunIdentity
 from orchestrator.verdict.settings import Guard, VerdictSettings
 
@@ -64,7 +65,7 @@ AXIS_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-class MatrixError(ValueError):
+class MatrixError(UserError, ValueError):
     """A matrix that cannot be run; the message names the file, cell, axis and value."""
 
 

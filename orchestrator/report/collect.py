@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
 from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
@@ -13,7 +14,7 @@ from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_c
 __all__ = ["CellData", "ReportError", "Selection", "collect_cells", "judge_cells"]
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """Nothing to judge: unknown experiment, no runs, or the metric was never logged."""
 
 

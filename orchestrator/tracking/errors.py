@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.errors import UserError
+
 __all__ = ["TrackingError", "first_line", "os_reason"]
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     """The tracking store cannot be used (unreachable, unknown experiment...)."""
 
 
