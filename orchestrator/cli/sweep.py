@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -97,7 +98,7 @@ def sweep(
 
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import preflight
-    from orchestrator.execute.signals import sigterm_interrupts
+    from orchestrator.execute.signals import Preempted, handle_signals
     from orchestrator.execute.sweep import run_sweep
 
     slurm = {"partition": partition, "gpus": gpus_per_worker or None, "time": time_limit, "mem": mem}
@@ -112,7 +113,8 @@ def sweep(
     if launcher == "slurm":
         submitter = _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
     display = SweepDisplay(console, len(specs))
-    with sigterm_interrupts():  # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
+    # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
+    with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
         try:
             with display.live():
                 outcome = run_sweep(

@@ -19,10 +19,8 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,6 @@ __all__ = [
     "check_sbatch",
     "parse_time",
     "preflight",
-    "stop_on_signal",
 ]
 
 #: Job states after which a task runs nothing more (squeue and sacct spell them alike).
@@ -251,11 +248,12 @@ class SlurmWorker:
         queue once their heartbeats are stale, for another task or the next sweep.
         """
         from orchestrator.execute.join import join_sweep
+        from orchestrator.execute.signals import handle_signals
         from orchestrator.matrix import load_matrix
 
         os.chdir(self.cwd)
-        try:
-            with stop_on_signal(signal.SIGUSR2):
+        try:  # it replaces submitit's handler, which would requeue or fail the task by its own bookkeeping
+            with handle_signals([signal.SIGUSR2], raise_as=TaskStopped.by):
                 matrix, specs = load_matrix(Path(self.matrix), overrides=self.overrides)
                 outcome = join_sweep(
                     matrix,
@@ -279,23 +277,9 @@ class TaskStopped(BaseException):
     """Slurm signalled a task to stop (a BaseException: it unwinds through the sweep's own handlers,
     which stop the worker processes and mark their runs KILLED)."""
 
-
-@contextmanager
-def stop_on_signal(signum: int) -> Iterator[None]:
-    """Raise :class:`TaskStopped` in the main thread when ``signum`` arrives while the block runs (it
-    replaces submitit's handler, which would requeue or fail the task depending on its time bookkeeping)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(received: int, frame: Any) -> None:
-        raise TaskStopped(f"{signal.Signals(received).name} (time limit near, or preempted)")
-
-    previous = signal.signal(signum, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
+    @classmethod
+    def by(cls, signal_name: str) -> TaskStopped:
+        return cls(f"{signal_name} (time limit near, or preempted)")
 
 
 def _task_id() -> str:

@@ -12,6 +12,7 @@ through :mod:`orchestrator.execute.join`.
 from __future__ import annotations
 
 import functools
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from orchestrator.execute.lease import hold_lease
 from orchestrator.execute.plan import PlanItem, plan_sweep
 from orchestrator.execute.resources import plan_workers
 from orchestrator.execute.resume import open_parent, settle_dead_sweeps
-from orchestrator.execute.signals import sigterm_interrupts
+from orchestrator.execute.signals import Preempted, handle_signals
 from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
 from orchestrator.execute.workqueue import PREFIX, WorkQueue, open_storage
 from orchestrator.matrix import Matrix, RunSpec
@@ -90,8 +91,8 @@ def run_sweep(
     (e.g. :class:`~orchestrator.execute.slurm.SlurmLauncher`, ``storage`` required) this process only
     coordinates: the launcher submits the workers once the queue holds its items; a failed submission
     abandons the queue and ends the parent run KILLED. The call returns once every item is done, wherever
-    it ran, or once no submitted worker is left. SIGTERM is taken as Ctrl-C (:mod:`.signals`): the parent
-    run ends KILLED "interrupted", whatever stopped the sweep.
+    it ran, or once no submitted worker is left. SIGTERM is taken as Ctrl-C (:class:`~.signals.Preempted`):
+    the parent run ends KILLED "interrupted", whatever stopped the sweep.
 
     Raises:
         orchestrator.execute.lease.SweepBusy: another coordinator sweeps the matrix (nothing written).
@@ -109,7 +110,7 @@ def run_sweep(
             raise ValueError("a launcher needs a queue storage that its workers reach (storage=...)")
         launcher.check()
         workers = 0
-    with sigterm_interrupts():
+    with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
         queue_storage = open_storage(storage, heartbeat=heartbeat) if storage else None
         on_phase("opening the tracking store")
         uri = prepare_store(tracking_uri)
