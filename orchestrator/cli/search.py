@@ -123,7 +123,7 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
-    from orchestrator.execute.search import run_search
+    from orchestrator.execute.search import StudySettings, run_search, search_space
     from orchestrator.matrix import parse_where, read_matrix
 
     if cells and len(cells) > 1:
@@ -132,25 +132,21 @@ def search(
     mx, root = read_matrix(matrix, overrides or ())
     conditions = parse_where(where or [])
     chosen = Objective(objective or mx.search.objective)
+    space = search_space(mx, cell=cells[0] if cells else None, where=conditions)
     display = SearchDisplay(console, trials, chosen)
     try:
         with display.live():
             outcome = run_search(
                 mx,
+                space,
                 root=root,
                 trials=trials,
                 tracking_uri=tracking_uri(),
                 workers=workers,
-                storage=storage,
-                study_name=study,
-                resume=resume,
-                objective=chosen,
-                cell=cells[0] if cells else None,
-                where=conditions,
+                study=StudySettings(study, storage, resume, chosen),
                 edits={"overrides": overrides or [], "cells": cells or [], "where": where or []},
                 matrix_path=matrix,
-                on_trial=display.on_trial,
-                on_progress=display.on_progress,
+                display=display,
             )
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command with --resume to continue the study")

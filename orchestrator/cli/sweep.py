@@ -1,20 +1,26 @@
-"""``orch sweep MATRIX`` and ``orch worker MATRIX``: run a matrix here, or join its sweep from elsewhere."""
+"""``orch sweep MATRIX`` and ``orch worker MATRIX``: run a matrix here, or join its sweep from elsewhere.
+
+:func:`sweep_matrix` is the sweep command's path from a validated matrix to its verdicts; `orch ablate`
+takes it too.
+"""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
 
 if TYPE_CHECKING:
-    from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.context import SweepOutcome, SweepRequest
     from orchestrator.execute.slurm import SlurmLauncher
+    from orchestrator.matrix import Matrix, RunSpec
 
-__all__ = ["sweep", "worker"]
+__all__ = ["sweep", "sweep_matrix", "worker"]
 
 
 def sweep(
@@ -96,23 +102,53 @@ def sweep(
         specs = select_specs(specs, cells=cells or (), where=conditions)
     edits = {"overrides": overrides or [], "cells": cells or [], "where": where or []}
 
+    from orchestrator.execute.context import QueueSettings, SweepRequest
+
+    slurm = {"partition": partition, "gpus": gpus_per_worker or None, "time": time_limit, "mem": mem}
+    slurm["cpus"] = cpus_per_worker
+    _check_launcher(launcher, storage, workers, slurm)
+    submitter = None
+    if launcher == "slurm" and not dry_run:
+        submitter = _slurm_launcher(matrix, storage, workers, heartbeat, slurm, tuple(overrides or ()))
+    sweep_matrix(
+        mx,
+        specs,
+        matrix_path=matrix,
+        dry_run=dry_run,
+        request=SweepRequest(edits, fresh, retry_diverged),
+        report=lambda outcome: _print_report(mx, specs, outcome),
+        workers=workers,
+        workers_per_gpu=workers_per_gpu,
+        queue=QueueSettings(storage, heartbeat),
+        launcher=submitter,
+    )
+
+
+def sweep_matrix(
+    mx: Matrix,
+    specs: list[RunSpec],
+    *,
+    matrix_path: Path,
+    dry_run: bool,
+    request: SweepRequest,
+    report: Callable[[SweepOutcome], None],
+    **where: Any,
+) -> None:
+    """The sweep command's path: check that the runs can start, then print the plan (``dry_run``) or run
+    them with a live view (:func:`~orchestrator.execute.sweep.run_sweep`, ``where`` its workers, queue and
+    launcher), say what ran, ``report`` the verdicts, and exit 1 when runs crashed or were interrupted, 130
+    when the sweep itself is (Ctrl-C, SIGTERM)."""
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import preflight
     from orchestrator.execute.signals import Preempted, handle_signals
     from orchestrator.execute.sweep import run_sweep
 
-    slurm = {"partition": partition, "gpus": gpus_per_worker or None, "time": time_limit, "mem": mem}
-    slurm["cpus"] = cpus_per_worker
-    _check_launcher(launcher, storage, workers, slurm)
     preflight(specs)
     uri = tracking_uri()
     if dry_run:
-        _dry_run(mx.name, specs, uri, fresh, retry_diverged)
+        _dry_run(mx.name, specs, uri, request)
         return
-    submitter = None
-    if launcher == "slurm":
-        submitter = _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
-    display = SweepDisplay(console, len(specs))
+    display = SweepDisplay(console, len(specs), name=mx.name, store=uri)
     # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
     with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
         try:
@@ -121,29 +157,18 @@ def sweep(
                     mx,
                     specs,
                     tracking_uri=uri,
-                    matrix_path=matrix,
-                    workers=workers,
-                    fresh=fresh,
-                    on_event=display,
-                    on_plan=lambda plan: _say_plan(display, mx.name, plan, uri),
-                    on_phase=display.on_phase,
-                    storage=storage,
-                    heartbeat=heartbeat,
-                    workers_per_gpu=workers_per_gpu,
-                    retry_diverged=retry_diverged,
-                    edits=edits,
-                    launcher=submitter,
+                    matrix_path=matrix_path,
+                    request=request,
+                    display=display,
+                    **where,
                 )
-        except KeyboardInterrupt:
-            raise _interrupted() from None
-        try:
             stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
             console.print(
                 f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
                 f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
                 f"finished; sweep {outcome.sweep_id}"
             )
-            _print_report(mx, specs, uri, outcome.parent_run_id)
+            report(outcome)
         except KeyboardInterrupt:
             raise _interrupted() from None
     if outcome.crashed:
@@ -164,18 +189,6 @@ def _interrupted() -> typer.Exit:
         "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
     )
     return typer.Exit(130)
-
-
-def _say_plan(display: SweepDisplay, name: str, plan: list, uri: str) -> None:
-    """The plan's counts (and why finished runs are run again), once the store has been read."""
-    done = sum(not p.state.runs for p in plan)
-    display.total = len(plan) - done
-    console.print(
-        f"[bold]{name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
-        f"(store: {uri})",
-        highlight=False,
-    )
-    _say_stale(plan)
 
 
 def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:
@@ -205,7 +218,6 @@ _SLURM_OPTIONS = {
 def _slurm_launcher(
     matrix: Path,
     storage: str | None,
-    uri: str,
     workers: int | None,
     heartbeat: float,
     slurm: dict,
@@ -215,6 +227,7 @@ def _slurm_launcher(
     from orchestrator.execute.slurm import SlurmLauncher, SlurmResources
 
     resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
+    uri = tracking_uri()
     if uri.startswith("sqlite:"):
         console.print(
             f"note: the Slurm tasks log to {uri}: on a cluster it must be on a filesystem every node mounts "
@@ -226,34 +239,26 @@ def _slurm_launcher(
     )
 
 
-def _say_stale(plan: list) -> None:
-    """One line per reason why finished runs are run again (the code or the data changed)."""
-    from collections import Counter
-
-    from orchestrator.execute.plan import PlanState
-
-    reasons = Counter(p.why for p in plan if p.state is PlanState.STALE)
-    for why, n in reasons.items():
-        console.print(f"  {n} stale: {why}", highlight=False, markup=False)
-
-
-def _dry_run(name: str, specs: list, uri: str, fresh: bool, retry_diverged: bool) -> None:
+def _dry_run(name: str, specs: list, uri: str, request: SweepRequest) -> None:
     """``--dry-run``: the plan table and its counts."""
-    from orchestrator.cli.progress import plan_table
+    from orchestrator.cli.progress import plan_table, say_stale
     from orchestrator.execute.plan import dry_run_plan
 
-    plan = dry_run_plan(specs, uri, name, fresh=fresh, retry_diverged=retry_diverged)
+    plan = dry_run_plan(specs, uri, name, fresh=request.fresh, retry_diverged=request.retry_diverged)
     console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
     todo = sum(p.state.runs for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
-    _say_stale(plan)
+    say_stale(console, plan)
 
 
-def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # noqa: ANN001
+def _print_report(mx: Matrix, specs: list[RunSpec], outcome: SweepOutcome) -> None:
+    """The sweep's verdicts (recorded on its parent run) and where its figures are."""
     from orchestrator.report import ReportError, build_report
 
     try:
-        report = build_report(uri, mx.name, mx.verdict, specs=specs, parent_run_id=parent_run_id, record=True)
+        report = build_report(
+            tracking_uri(), mx.name, mx.verdict, specs=specs, parent_run_id=outcome.parent_run_id, record=True
+        )
     except ReportError as exc:
         err_console.print(f"no verdicts: {exc}")
         return
@@ -279,6 +284,7 @@ def worker(
 ) -> None:
     """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
     from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.context import QueueSettings
     from orchestrator.execute.join import join_sweep
     from orchestrator.matrix import load_matrix
 
@@ -291,12 +297,11 @@ def worker(
             mx,
             specs,
             tracking_uri=tracking_uri(),
-            storage=storage,
+            queue=QueueSettings(storage, heartbeat),
             workers=workers,
             workers_per_gpu=workers_per_gpu,
-            heartbeat=heartbeat,
             wait=wait,
-            on_event=display,
+            display=display,
         )
     console.print(f"worker done: ran {outcome.ran} (crashed {outcome.crashed})")
     if outcome.crashed:

@@ -21,49 +21,77 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 import uuid
 import warnings
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
+from orchestrator.execute.context import QUEUE_DIR, Display, SweepContext, SweepEvent
 from orchestrator.execute.plan import preflight
 from orchestrator.execute.resources import plan_workers
 from orchestrator.execute.search_space import SearchError, SearchSpace, search_space
 from orchestrator.execute.search_summary import SearchOutcome, figures, summarise
 from orchestrator.execute.search_trials import TrialProgress, TrialRun, TrialSpec
 from orchestrator.execute.trend_pruner import Objective, TrendPruner, analysis_window, step_of, trend_estimate
-from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
-from orchestrator.execute.workqueue import WorkQueue, open_storage
+from orchestrator.execute.workers import run_workers
+from orchestrator.execute.workqueue import open_storage
 from orchestrator.matrix import Matrix, MatrixError, base_config, check_axes, resolve_point
-from orchestrator.tracking import (
-    RunKind,
-    RunStatus,
-    Tracker,
-    check_experiment_name,
-    prepare_store,
-    run_tags,
-)
+from orchestrator.tracking import RunKind, RunStatus, check_experiment_name, run_tags
 from orchestrator.tracking.store import sqlite_path
 
-__all__ = ["Objective", "SearchError", "SearchOutcome", "TrialProgress", "run_search", "search_space"]
+__all__ = [
+    "Objective",
+    "SearchError",
+    "SearchOutcome",
+    "StudySettings",
+    "TrialDisplay",
+    "TrialProgress",
+    "run_search",
+    "search_space",
+]
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def _open_study(
-    matrix: Matrix, name: str, storage: str | None, *, resume: bool, objective: Objective
-) -> optuna.Study:
+@dataclass(frozen=True)
+class StudySettings:
+    """Which Optuna study a search adds its trials to and what it minimises.
+
+    Attributes:
+        name: The study (default: the matrix's name + ``-search``).
+        storage: Where it lives: an RDB shared by several machines, default ``runs/optuna.journal``.
+        resume: Add to the study (it must exist); else it must not.
+        objective: What it minimises (default: the matrix's ``search.objective``).
+    """
+
+    name: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    objective: Objective | None = None
+
+
+class TrialDisplay(Protocol):
+    """Whoever follows a search's trials (the command line's live view)."""
+
+    def on_progress(self, progress: TrialProgress) -> None:
+        """A trial's progress, after each of its runs' starts, epochs and ends."""
+
+    def on_trial(self, progress: TrialProgress) -> None:
+        """A trial told (complete, pruned or failed), once."""
+
+
+def _open_study(matrix: Matrix, name: str, settings: StudySettings, objective: Objective) -> optuna.Study:
     """The search's study, new or resumed.
 
     Raises:
-        SearchError: the study exists and ``resume`` is false, or ``resume`` and it does not.
+        SearchError: the study exists and ``settings.resume`` is false, or ``resume`` and it does not.
         orchestrator.execute.workqueue.QueueError: the study storage cannot be opened.
     """
+    storage, resume = settings.storage, settings.resume
     study_storage = open_storage(storage or Path("runs") / "optuna.journal")
     existing = {s.study_name for s in optuna.get_all_study_summaries(study_storage, include_best_trial=False)}
     if name in existing and not resume:
@@ -72,19 +100,19 @@ def _open_study(
         raise SearchError(
             f"no study named {name!r} to resume (studies: {', '.join(sorted(existing)) or 'none'})"
         )
-    settings = matrix.search
+    search = matrix.search
     pruner: optuna.pruners.BasePruner
-    if settings.pruner == "trend":
-        pruner = TrendPruner(objective, matrix.verdict, settings.startup_trials)
-    elif settings.pruner == "median":  # on the raw per-(seed, epoch) values, as before the trend pruner
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=2)
+    if search.pruner == "trend":
+        pruner = TrendPruner(objective, matrix.verdict, search.startup_trials)
+    elif search.pruner == "median":  # on the raw per-(seed, epoch) values, as before the trend pruner
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=2)
     else:
         pruner = optuna.pruners.NopPruner()
     study = optuna.create_study(
         storage=study_storage,
         study_name=name,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=settings.sampler_seed),
+        sampler=optuna.samplers.TPESampler(seed=search.sampler_seed),
         pruner=pruner,
         load_if_exists=resume,
     )
@@ -110,33 +138,31 @@ def round_size(workers: int, seeds: int) -> int:
     return best
 
 
-class _Search:
-    """Asks trials, runs their runs on local workers, feeds their epochs to the pruner, tells results."""
+class _Search(Display):
+    """Asks trials, runs their runs on local workers, feeds their epochs to the pruner, tells results.
+
+    It is the display of the context its runs report to (:meth:`on_event`), and tells its own ``display``
+    about trials."""
 
     def __init__(
         self,
+        ctx: SweepContext,
         matrix: Matrix,
+        base: dict[str, Any],
         study: optuna.Study,
         space: SearchSpace,
-        base: dict[str, Any],
         objective: Objective,
-        tracker: Tracker,
-        parent: str,
-        sweep_id: str,
-        queue_dir: Path,
-        on_progress: Callable[[TrialProgress], None] | None,
-        on_trial: Callable[[TrialProgress], None] | None,
+        display: TrialDisplay | None,
     ) -> None:
-        self.matrix, self.study, self.space, self.base, self.objective = matrix, study, space, base, objective
-        self.tracker, self.parent, self.sweep_id = tracker, parent, sweep_id
-        self.on_progress, self.on_trial = on_progress, on_trial
+        self.ctx, self.tracker, self.matrix, self.base = ctx, ctx.tracker, matrix, base
+        self.study, self.space, self.objective, self.display = study, space, objective, display
+        ctx.display = self  # the trials' runs report here
         self.key = uuid.uuid4().hex[:12]
-        self.queue_url = str(queue_dir / f"search-{self.key}.journal")
-        self.stop_dir = queue_dir / f"search-{self.key}-stop"
+        self.queue_url = str(QUEUE_DIR / f"search-{self.key}.journal")
+        self.stop_dir = QUEUE_DIR / f"search-{self.key}-stop"
         self.by_keys: dict[tuple[str, ...], TrialRun] = {}  # a point's run keys -> the trial that ran it
         self.open: list[TrialRun] = []
         self.owner: dict[int, tuple[TrialRun, int]] = {}  # item index -> (trial, seed position)
-        self.work: WorkQueue | None = None
 
     # ----------------------------------------------------------------------------------- asking
 
@@ -176,7 +202,7 @@ class _Search:
 
     # ---------------------------------------------------------------------------------- a round
 
-    def run_round(self, size: int, workers: int | None, heartbeat: float) -> None:
+    def run_round(self, size: int, workers: int | None) -> None:
         """Ask ``size`` trials, run their runs (seed by seed across trials) and tell every result."""
         runs = [r for r in (self.ask() for _ in range(size)) if r is not None]
         todo = [r for r in runs if r.twin_of is None]
@@ -196,25 +222,16 @@ class _Search:
             return
         self.stop_dir.mkdir(parents=True, exist_ok=True)
         name = f"orch-search:{self.study.study_name}:{self.key}:{todo[0].trial.number}"
-        self.work = WorkQueue.create(open_storage(self.queue_url), name, items, {"search": self.sweep_id})
-        slots = plan_workers(len(specs), specs[0].config.trainer.device, workers=workers)
+        work = self.ctx.create_queue(name, items, {"search": self.ctx.sweep_id}, url=self.queue_url)
         try:
             run_workers(
+                self.ctx,
                 list(specs),
-                storage_url=self.queue_url,
-                queue_name=name,
-                tracker=self.tracker,
-                experiment=self.matrix.name,
-                parent_run_id=self.parent,
-                sweep_id=self.sweep_id,
-                slots=slots,
-                outcome=SweepOutcome(self.parent, self.sweep_id),
-                on_event=self.on_event,
-                heartbeat=heartbeat,
+                plan_workers(len(specs), specs[0].config.trainer.device, workers=workers),
             )
         finally:
-            self.work.abandon()
-            self.work.close()
+            work.abandon()
+            work.close()
         for run in todo:  # runs nobody was left to train (every worker died)
             for index in set(run.items) - set(run.ended) - run.dropped:
                 run.ended[index] = (RunStatus.CRASHED, "not run: every worker process died")
@@ -235,8 +252,8 @@ class _Search:
             run.ended[ev.item] = (ev.status, ev.reason)
             run.progress.done = sum(1 for s, _ in run.ended.values() if s is not RunStatus.KILLED)
             self.finish(run)
-        if ev.kind != "step" and self.on_progress is not None:
-            self.on_progress(run.progress)
+        if ev.kind != "step" and self.display is not None:
+            self.display.on_progress(run.progress)
 
     def on_epoch(self, run: TrialRun, position: int, epoch: int, metrics: dict[str, float]) -> None:
         """One epoch of one of the trial's seeds: its value to the trial, the estimate, the pruner."""
@@ -266,9 +283,10 @@ class _Search:
         """Stop the trial's running runs at their next epoch and drop its waiting ones."""
         run.pruned, run.progress.state, run.progress.reason = why, "pruned", why
         Path(run.specs[0].stop_file).write_text(why, encoding="utf-8")
-        if self.work is not None:
-            storage = self.work.storage
-            for t in storage.get_all_trials(self.work.study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        work = self.ctx.work
+        if work is not None:
+            storage = work.storage
+            for t in storage.get_all_trials(work.study_id, deepcopy=False, states=(TrialState.WAITING,)):
                 item = t.user_attrs["item"]
                 if item.get("trial") == run.trial.number:
                     try:
@@ -310,8 +328,8 @@ class _Search:
         run.progress.state = state.name.lower()
         run.progress.value = value
         run.progress.reason = why or run.progress.reason
-        if self.on_trial is not None:
-            self.on_trial(run.progress)
+        if self.display is not None:
+            self.display.on_trial(run.progress)
 
     def interrupted(self) -> None:
         """Trials still running when the search is interrupted are told FAIL (a resumed study goes on)."""
@@ -325,43 +343,33 @@ class _Search:
 
 def run_search(
     matrix: Matrix,
+    space: SearchSpace,
     *,
     root: Path,
     trials: int,
     tracking_uri: str,
     workers: int | None = None,
-    storage: str | None = None,
-    study_name: str | None = None,
-    resume: bool = False,
-    objective: Objective | str | None = None,
-    cell: str | None = None,
-    where: dict[str, str] | None = None,
+    study: StudySettings = StudySettings(),  # noqa: B008 - frozen
     edits: dict[str, Any] | None = None,
     matrix_path: Path | None = None,
-    out_dir: Path | None = None,
-    queue_dir: Path = Path("runs/queue"),
-    heartbeat: float = 10.0,
-    on_trial: Callable[[TrialProgress], None] | None = None,
-    on_progress: Callable[[TrialProgress], None] | None = None,
+    display: TrialDisplay | None = None,
 ) -> SearchOutcome:
-    """Run ``trials`` Optuna trials over ``matrix``'s axes, up to ``workers`` runs at once.
+    """Run ``trials`` Optuna trials over ``space`` (:func:`search_space` of ``matrix``), up to ``workers``
+    runs at once, in the study ``study`` names.
 
     Args:
-        cell, where: search around one named cell, with some axes pinned (:func:`search_space`).
+        root: The folder the matrix's paths are relative to.
         edits: the command line's overrides and selections, recorded on the parent run (``orch.edits``).
-        on_progress: called with a trial's progress after each of its runs' starts, epochs and ends.
-        on_trial: called once per trial when it is told (complete, pruned or failed).
+        display: told each trial's progress, and each trial once it is told.
 
     Raises:
-        SearchError: no axes, cells without ``cell``, a bad ``where``, a budget with no analysis window,
-            or the study exists and ``resume`` is false.
+        SearchError: a budget with no analysis window, or the study exists and ``study.resume`` is false.
         MatrixError: a point of the space the RunConfig schema rejects (checked on one point first).
         orchestrator.execute.workqueue.QueueError: the study storage cannot be opened.
         orchestrator.tracking.TrackingError: the matrix's name is refused as an experiment name (before
             anything is written), the tracking store cannot be opened, or the experiment was deleted in it.
     """
-    objective = Objective(objective or matrix.search.objective)
-    space = search_space(matrix, cell=cell, where=where)
+    objective = Objective(study.objective or matrix.search.objective)
     check_axes(matrix)
     base = base_config(matrix, root)
     first = resolve_point(matrix, base, "check", space.first())
@@ -373,48 +381,35 @@ def run_search(
             "verdict.warmup / verdict.min_window)"
         )
     preflight(first)  # a device that is not here, data that cannot be used: one message, nothing written
-    check_experiment_name(matrix.name)
-    name = study_name or f"{matrix.name}-search"
-    study = _open_study(matrix, name, storage, resume=resume, objective=objective)
-    tracker = Tracker(prepare_store(tracking_uri))
-    tracker.experiment_id(matrix.name)
-    sweep_id = f"search-{name}"
-    metric = matrix.verdict.metric
-    parent = tracker.start_sweep(
-        matrix.name,
-        name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags=run_tags(
-            RunKind.SWEEP,
-            sweep=sweep_id,
-            search=name,
-            objective=f"{objective} {metric}",
-            edits={k: v for k, v in (edits or {}).items() if v} or None,
-        ),
-        artifacts=[matrix_path] if matrix_path else [],
-    )
-    search = _Search(
-        matrix, study, space, base, objective, tracker, parent, sweep_id, queue_dir, on_progress, on_trial
-    )
+    check_experiment_name(matrix.name)  # before the study is written
+    name = study.name or f"{matrix.name}-search"
+    opened = _open_study(matrix, name, study, objective)
     n_workers = len(plan_workers(10**6, first[0].config.trainer.device, workers=workers))
     size = round_size(n_workers, len(matrix.seeds))
-    asked = 0
-    try:
-        while asked < trials:
-            n = min(size, trials - asked)
-            search.run_round(n, workers, heartbeat)
-            asked += n
-    except BaseException:
-        search.interrupted()
-        tracker.finish(parent, RunStatus.KILLED, "interrupted")
-        raise
-    shutil.rmtree(search.stop_dir, ignore_errors=True)
-    outcome = summarise(SearchOutcome(name, parent), study)
-    db = sqlite_path(tracking_uri)  # figures beside the store, as a sweep's report (never the working folder)
-    outcome.figures = figures(study, out_dir or (db.parent if db else Path("runs")) / "reports" / name)
-    for path in outcome.figures.values():
-        tracker.log_artifact(parent, path, "search")
-    tracker.set_tags(
-        parent, {"orch.best_trial": str(outcome.best_trial), "orch.best_value": str(outcome.best_value)}
+    tags = run_tags(
+        RunKind.SWEEP,
+        search=name,
+        objective=f"{objective} {matrix.verdict.metric}",
+        edits={k: v for k, v in (edits or {}).items() if v} or None,
     )
-    tracker.finish(parent, RunStatus.FINISHED)
+    with (
+        SweepContext.open(matrix.name, tracking_uri, matrix_path=matrix_path) as ctx,
+        ctx.parent_run(tags, label="search", sweep_id=f"search-{name}"),
+    ):
+        search = _Search(ctx, matrix, base, opened, space, objective, display)
+        try:
+            for asked in range(0, trials, size):
+                search.run_round(min(size, trials - asked), workers)
+        except BaseException:
+            search.interrupted()
+            raise
+        shutil.rmtree(search.stop_dir, ignore_errors=True)
+        outcome = summarise(SearchOutcome(name, ctx.parent_run_id or ""), opened)
+        db = sqlite_path(
+            tracking_uri
+        )  # figures beside the store, as a sweep's report (not the working folder)
+        outcome.figures = figures(opened, (db.parent if db else Path("runs")) / "reports" / name)
+        for path in outcome.figures.values():
+            ctx.tracker.log_artifact(ctx.parent_run_id or "", path, "search")
+        ctx.finish({"orch.best_trial": str(outcome.best_trial), "orch.best_value": str(outcome.best_value)})
     return outcome

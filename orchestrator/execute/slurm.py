@@ -247,6 +247,7 @@ class SlurmWorker:
         before a preemption) stops it: the runs in flight end KILLED and their items go back to the
         queue once their heartbeats are stale, for another task or the next sweep.
         """
+        from orchestrator.execute.context import QueueSettings
         from orchestrator.execute.join import join_sweep
         from orchestrator.execute.signals import handle_signals
         from orchestrator.matrix import load_matrix
@@ -259,11 +260,10 @@ class SlurmWorker:
                     matrix,
                     specs,
                     tracking_uri=self.tracking_uri,
-                    storage=self.storage,
+                    queue=QueueSettings(self.storage, self.heartbeat),
                     workers=self.workers,
-                    heartbeat=self.heartbeat,
                     wait=self.wait,
-                    on_event=_log_event,
+                    display=_TaskLog(),
                     queue_name=self.queue_name,
                 )
         except TaskStopped as exc:
@@ -287,13 +287,21 @@ def _task_id() -> str:
     return f"{job}_{task}" if job and task else os.environ.get("SLURM_JOB_ID", "")
 
 
-def _log_event(event: Any) -> None:
-    """One line per run started or ended, in the task's log."""
-    if event.kind in ("start", "end"):
-        what = "started" if event.kind == "start" else f"ended {event.status}"
-        why = f": {event.reason}" if event.kind == "end" and event.reason else ""
-        when = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{when} [{_task_id()}] {event.spec.cell} seed {event.spec.seed} {what}{why}", flush=True)
+class _TaskLog:
+    """The display of a task: one line per run started or ended, in the task's log."""
+
+    def on_phase(self, text: str) -> None:
+        pass
+
+    def on_plan(self, plan: Any) -> None:
+        pass
+
+    def on_event(self, event: Any) -> None:
+        if event.kind in ("start", "end"):
+            what = "started" if event.kind == "start" else f"ended {event.status}"
+            why = f": {event.reason}" if event.kind == "end" and event.reason else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when} [{_task_id()}] {event.spec.cell} seed {event.spec.seed} {what}{why}", flush=True)
 
 
 # ------------------------------------------------------------------------------------- the launcher
