@@ -15,6 +15,7 @@ from model.config import (
 from model.input_files import quote
 from orchestrator.errors import UserError
 from orchestrator.identity import RunIdentity
+from orchestrator.verdict.objective import Objective
 from orchestrator.verdict.settings import Guard, VerdictSettings
 
 __all__ = [
@@ -130,11 +131,11 @@ class Choices(_Strict):
 class SearchSettings(_Strict):
     """The ``search:`` section: what `orch search` optimises."""
 
-    objective: Literal["final", "drop"] = Field(
-        "final",
+    objective: Objective = Field(
+        Objective.FINAL,
         description="final: where the verdict window's fitted line ends, mean over seeds (against the "
         "constant baseline where logged: end / baseline - 1); drop: the verdict's relative change over the "
-        "window (more negative is better); orchestrator/execute/trend_pruner.py",
+        "window (more negative is better); orchestrator/verdict/objective.py",
     )
     pruner: Literal["trend", "median", "none"] = Field(
         "trend",

@@ -20,8 +20,6 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from orchestrator.errors import UserError
 from orchestrator.matrix import Choices, Matrix, Range
 
-__all__ = ["SearchError", "SearchSpace", "format_params", "format_value", "search_space"]
-
 
 class SearchError(UserError, ValueError):
     """A search that cannot start (study exists without --resume, cells in the matrix...)."""

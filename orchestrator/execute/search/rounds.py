@@ -1,20 +1,11 @@
-"""`orch search`: Optuna studies over a matrix's axes instead of enumerating them.
+"""One `orch search` call's rounds: trials asked a few at a time, their runs trained by local workers,
+their epochs fed to the pruner, their results told.
 
-Each trial samples a point (:mod:`~orchestrator.execute.search_space`) and trains it for every seed of
-the matrix; it is scored by what the verdict reads off a cell (:mod:`~orchestrator.execute.trend_pruner`:
-where the window's line ends against the constant baseline, or its relative change over the window) and
-given up early by the trend pruner once even an optimistic reading of its epochs cannot beat the best
-trial. Runs go through the sweep's machinery: the trials asked of Optuna are expanded into (trial, seed)
-runs, enqueued in a :class:`~orchestrator.execute.workqueue.WorkQueue` under ``runs/queue`` and trained
-by local worker processes (:func:`~orchestrator.execute.workers.run_workers`), up to ``workers`` at once;
-each epoch they report is given to the trial (``trial.report``) and the pruner; a pruned trial's waiting
-runs are dropped and its running ones stop at their next epoch. Every (trial, seed) is an MLflow child
-run with the sweep's names (``orch.kind`` = ``trial``, ``orch.cell`` = ``trial-N``), so `orch report
---experiment` and `mlflow ui` show it. The study lives in a journal file under ``runs/`` (nothing to
-start; ``optuna-dashboard runs/optuna.journal`` shows it) or in an RDB shared by several machines.
-
-Trials are asked in rounds of a few at a time (enough to keep every worker busy): the workers of a round
-know its runs when they start, and each round's sampler has seen every earlier round's results.
+Trials are asked in rounds of a few at a time (:func:`round_size`: enough to keep every worker busy): the
+workers of a round know its runs when they start, and each round's sampler has seen every earlier round's
+results. The runs of a round are the items of one queue (``runs/queue/search-<key>.journal``), every
+trial's first seed first, so that the pruner hears each trial early; a pruned trial's waiting runs are
+dropped and its running ones stop at their next epoch (its stop file says why).
 """
 
 from __future__ import annotations
@@ -22,106 +13,21 @@ from __future__ import annotations
 import math
 import shutil
 import uuid
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from orchestrator.execute.context import QUEUE_DIR, Display, SweepContext, SweepEvent
-from orchestrator.execute.plan import preflight
 from orchestrator.execute.resources import plan_workers
-from orchestrator.execute.search_space import SearchError, SearchSpace, search_space
-from orchestrator.execute.search_summary import SearchOutcome, figures, summarise
-from orchestrator.execute.search_trials import TrialProgress, TrialRun, TrialSpec
-from orchestrator.execute.trend_pruner import Objective, TrendPruner, analysis_window, step_of, trend_estimate
+from orchestrator.execute.search.space import SearchSpace
+from orchestrator.execute.search.trend import TrendEstimate, TrendPruner, step_of, trend_estimate
+from orchestrator.execute.search.trials import TrialDisplay, TrialProgress, TrialRun, TrialSpec
 from orchestrator.execute.workers import run_workers
-from orchestrator.execute.workqueue import open_storage
-from orchestrator.matrix import Matrix, MatrixError, base_config, check_axes, resolve_point
-from orchestrator.tracking import RunKind, RunStatus, check_experiment_name, run_tags
-from orchestrator.tracking.store import sqlite_path
-
-__all__ = [
-    "Objective",
-    "SearchError",
-    "SearchOutcome",
-    "StudySettings",
-    "TrialDisplay",
-    "TrialProgress",
-    "run_search",
-    "search_space",
-]
-
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """Which Optuna study a search adds its trials to and what it minimises.
-
-    Attributes:
-        name: The study (default: the matrix's name + ``-search``).
-        storage: Where it lives: an RDB shared by several machines, default ``runs/optuna.journal``.
-        resume: Add to the study (it must exist); else it must not.
-        objective: What it minimises (default: the matrix's ``search.objective``).
-    """
-
-    name: str | None = None
-    storage: str | None = None
-    resume: bool = False
-    objective: Objective | None = None
-
-
-class TrialDisplay(Protocol):
-    """Whoever follows a search's trials (the command line's live view)."""
-
-    def on_progress(self, progress: TrialProgress) -> None:
-        """A trial's progress, after each of its runs' starts, epochs and ends."""
-
-    def on_trial(self, progress: TrialProgress) -> None:
-        """A trial told (complete, pruned or failed), once."""
-
-
-def _open_study(matrix: Matrix, name: str, settings: StudySettings, objective: Objective) -> optuna.Study:
-    """The search's study, new or resumed.
-
-    Raises:
-        SearchError: the study exists and ``settings.resume`` is false, or ``resume`` and it does not.
-        orchestrator.execute.workqueue.QueueError: the study storage cannot be opened.
-    """
-    storage, resume = settings.storage, settings.resume
-    study_storage = open_storage(storage or Path("runs") / "optuna.journal")
-    existing = {s.study_name for s in optuna.get_all_study_summaries(study_storage, include_best_trial=False)}
-    if name in existing and not resume:
-        raise SearchError(f"a study named {name!r} exists: pass --resume to continue it, or --study NEW_NAME")
-    if name not in existing and resume:
-        raise SearchError(
-            f"no study named {name!r} to resume (studies: {', '.join(sorted(existing)) or 'none'})"
-        )
-    search = matrix.search
-    pruner: optuna.pruners.BasePruner
-    if search.pruner == "trend":
-        pruner = TrendPruner(objective, matrix.verdict, search.startup_trials)
-    elif search.pruner == "median":  # on the raw per-(seed, epoch) values, as before the trend pruner
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=2)
-    else:
-        pruner = optuna.pruners.NopPruner()
-    study = optuna.create_study(
-        storage=study_storage,
-        study_name=name,
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=search.sampler_seed),
-        pruner=pruner,
-        load_if_exists=resume,
-    )
-    study.set_user_attr("matrix", matrix.name)
-    study.set_user_attr("objective", f"{objective} {matrix.verdict.metric}")
-    if resume and not storage:  # a journal file has no heartbeats: trials left RUNNING were interrupted
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study_storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    return study
+from orchestrator.matrix import Matrix, MatrixError, resolve_point
+from orchestrator.tracking import RunKind, RunStatus, run_tags
+from orchestrator.verdict.objective import Objective
 
 
 def round_size(workers: int, seeds: int) -> int:
@@ -138,7 +44,7 @@ def round_size(workers: int, seeds: int) -> int:
     return best
 
 
-class _Search(Display):
+class SearchRounds(Display):
     """Asks trials, runs their runs on local workers, feeds their epochs to the pruner, tells results.
 
     It is the display of the context its runs report to (:meth:`on_event`), and tells its own ``display``
@@ -177,8 +83,7 @@ class _Search(Display):
             trial.set_user_attr("reason", str(exc))
             self.study.tell(trial, state=TrialState.FAIL)
             run = TrialRun(trial, TrialProgress(trial.number, params, len(self.matrix.seeds)), [])
-            run.progress.state, run.progress.reason = "failed", str(exc)
-            self._said(run)
+            self._said(run, TrialState.FAIL, None, str(exc))
             return None
         epochs = specs[0].config.trainer.epochs
         trial.set_user_attr("epochs", epochs)
@@ -245,7 +150,8 @@ class _Search(Display):
             if ev.run_id is not None:
                 self.tracker.set_tags(ev.run_id, run_tags(RunKind.TRIAL, trial=run.trial.number))
             run.started.add(ev.item)
-            run.progress.state = "running" if not run.told and run.pruned is None else run.progress.state
+            if not run.told and run.pruned is None:
+                run.progress.state = TrialState.RUNNING
         elif ev.kind == "epoch" and ev.metrics is not None and ev.epoch is not None:
             self.on_epoch(run, position, ev.epoch, ev.metrics)
         elif ev.kind == "end" and ev.status is not None:
@@ -270,18 +176,26 @@ class _Search(Display):
             return
         epochs = run.specs[0].config.trainer.epochs
         run.trial.report(value, step_of(position, epoch, epochs))
-        estimate = trend_estimate(run.curves, epochs, settings, self.objective, run.baseline)
+        pruned = run.trial.should_prune()
+        estimate = self._estimate(run, epochs)
         run.progress.estimate = None if estimate is None else estimate.value
-        if run.trial.should_prune():
+        if pruned:
             why = (
                 f"pruned at seed {run.specs[position].seed}, epoch {epoch}: even its optimistic trend "
                 f"({'-' if estimate is None else f'{estimate.optimistic:.4g}'}) cannot beat the best trial"
             )
             self.prune(run, why)
 
+    def _estimate(self, run: TrialRun, epochs: int) -> TrendEstimate | None:
+        """The trial's trend so far: the trend pruner's, which has just computed it, else computed here."""
+        pruner = self.study.pruner
+        if isinstance(pruner, TrendPruner):
+            return pruner.estimates.get(run.trial.number)
+        return trend_estimate(run.curves, epochs, self.matrix.verdict, self.objective, run.baseline)
+
     def prune(self, run: TrialRun, why: str) -> None:
         """Stop the trial's running runs at their next epoch and drop its waiting ones."""
-        run.pruned, run.progress.state, run.progress.reason = why, "pruned", why
+        run.pruned, run.progress.state, run.progress.reason = why, TrialState.PRUNED, why
         Path(run.specs[0].stop_file).write_text(why, encoding="utf-8")
         work = self.ctx.work
         if work is not None:
@@ -312,9 +226,7 @@ class _Search(Display):
             self._tell_twin(run, twin)
 
     def _tell_twin(self, run: TrialRun, twin: TrialRun) -> None:
-        state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
-            run.progress.state, TrialState.FAIL
-        )
+        state = run.progress.state
         why = f"the same runs as trial {run.trial.number}: its result"
         twin.trial.set_user_attr("reason", why)
         self.study.tell(twin.trial, run.progress.value if state is TrialState.COMPLETE else None, state=state)
@@ -322,10 +234,8 @@ class _Search(Display):
         twin.progress.done = twin.progress.seeds
         self._said(twin, state, run.progress.value, why)
 
-    def _said(
-        self, run: TrialRun, state: TrialState = TrialState.FAIL, value: float | None = None, why: str = ""
-    ) -> None:
-        run.progress.state = state.name.lower()
+    def _said(self, run: TrialRun, state: TrialState, value: float | None, why: str) -> None:
+        run.progress.state = state
         run.progress.value = value
         run.progress.reason = why or run.progress.reason
         if self.display is not None:
@@ -339,77 +249,3 @@ class _Search(Display):
                 self.study.tell(run.trial, state=TrialState.FAIL)
                 run.told = True
         shutil.rmtree(self.stop_dir, ignore_errors=True)
-
-
-def run_search(
-    matrix: Matrix,
-    space: SearchSpace,
-    *,
-    root: Path,
-    trials: int,
-    tracking_uri: str,
-    workers: int | None = None,
-    study: StudySettings = StudySettings(),  # noqa: B008 - frozen
-    edits: dict[str, Any] | None = None,
-    matrix_path: Path | None = None,
-    display: TrialDisplay | None = None,
-) -> SearchOutcome:
-    """Run ``trials`` Optuna trials over ``space`` (:func:`search_space` of ``matrix``), up to ``workers``
-    runs at once, in the study ``study`` names.
-
-    Args:
-        root: The folder the matrix's paths are relative to.
-        edits: the command line's overrides and selections, recorded on the parent run (``orch.edits``).
-        display: told each trial's progress, and each trial once it is told.
-
-    Raises:
-        SearchError: a budget with no analysis window, or the study exists and ``study.resume`` is false.
-        MatrixError: a point of the space the RunConfig schema rejects (checked on one point first).
-        orchestrator.execute.workqueue.QueueError: the study storage cannot be opened.
-        orchestrator.tracking.TrackingError: the matrix's name is refused as an experiment name (before
-            anything is written), the tracking store cannot be opened, or the experiment was deleted in it.
-    """
-    objective = Objective(study.objective or matrix.search.objective)
-    check_axes(matrix)
-    base = base_config(matrix, root)
-    first = resolve_point(matrix, base, "check", space.first())
-    epochs = first[0].config.trainer.epochs
-    if analysis_window(epochs, matrix.verdict) is None:
-        raise SearchError(
-            f"{epochs} epochs leave fewer than verdict.min_window={matrix.verdict.min_window} epochs after "
-            "the warm-up: the objective is the verdict's, over that window (raise budget.epochs, or lower "
-            "verdict.warmup / verdict.min_window)"
-        )
-    preflight(first)  # a device that is not here, data that cannot be used: one message, nothing written
-    check_experiment_name(matrix.name)  # before the study is written
-    name = study.name or f"{matrix.name}-search"
-    opened = _open_study(matrix, name, study, objective)
-    n_workers = len(plan_workers(10**6, first[0].config.trainer.device, workers=workers))
-    size = round_size(n_workers, len(matrix.seeds))
-    tags = run_tags(
-        RunKind.SWEEP,
-        search=name,
-        objective=f"{objective} {matrix.verdict.metric}",
-        edits={k: v for k, v in (edits or {}).items() if v} or None,
-    )
-    with (
-        SweepContext.open(matrix.name, tracking_uri, matrix_path=matrix_path) as ctx,
-        ctx.parent_run(tags, label="search", sweep_id=f"search-{name}"),
-    ):
-        search = _Search(ctx, matrix, base, opened, space, objective, display)
-        try:
-            for asked in range(0, trials, size):
-                search.run_round(min(size, trials - asked), workers)
-        except BaseException:
-            search.interrupted()
-            raise
-        shutil.rmtree(search.stop_dir, ignore_errors=True)
-        outcome = summarise(SearchOutcome(name, ctx.parent_run_id or ""), opened)
-        db = sqlite_path(
-            tracking_uri
-        )  # figures beside the store, as a sweep's report (not the working folder)
-        outcome.figures = figures(opened, (db.parent if db else Path("runs")) / "reports" / name)
-        for path in outcome.figures.values():
-            ctx.tracker.log_artifact(ctx.parent_run_id or "", path, "search")
-        ctx.finish({"orch.best_trial": str(outcome.best_trial), "orch.best_value": str(outcome.best_value)})
-    return outcome
