@@ -92,12 +92,14 @@ def report(
     name, specs, settings = _subject(matrix, overrides or [], experiment, metric)
     view = {"cells": cells or (), "where": parse_where(where or []), "group_by": group_by}
     uri = _existing_store()
-    select = Selection(code=code, sweep=sweep_id)
+    select = Selection(code, sweep_id, **view)
     try:
         if against_code or against_sweep:
-            _comparison(uri, name, settings, specs, Selection(against_code, against_sweep), select, fmt, view)
+            _comparison(
+                uri, name, settings, specs, Selection(against_code, against_sweep, **view), select, fmt
+            )
             return
-        _verdicts(uri, name, settings, specs, select, fmt, out, wide, view)
+        _verdicts(uri, name, settings, specs, select, fmt, out, wide)
         if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
             _budgets(uri, matrix, overrides or [], settings, select, view)
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
@@ -152,7 +154,6 @@ def _verdicts(
     fmt: ReportFormat,
     out: Path | None,
     wide: bool,
-    view: dict,
 ) -> None:
     from orchestrator.report import build_report
 
@@ -164,7 +165,6 @@ def _verdicts(
         out_dir=out.parent if out else None,
         select=select,
         publish=fmt not in _DATA_ONLY,
-        **view,
     )
     if fmt is ReportFormat.table:
         _print_table(rep.table(wide=wide), wide)
@@ -228,7 +228,6 @@ def _comparison(
     before: Selection,
     after: Selection,
     fmt: ReportFormat,
-    view: dict,
 ) -> None:
     """``--against-code`` / ``--against-sweep``: both selections' verdicts side by side."""
     import json
@@ -238,7 +237,7 @@ def _comparison(
 
     if fmt not in (ReportFormat.table, ReportFormat.json):
         raise fail(f"a comparison prints as --format table or json, not {fmt.value}")
-    rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs, **view)
+    rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs)
     labels = (before.describe(), after.describe())
     if fmt is ReportFormat.json:
         sys.stdout.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")

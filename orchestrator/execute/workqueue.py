@@ -196,11 +196,6 @@ class WorkQueue:
         c = self.counts()
         return c.get("WAITING", 0) + c.get("RUNNING", 0)
 
-    def wait_drained(self, poll: float = 1.0) -> None:
-        """Block until nothing is waiting or running (a coordinator's wait: it fails no stale claim)."""
-        while self.pending(fail_stale=False):
-            time.sleep(poll)
-
     def close(self) -> None:
         """Mark the queue finished, so that late workers do not join it."""
         self._study.set_user_attr("active", False)

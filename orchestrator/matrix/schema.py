@@ -18,19 +18,6 @@ from orchestrator.identity import RunIdentity
 from orchestrator.verdict.objective import Objective
 from orchestrator.verdict.settings import Guard, VerdictSettings
 
-__all__ = [
-    "AXIS_ALIASES",
-    "MAX_RUNS",
-    "Budget",
-    "Cell",
-    "Choices",
-    "Matrix",
-    "MatrixError",
-    "Range",
-    "RunSpec",
-    "SearchSettings",
-]
-
 AXIS_ALIASES: dict[str, tuple[str, ...]] = {
     "same_domain_skip": ("trainer.same_domain_use_skip",),
     "cross_skip": ("trainer.cross_domain_strategy",),

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
 from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
-
-__all__ = ["CellData", "ReportError", "Selection", "collect_cells", "judge_cells"]
 
 
 class ReportError(UserError, ValueError):
@@ -27,15 +26,24 @@ def _pick(runs: list[RunRecord]) -> RunRecord:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which of a matrix's runs a report judges.
+    """Which of a matrix's runs a report judges, and which of its cells it shows.
 
     By default, the runs of the code and data installed now (their run keys are the matrix's). ``code``
     (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
-    select runs of the matrix's configs made by other code or by one sweep, for comparison.
+    select runs of the matrix's configs made by other code or by one sweep, for comparison. ``cells`` and
+    ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value of that axis
+    (:mod:`~orchestrator.report.views`).
     """
 
     code: str | None = None
     sweep: str | None = None
+    cells: Sequence[str] = ()
+    where: Mapping[str, str] | None = None
+    group_by: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        """The cells shown, as a report's label records them."""
+        return {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
 
     @property
     def current(self) -> bool:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 from orchestrator.errors import UserError
 
-__all__ = ["TrackingError", "first_line", "os_reason"]
-
 
 class TrackingError(UserError, RuntimeError):
     """The tracking store cannot be used (unreachable, unknown experiment...)."""
