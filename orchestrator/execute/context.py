@@ -176,14 +176,22 @@ class SweepContext:
     @classmethod
     @contextlib.contextmanager
     def open(
-        cls, experiment: str, tracking_uri: str, *, exclusive: bool = False, **kwargs: Any
+        cls,
+        experiment: str,
+        tracking_uri: str,
+        *,
+        exclusive: bool = False,
+        queue: QueueSettings | None = None,
+        display: Display | None = None,
+        matrix_path: Path | None = None,
     ) -> Iterator[SweepContext]:
         """The context of a sweep of ``experiment`` in the store at ``tracking_uri`` (created when missing,
-        before any worker starts, with the experiment) for the block; ``kwargs`` as the constructor's.
+        before any worker starts, with the experiment) for the block.
 
         Args:
             exclusive: Hold the matrix's lease for the block: one coordinator of a matrix at a time
                 (:mod:`~orchestrator.execute.lease`); the parent run announces its sweep id to it.
+            queue, display, matrix_path: As the constructor's.
 
         Raises:
             orchestrator.tracking.TrackingError: a name the store refuses (nothing written), a store that
@@ -191,19 +199,13 @@ class SweepContext:
             orchestrator.execute.lease.SweepBusy: another coordinator sweeps the matrix (nothing written).
         """
         check_experiment_name(experiment)
-        display = kwargs.get("display") or Display()
+        queue, display = queue or QueueSettings(), display or Display()
         display.on_phase("opening the tracking store")
         uri = prepare_store(tracking_uri)
-        storage = (kwargs.get("queue") or QueueSettings()).storage
-        held = hold_lease(
-            experiment,
-            tracking_uri=uri,
-            storage=storage,
-            queue_dir=QUEUE_DIR,
-            matrix_path=kwargs.get("matrix_path"),
-        )
-        with held if exclusive else contextlib.nullcontext() as lease:
-            ctx = cls(Tracker(uri), experiment, **kwargs)
+        where = {"storage": queue.storage, "queue_dir": QUEUE_DIR, "matrix_path": matrix_path}
+        held = hold_lease(experiment, tracking_uri=uri, **where) if exclusive else contextlib.nullcontext()
+        with held as lease:
+            ctx = cls(Tracker(uri), experiment, queue=queue, display=display, matrix_path=matrix_path)
             ctx.tracker.experiment_id(experiment)
             ctx._lease = lease
             yield ctx

@@ -79,8 +79,9 @@ def run_sweep(
         workers = 0
     with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
         queue_storage = open_storage(queue.storage, heartbeat=queue.heartbeat) if queue.storage else None
-        where = {"queue": queue, "display": display, "matrix_path": matrix_path}
-        with SweepContext.open(matrix.name, tracking_uri, exclusive=True, **where) as ctx:
+        with SweepContext.open(
+            matrix.name, tracking_uri, exclusive=True, queue=queue, display=display, matrix_path=matrix_path
+        ) as ctx:
             live = settle_dead_sweeps(ctx.tracker, ctx.experiment, queue_storage)
             ctx.display.on_phase(f"planning {len(specs)} runs")
             plan = plan_sweep(
