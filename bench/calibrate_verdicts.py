@@ -29,6 +29,7 @@ import numpy as np
 
 from orchestrator.execute.early_stop import EarlyStopRule
 from orchestrator.verdict import (
+    CellData,
     CellVerdict,
     Verdict,
     VerdictSettings,
@@ -165,7 +166,9 @@ def judge_with_early_stops(
         stop = next((e for e, value in enumerate(c) if rule({"m": float(value)})), epochs)
         cut.append(np.asarray(c[: stop + 1]))
     planned = epochs + 1 if any(len(c) < epochs + 1 for c in cut) else None
-    return judge_cell("sim", cut, settings, planned_epochs=planned), sum(len(c) - 1 for c in cut)
+    return judge_cell(CellData("sim", curves=cut, planned_epochs=planned), settings), sum(
+        len(c) - 1 for c in cut
+    )
 
 
 def run_regime(args: tuple) -> dict[str, float]:
@@ -189,7 +192,7 @@ def run_regime(args: tuple) -> dict[str, float]:
             v, trained = judge_with_early_stops(curves, settings)
             counts["saved"] += 1.0 - trained / (r.seeds * (r.epochs - 1))
         else:
-            v = judge_cell("sim", curves, settings)
+            v = judge_cell(CellData("sim", curves=curves), settings)
         counts[v.verdict.value] += 1
         counts["covers0"] += int(v.ci is not None and v.ci[0] <= 0.0 <= v.ci[1])
     return {k: n / reps for k, n in counts.items()}
@@ -222,11 +225,11 @@ def judge_cell_ms(repeats: int = 50) -> float:
     rng = np.random.default_rng(0)
     curves = simulate_cell(rng, Regime("effect", 5, 30, 0.5, 0.02, 0.25))
     settings = VerdictSettings()
-    judge_cell("warm", curves, settings)
+    judge_cell(CellData("warm", curves=curves), settings)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        judge_cell("t", curves, settings)
+        judge_cell(CellData("t", curves=curves), settings)
         times.append(time.perf_counter() - t0)
     return 1e3 * float(np.median(times))
 

@@ -35,7 +35,7 @@ from orchestrator.execute.sweep import run_sweep
 from orchestrator.matrix import expand, load_matrix
 from orchestrator.report.collect import CellData, collect_cells, judge_cells
 from orchestrator.tracking import Tracker
-from orchestrator.verdict import Verdict, VerdictSettings, default_warmup
+from orchestrator.verdict import Verdict, VerdictSettings
 
 __all__ = ["main"]
 
@@ -71,7 +71,7 @@ def cell_stops(
 ) -> list[int]:
     """Stop epochs under the what-if cell rule (``own``: each run's stop under the run rule alone)."""
     planned = max(len(c) for c in cell.curves)
-    warmup = rule["warmup"] if rule.get("warmup") is not None else default_warmup(rule["epochs"] + 1)
+    warmup = EarlyStopRule.from_payload(rule).settings.warmup_of(rule["epochs"] + 1)
     first = max(warmup + rule["min_window"] - 1, rule.get("hold_until", 0))
     patience = rule.get("patience", 1)
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.ablate import ablate
-from orchestrator.cli.common import EXIT_CODES, TYPER, set_tracking_uri
+from orchestrator.cli.common import EXIT_CODES, OrchTyper, set_tracking_uri
 from orchestrator.cli.data import data_app
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.report import report
@@ -22,11 +22,11 @@ from orchestrator.cli.train import train
 
 __all__ = ["app"]
 
-app = typer.Typer(
+app = OrchTyper(
     name="orch",
     help="Experiment-matrix orchestrator for the cross-domain autoencoder ablations.",
     epilog=EXIT_CODES,
-    **{**TYPER, "add_completion": True},
+    add_completion=True,
 )
 
 

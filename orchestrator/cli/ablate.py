@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from orchestrator.execute.ablate import AblationStep
+    from orchestrator.matrix import Matrix, RunSpec
     from orchestrator.verdict import CellVerdict
 
 __all__ = ["ablate"]
@@ -44,85 +45,43 @@ def ablate(
     finished runs, the two ends included), and name the step whose change flips the verdict.
 
     Every step is a cell of the matrix's experiment, run as `orch sweep` runs its cells."""
-    from model.config import ConfigError
-    from model.data import DataError
     from orchestrator.execute.ablate import ablation_matrix
     from orchestrator.matrix import MatrixError, expand, read_matrix
 
     if not start or not end:
         raise fail("give both ends of the path: --from CELL --to CELL")
     axes = [a.strip() for a in (order or "").split(",") if a.strip()]
-    try:
-        mx, root = read_matrix(matrix, overrides or ())
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    mx, root = read_matrix(matrix, overrides or ())
     try:
         path, steps = ablation_matrix(mx, start=start, end=end, order=axes, root=root)
         specs = expand(path, root=root)
-    except MatrixError as exc:
-        raise fail(f"{matrix}: {exc}") from None
+    except MatrixError as exc:  # said with the file it is about
+        raise MatrixError(f"{matrix}: {exc}") from None
 
-    from orchestrator.cli.progress import SweepDisplay, plan_table
-    from orchestrator.execute.plan import dry_run_plan, preflight
-    from orchestrator.execute.sweep import run_sweep
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.tracking import TrackingError
+    from orchestrator.cli.sweep import sweep_matrix
+    from orchestrator.execute.context import SweepRequest
 
-    try:
-        preflight(specs)
-    except (ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
-    uri = tracking_uri()
     console.print(f"[bold]{path.name}[/]: {start} -> {end} in {len(steps) - 1} steps", highlight=False)
     for i, step in enumerate(steps):
         console.print(f"  {i}. {step.cell}: {step.describe()}", highlight=False, markup=False)
-    if dry_run:
-        try:
-            plan = dry_run_plan(specs, uri, path.name)
-        except TrackingError as exc:
-            raise fail(str(exc)) from None
-        console.print(plan_table(plan, f"{path.name}: {len(specs)} runs ({len(steps)} steps)"))
-        return
     edits = {"overrides": overrides or [], "ablate": {"from": start, "to": end, "order": axes}}
-    display = SweepDisplay(console, len(specs))
-    try:
-        with display.live():
-            outcome = run_sweep(
-                path,
-                specs,
-                tracking_uri=uri,
-                matrix_path=matrix,
-                workers=workers,
-                on_event=display,
-                on_plan=lambda plan: _say_plan(display, plan),
-                on_phase=display.on_phase,
-                edits=edits,
-            )
-    except (TrackingError, QueueError) as exc:
-        raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        err_console.print("interrupted: run the same command to finish the rest")
-        raise typer.Exit(130) from None
-    console.print(
-        f"ran {outcome.ran} (crashed {outcome.crashed}), skipped {outcome.skipped} already finished; "
-        f"sweep {outcome.sweep_id}"
+    sweep_matrix(
+        path,
+        specs,
+        matrix_path=matrix,
+        dry_run=dry_run,
+        request=SweepRequest(edits),
+        report=lambda outcome: _print_steps(path, specs, steps, outcome.parent_run_id),
+        workers=workers,
     )
-    _print_steps(path, specs, steps, uri, outcome.parent_run_id)
-    if outcome.crashed:
-        raise typer.Exit(1)
 
 
-def _say_plan(display: object, plan: list) -> None:
-    done = sum(not p.state.runs for p in plan)
-    display.total = len(plan) - done  # type: ignore[attr-defined]
-    console.print(f"{len(plan)} runs, {done} already finished, {len(plan) - done} to run", highlight=False)
-
-
-def _print_steps(path, specs, steps: list[AblationStep], uri: str, parent: str | None) -> None:  # noqa: ANN001
+def _print_steps(path: Matrix, specs: list[RunSpec], steps: list[AblationStep], parent: str | None) -> None:
     """Each step's verdict, and the step(s) whose change flips it."""
     from orchestrator.execute.ablate import flips
     from orchestrator.report import ReportError, build_report
 
+    uri = tracking_uri()
     try:
         rep = build_report(uri, path.name, path.verdict, specs=specs, parent_run_id=parent, record=True)
     except ReportError as exc:

@@ -1,28 +1,32 @@
 """What every command shares: the consoles, the tracking store's URI, and turning an error into an exit.
 
-Exit codes: :data:`EXIT_CODES`.
+Exit codes: :data:`EXIT_CODES`. Input errors become one message and exit 2 in one place, the commands'
+app (:class:`OrchTyper`); a command only maps what it says differently.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 import typer
 from rich.console import Console
 from rich.live import Live
+
+from orchestrator.errors import is_user_error
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "Device",
     "EXIT_CODES",
     "LiveDisplay",
-    "TYPER",
+    "OrchTyper",
     "TrackingUri",
     "console",
     "err_console",
@@ -51,7 +55,7 @@ err_console = Console(stderr=True, width=_width(sys.stderr.isatty()), soft_wrap=
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
 #: Settings of every Typer app of the CLI: help when called bare, errors as one message (no traceback).
-TYPER = {
+_TYPER = {
     "no_args_is_help": True,
     "add_completion": False,
     "pretty_exceptions_enable": False,
@@ -110,6 +114,36 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` on stderr and return the exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+class OrchTyper(typer.Typer):
+    """A Typer app of the CLI (help when called bare, no traceback) whose commands exit 2 with one message
+    on an input error (:func:`orchestrator.errors.is_user_error`), whatever library function raised it."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**{**_TYPER, **settings})
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(command: Callable[..., Any]) -> Callable[..., Any]:
+            register(_exits_on_input_errors(command))
+            return command
+
+        return decorator
+
+
+def _exits_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)  # Typer reads the command's signature and help through the wrapper
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Exception as exc:
+            if is_user_error(exc):
+                raise fail(str(exc)) from None
+            raise
+
+    return run
 
 
 class LiveDisplay:

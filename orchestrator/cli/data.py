@@ -1,7 +1,7 @@
 """``orch data``: make synthetic paired files and inspect paired HDF5 files.
 
 Thin wrappers: the library (:mod:`model.data.phantom`, :mod:`model.data.hdf5`) validates and raises
-:class:`~model.data.DataError`; only here do errors become one message on stderr and exit code 2.
+:class:`~model.data.DataError`, which the app turns into one message on stderr and exit code 2.
 Mounted by ``orchestrator.cli`` as ``app.add_typer(data_app, name="data")``.
 """
 
@@ -16,12 +16,12 @@ from rich.table import Table
 
 from model.config import HDF5Keys, SyntheticData
 from model.data import DataError
-from orchestrator.cli.common import TYPER, console, fail
+from orchestrator.cli.common import OrchTyper, console, fail
 
 __all__ = ["data_app"]
 
-data_app = typer.Typer(
-    name="data", help="Make synthetic PD/PDFS pairs (synth) and check paired HDF5 files (inspect).", **TYPER
+data_app = OrchTyper(
+    name="data", help="Make synthetic PD/PDFS pairs (synth) and check paired HDF5 files (inspect)."
 )
 
 
@@ -135,10 +135,7 @@ def inspect(
 
     given = {"a": key_a, "b": key_b, "clean_a": key_clean_a, "clean_b": key_clean_b}
     keys = HDF5Keys(**{k: v for k, v in given.items() if v is not None})
-    try:
-        info = inspect_file(file, keys)
-    except DataError as exc:
-        raise fail(str(exc)) from None
+    info = inspect_file(file, keys)
 
     table = Table(title=str(file), title_justify="left")
     for col in ("dataset", "shape", "dtype", "min", "max", "mean", "NaN", "Inf"):
@@ -172,8 +169,6 @@ def inspect(
         raise fail(f"--preview {png}: expected a .png path")
     try:
         save_preview(file, png, n=n, keys=keys)
-    except DataError as exc:
-        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"{png}: cannot write the preview ({exc})") from None
     console.print(f"preview of {min(n, info['pairs'])} pairs: {png}", highlight=False)

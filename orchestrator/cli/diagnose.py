@@ -192,15 +192,10 @@ def diagnose(
 ) -> None:
     """The note's diagnostics: train CONFIG for STEPS steps; latents, errors, gradients per loss term,
     skip reliance, latent-only capacity and data, each with a one-line reading."""
-    from model.config import ConfigError
-    from model.data import DataError
     from orchestrator.cli.common import console, err_console, fail
 
     n_steps, cfg, source, uri = _prepare(config, steps, every, list(set_ or []), out, track)
-    try:
-        report = _run(cfg, n_steps, every, source, None if json_out else console)
-    except (ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
+    report = _run(cfg, n_steps, every, source, None if json_out else console)
     document, problem = _save(report, out, uri, config.stem)
     if json_out:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -229,9 +224,11 @@ def _prepare(
 
     Raises:
         typer.Exit: code 2 after one message on stderr; nothing has been written.
+        model.config.ConfigError, model.data.DataError, orchestrator.tracking.TrackingError: as the app
+            says them (exit 2); nothing has been written.
     """
-    from model.config import ConfigError, load_config
-    from model.data import DataError, open_source
+    from model.config import load_config
+    from model.data import open_source
     from orchestrator.cli.common import fail, tracking_uri
 
     try:
@@ -240,24 +237,15 @@ def _prepare(
         raise fail(str(exc)) from None
     if every is not None and every < 1:
         raise fail(f"--every must be >= 1, got {every}")
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
+    cfg = load_config(config, overrides)
     if out is not None and out.exists() and not out.is_dir():
         raise fail(f"--out {out} exists and is not a directory")
-    try:
-        source = open_source(cfg.data)
-    except DataError as exc:
-        raise fail(str(exc)) from None
+    source = open_source(cfg.data)
     if not track:
         return n_steps, cfg, source, None
-    from orchestrator.tracking import TrackingError, prepare_store
+    from orchestrator.tracking import prepare_store
 
-    try:
-        return n_steps, cfg, source, prepare_store(tracking_uri())
-    except TrackingError as exc:
-        raise fail(str(exc)) from None
+    return n_steps, cfg, source, prepare_store(tracking_uri())
 
 
 def _run(

@@ -1,8 +1,9 @@
-"""Live view of a sweep: runs done / running / left, each running run's epoch, and an ETA."""
+"""Live view of a sweep: its plan, then runs done / running / left, each running run's epoch, and an ETA."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -10,11 +11,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from orchestrator.cli.common import LiveDisplay
-from orchestrator.execute.plan import PlanItem
-from orchestrator.execute.workers import SweepEvent
+from orchestrator.execute.context import Display, SweepEvent
+from orchestrator.execute.plan import PlanItem, PlanState
 from orchestrator.tracking import RunStatus
 
-__all__ = ["SweepDisplay", "plan_table"]
+__all__ = ["SweepDisplay", "plan_table", "say_stale"]
 
 
 def plan_table(plan: list[PlanItem], title: str) -> Table:
@@ -30,13 +31,26 @@ def plan_table(plan: list[PlanItem], title: str) -> Table:
     return table
 
 
-class SweepDisplay(LiveDisplay):
-    """Follows :class:`SweepEvent` s: on a terminal a live view redrawn four times a second (the phase before
-    the first run, then done / running / left, each running run's epoch with a bar and time, an ETA from the
-    epoch times measured so far); one line per finished run in any case, so a log keeps them."""
+def say_stale(console: Console, plan: list[PlanItem]) -> None:
+    """One line per reason why finished runs are run again (the code or the data changed)."""
+    reasons = Counter(p.why for p in plan if p.state is PlanState.STALE)
+    for why, n in reasons.items():
+        console.print(f"  {n} stale: {why}", highlight=False, markup=False)
 
-    def __init__(self, console: Console, total: int) -> None:
-        self.console, self.total = console, total
+
+class SweepDisplay(LiveDisplay, Display):
+    """Follows a sweep (a :class:`~orchestrator.execute.context.Display`): its plan's counts once the store
+    has been read, then on a terminal a live view redrawn four times a second (the phase before the first
+    run, then done / running / left, each running run's epoch with a bar and time, an ETA from the epoch
+    times measured so far); one line per finished run in any case, so a log keeps them.
+
+    Args:
+        total: the runs to follow (until the plan says how many are left to run).
+        name, store: the matrix's name and the tracking store, as the plan's line says them.
+    """
+
+    def __init__(self, console: Console, total: int, *, name: str = "", store: str = "") -> None:
+        self.console, self.total, self.name, self.store = console, total, name, store
         self.done = 0
         self.phase = "starting"
         self.running: dict[int, SweepEvent] = {}
@@ -44,6 +58,17 @@ class SweepDisplay(LiveDisplay):
         self.started: dict[int, float] = {}
         self.epoch_seconds: dict[str, list[float]] = {}  # cell -> measured seconds per epoch
         self.t0 = time.monotonic()
+
+    def on_plan(self, plan: list[PlanItem]) -> None:
+        """The plan's counts (and why finished runs are run again), once the store has been read."""
+        done = sum(not p.state.runs for p in plan)
+        self.total = len(plan) - done
+        self.console.print(
+            f"[bold]{escape(self.name)}[/]: {len(plan)} runs, {done} already finished, {self.total} to run "
+            f"(store: {self.store})",
+            highlight=False,
+        )
+        say_stale(self.console, plan)
 
     def on_phase(self, text: str) -> None:
         """What the sweep does before its runs start (preparing the store, planning, starting workers)."""
@@ -104,7 +129,7 @@ class SweepDisplay(LiveDisplay):
             runs.add_row(ev.spec.cell, str(ev.spec.seed), f"{done}/{epochs}", bar, elapsed)
         return Group(head, runs)
 
-    def __call__(self, event: SweepEvent) -> None:
+    def on_event(self, event: SweepEvent) -> None:
         if event.kind == "start":
             self.running[event.item] = event
             self.started[event.item] = time.monotonic()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestrator.cli.common import TrackingUri, console, fail, paths, tracking_uri
+from orchestrator.errors import is_user_error
 
 if TYPE_CHECKING:
     from orchestrator.matrix import RunSpec
@@ -85,27 +86,25 @@ def report(
     By default the runs of the code and data installed now are judged; --code and --sweep judge earlier
     ones (made before an edit, or by one sweep); --against-code / --against-sweep put those beside
     today's and mark the cells whose verdict changed. --format csv|json write nothing but the output."""
-    from orchestrator.matrix import MatrixError, parse_where
-    from orchestrator.report import ReportError, Selection
-    from orchestrator.tracking import TrackingError
+    from orchestrator.matrix import parse_where
+    from orchestrator.report import Selection
 
     name, specs, settings = _subject(matrix, overrides or [], experiment, metric)
-    try:
-        view = {"cells": cells or (), "where": parse_where(where or []), "group_by": group_by}
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    view = {"cells": cells or (), "where": parse_where(where or []), "group_by": group_by}
     uri = _existing_store()
-    select = Selection(code=code, sweep=sweep_id)
+    select = Selection(code, sweep_id, **view)
     try:
         if against_code or against_sweep:
-            _comparison(uri, name, settings, specs, Selection(against_code, against_sweep), select, fmt, view)
+            _comparison(
+                uri, name, settings, specs, Selection(against_code, against_sweep, **view), select, fmt
+            )
             return
-        _verdicts(uri, name, settings, specs, select, fmt, out, wide, view)
+        _verdicts(uri, name, settings, specs, select, fmt, out, wide)
         if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
             _budgets(uri, matrix, overrides or [], settings, select, view)
-    except (ReportError, TrackingError) as exc:
-        raise fail(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
+        if is_user_error(exc):
+            raise
         raise fail(
             f"cannot read the tracking store {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
         ) from None
@@ -115,7 +114,7 @@ def _subject(
     matrix: Path | None, overrides: list[str], experiment: str | None, metric: str | None
 ) -> tuple[str, list[RunSpec] | None, VerdictSettings]:
     """The experiment to judge, the runs the matrix asks for (None: every run) and the verdict settings."""
-    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.matrix import load_matrix
     from orchestrator.verdict import VerdictSettings
 
     if matrix is None and experiment is None:
@@ -124,10 +123,7 @@ def _subject(
         raise fail(f"overrides ({overrides[0]}) need the matrix YAML they change")
     specs, settings, name = None, VerdictSettings(), experiment or ""
     if matrix is not None:
-        try:
-            mx, specs = load_matrix(matrix, overrides=overrides)
-        except MatrixError as exc:
-            raise fail(str(exc)) from None
+        mx, specs = load_matrix(matrix, overrides=overrides)
         settings = mx.verdict
         if experiment is None or experiment == mx.name:
             name = mx.name
@@ -158,7 +154,6 @@ def _verdicts(
     fmt: ReportFormat,
     out: Path | None,
     wide: bool,
-    view: dict,
 ) -> None:
     from orchestrator.report import build_report
 
@@ -170,7 +165,6 @@ def _verdicts(
         out_dir=out.parent if out else None,
         select=select,
         publish=fmt not in _DATA_ONLY,
-        **view,
     )
     if fmt is ReportFormat.table:
         _print_table(rep.table(wide=wide), wide)
@@ -234,7 +228,6 @@ def _comparison(
     before: Selection,
     after: Selection,
     fmt: ReportFormat,
-    view: dict,
 ) -> None:
     """``--against-code`` / ``--against-sweep``: both selections' verdicts side by side."""
     import json
@@ -244,7 +237,7 @@ def _comparison(
 
     if fmt not in (ReportFormat.table, ReportFormat.json):
         raise fail(f"a comparison prints as --format table or json, not {fmt.value}")
-    rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs, **view)
+    rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs)
     labels = (before.describe(), after.describe())
     if fmt is ReportFormat.json:
         sys.stdout.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")

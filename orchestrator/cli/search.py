@@ -13,11 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import LiveDisplay, TrackingUri, console, err_console, fail, paths, tracking_uri
-from orchestrator.execute.search_objective import Objective
+from orchestrator.verdict.objective import Objective
 
 if TYPE_CHECKING:
-    from orchestrator.execute.search import SearchOutcome
-    from orchestrator.execute.search_trials import TrialProgress
+    from orchestrator.execute.search import SearchOutcome, TrialProgress
 
 __all__ = ["SearchDisplay", "search"]
 
@@ -41,33 +40,38 @@ class SearchDisplay(LiveDisplay):
         self.t0 = time.monotonic()
 
     def on_progress(self, p: TrialProgress) -> None:
-        if p.state in ("waiting", "running"):
+        if not p.state.is_finished():
             self.running[p.number] = p
 
     def on_trial(self, p: TrialProgress) -> None:
-        from orchestrator.execute.search_space import format_params
+        from optuna.trial import TrialState
+
+        from orchestrator.execute.search import format_params
 
         self.running.pop(p.number, None)
         self.told += 1
-        if p.state == "complete" and p.value is not None:
+        complete = p.state is TrialState.COMPLETE
+        if complete and p.value is not None:
             self.best = p.value if self.best is None else min(self.best, p.value)
-        style = {"complete": "green", "pruned": "yellow"}.get(p.state, "red")
-        value = f" {_value(p.value, self.objective)}" if p.state == "complete" else ""
+        style = {TrialState.COMPLETE: "green", TrialState.PRUNED: "yellow"}.get(p.state, "red")
+        value = f" {_value(p.value, self.objective)}" if complete else ""
         why = f": {escape(p.reason)}" if p.reason else ""
         self.console.print(
-            f"[{self.told}/{self.total}] trial {p.number} [{style}]{p.state}[/]{value} "
+            f"[{self.told}/{self.total}] trial {p.number} [{style}]{p.said}[/]{value} "
             f"({escape(format_params(p.params))}){why}",
             highlight=False,
         )
 
     def __rich__(self) -> Group:
-        from orchestrator.execute.search_space import format_params
+        from optuna.trial import TrialState
+
+        from orchestrator.execute.search import format_params
 
         elapsed = time.monotonic() - self.t0
         head = Table.grid(padding=(0, 2))
         head.add_row(
             f"[green]trials done {self.told}/{self.total}[/]",
-            f"[cyan]running {sum(p.state == 'running' for p in self.running.values())}[/]",
+            f"[cyan]running {sum(p.state is TrialState.RUNNING for p in self.running.values())}[/]",
             f"best {_value(self.best, self.objective)}",
             f"elapsed {time.strftime('%M:%S', time.gmtime(elapsed))}",
         )
@@ -79,7 +83,7 @@ class SearchDisplay(LiveDisplay):
                 str(n),
                 escape(format_params(p.params)),
                 f"{p.done}/{p.seeds}",
-                str(p.epoch) if p.state == "running" else "-",
+                str(p.epoch) if p.state is TrialState.RUNNING else "-",
                 _value(p.estimate, self.objective),
             )
         return Group(head, table)
@@ -123,44 +127,31 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
-    from model.config import ConfigError
-    from model.data import DataError
-    from orchestrator.execute.search import SearchError, run_search
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.matrix import MatrixError, parse_where, read_matrix
-    from orchestrator.tracking import TrackingError
+    from orchestrator.execute.search import StudySettings, run_search, search_space
+    from orchestrator.matrix import parse_where, read_matrix
 
     if cells and len(cells) > 1:
         got = ", ".join(cells)
         raise fail(f"--cells: a search explores the axes around one cell, got {len(cells)}: {got}")
-    try:
-        mx, root = read_matrix(matrix, overrides or ())
-        conditions = parse_where(where or [])
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    mx, root = read_matrix(matrix, overrides or ())
+    conditions = parse_where(where or [])
     chosen = Objective(objective or mx.search.objective)
+    space = search_space(mx, cell=cells[0] if cells else None, where=conditions)
     display = SearchDisplay(console, trials, chosen)
     try:
         with display.live():
             outcome = run_search(
                 mx,
+                space,
                 root=root,
                 trials=trials,
                 tracking_uri=tracking_uri(),
                 workers=workers,
-                storage=storage,
-                study_name=study,
-                resume=resume,
-                objective=chosen,
-                cell=cells[0] if cells else None,
-                where=conditions,
+                study=StudySettings(study, storage, resume, chosen),
                 edits={"overrides": overrides or [], "cells": cells or [], "where": where or []},
                 matrix_path=matrix,
-                on_trial=display.on_trial,
-                on_progress=display.on_progress,
+                display=display,
             )
-    except (MatrixError, SearchError, QueueError, TrackingError, ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         err_console.print("interrupted: run the same command with --resume to continue the study")
         raise typer.Exit(130) from None
@@ -168,7 +159,7 @@ def search(
 
 
 def _print_outcome(outcome: SearchOutcome, objective: Objective, storage: str | None) -> None:
-    from orchestrator.execute.search_space import format_params
+    from orchestrator.execute.search import format_params
 
     console.print(
         f"study {outcome.study_name}: {outcome.trials} trials ({outcome.complete} complete, "

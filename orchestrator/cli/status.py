@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import console, fail
+from orchestrator.cli.common import console
 
 __all__ = ["status"]
 
@@ -21,14 +21,11 @@ def status(
 
     A sweep submitted with --launcher slurm also lists its array job's tasks and their states."""
     from orchestrator.execute.slurm import array_tasks
-    from orchestrator.execute.workqueue import QueueError, open_storage, sweep_status
-    from orchestrator.matrix import MatrixError, load_matrix
+    from orchestrator.execute.workqueue import open_storage, sweep_status
+    from orchestrator.matrix import load_matrix
 
-    try:
-        mx, _ = load_matrix(matrix)
-        st = sweep_status(open_storage(storage), mx.name)
-    except (MatrixError, QueueError) as exc:
-        raise fail(str(exc)) from None
+    mx, _ = load_matrix(matrix)
+    st = sweep_status(open_storage(storage), mx.name)
     if st is None:
         console.print(f"{mx.name}: no sweep in the queue storage", highlight=False)
         return

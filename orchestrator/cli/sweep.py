@@ -1,19 +1,26 @@
-"""``orch sweep MATRIX`` and ``orch worker MATRIX``: run a matrix here, or join its sweep from elsewhere."""
+"""``orch sweep MATRIX`` and ``orch worker MATRIX``: run a matrix here, or join its sweep from elsewhere.
+
+:func:`sweep_matrix` is the sweep command's path from a validated matrix to its verdicts; `orch ablate`
+takes it too.
+"""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
 
 if TYPE_CHECKING:
-    from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.context import SweepOutcome, SweepRequest
     from orchestrator.execute.slurm import SlurmLauncher
+    from orchestrator.matrix import Matrix, RunSpec
 
-__all__ = ["sweep", "worker"]
+__all__ = ["sweep", "sweep_matrix", "worker"]
 
 
 def sweep(
@@ -82,78 +89,86 @@ def sweep(
 
     A run that diverged (NaN/Inf) is a result, not a failure: it is not run again unless asked
     (--retry-diverged). Overrides and selections are recorded on the sweep's parent run."""
-    from model.config import ConfigError
-    from model.data import DataError
-    from orchestrator.matrix import MAX_RUNS, MatrixError, load_matrix, parse_where, select_specs
+    from orchestrator.matrix import MAX_RUNS, load_matrix, parse_where, select_specs
 
     if budget_scale is not None:
         overrides = [*(overrides or []), f"budget.scale={budget_scale!r}"]
     if workers == 0 and storage is None:
         raise fail("--workers 0 only makes sense with --storage (other machines run the work)")
-    try:  # the matrix first: a refusal (a typo, too many runs) comes before torch is imported
-        mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS, overrides=overrides or ())
-        conditions = parse_where(where or [])
-        if cells or conditions:
-            specs = select_specs(specs, cells=cells or (), where=conditions)
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    # the matrix first: a refusal (a typo, too many runs) comes before torch is imported
+    mx, specs = load_matrix(matrix, max_runs=None if yes else MAX_RUNS, overrides=overrides or ())
+    conditions = parse_where(where or [])
+    if cells or conditions:
+        specs = select_specs(specs, cells=cells or (), where=conditions)
     edits = {"overrides": overrides or [], "cells": cells or [], "where": where or []}
 
-    from orchestrator.cli.progress import SweepDisplay
-    from orchestrator.execute.plan import preflight
-    from orchestrator.execute.signals import sigterm_interrupts
-    from orchestrator.execute.slurm import SlurmError
-    from orchestrator.execute.sweep import run_sweep
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.tracking import TrackingError
+    from orchestrator.execute.context import QueueSettings, SweepRequest
 
     slurm = {"partition": partition, "gpus": gpus_per_worker or None, "time": time_limit, "mem": mem}
     slurm["cpus"] = cpus_per_worker
     _check_launcher(launcher, storage, workers, slurm)
-    try:
-        preflight(specs)
-    except (ConfigError, DataError) as exc:
-        raise fail(str(exc)) from None
+    submitter = None
+    if launcher == "slurm" and not dry_run:
+        submitter = _slurm_launcher(matrix, storage, workers, heartbeat, slurm, tuple(overrides or ()))
+    sweep_matrix(
+        mx,
+        specs,
+        matrix_path=matrix,
+        dry_run=dry_run,
+        request=SweepRequest(edits, fresh, retry_diverged),
+        report=lambda outcome: _print_report(mx, specs, outcome),
+        workers=workers,
+        workers_per_gpu=workers_per_gpu,
+        queue=QueueSettings(storage, heartbeat),
+        launcher=submitter,
+    )
+
+
+def sweep_matrix(
+    mx: Matrix,
+    specs: list[RunSpec],
+    *,
+    matrix_path: Path,
+    dry_run: bool,
+    request: SweepRequest,
+    report: Callable[[SweepOutcome], None],
+    **where: Any,
+) -> None:
+    """The sweep command's path: check that the runs can start, then print the plan (``dry_run``) or run
+    them with a live view (:func:`~orchestrator.execute.sweep.run_sweep`, ``where`` its workers, queue and
+    launcher), say what ran, ``report`` the verdicts, and exit 1 when runs crashed or were interrupted, 130
+    when the sweep itself is (Ctrl-C, SIGTERM)."""
+    from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.plan import preflight
+    from orchestrator.execute.signals import Preempted, handle_signals
+    from orchestrator.execute.sweep import run_sweep
+
+    preflight(specs)
     uri = tracking_uri()
     if dry_run:
-        _dry_run(mx.name, specs, uri, fresh, retry_diverged)
+        _dry_run(mx.name, specs, uri, request)
         return
-    submitter = None
-    if launcher == "slurm":
-        submitter = _slurm_launcher(matrix, storage, uri, workers, heartbeat, slurm, tuple(overrides or ()))
-    display = SweepDisplay(console, len(specs))
-    with sigterm_interrupts():  # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
+    display = SweepDisplay(console, len(specs), name=mx.name, store=uri)
+    # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
+    with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
         try:
             with display.live():
                 outcome = run_sweep(
                     mx,
                     specs,
                     tracking_uri=uri,
-                    matrix_path=matrix,
-                    workers=workers,
-                    fresh=fresh,
-                    on_event=display,
-                    on_plan=lambda plan: _say_plan(display, mx.name, plan, uri),
-                    on_phase=display.on_phase,
-                    storage=storage,
-                    heartbeat=heartbeat,
-                    workers_per_gpu=workers_per_gpu,
-                    retry_diverged=retry_diverged,
-                    edits=edits,
-                    launcher=submitter,
+                    matrix_path=matrix_path,
+                    request=request,
+                    display=display,
+                    **where,
                 )
-        except (TrackingError, QueueError, SlurmError) as exc:  # SweepBusy too: another coordinator
-            raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            raise _interrupted() from None
-        try:
             stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
             console.print(
                 f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
                 f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
                 f"finished; sweep {outcome.sweep_id}"
             )
-            _print_report(mx, specs, uri, outcome.parent_run_id)
+            report(outcome)
         except KeyboardInterrupt:
             raise _interrupted() from None
     if outcome.crashed:
@@ -174,18 +189,6 @@ def _interrupted() -> typer.Exit:
         "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
     )
     return typer.Exit(130)
-
-
-def _say_plan(display: SweepDisplay, name: str, plan: list, uri: str) -> None:
-    """The plan's counts (and why finished runs are run again), once the store has been read."""
-    done = sum(not p.state.runs for p in plan)
-    display.total = len(plan) - done
-    console.print(
-        f"[bold]{name}[/]: {len(plan)} runs, {done} already finished, {len(plan) - done} to run "
-        f"(store: {uri})",
-        highlight=False,
-    )
-    _say_stale(plan)
 
 
 def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:
@@ -215,19 +218,16 @@ _SLURM_OPTIONS = {
 def _slurm_launcher(
     matrix: Path,
     storage: str | None,
-    uri: str,
     workers: int | None,
     heartbeat: float,
     slurm: dict,
     overrides: tuple[str, ...],
 ) -> SlurmLauncher:
     """The launcher of ``--launcher slurm`` (a bad ``--time`` exits 2)."""
-    from orchestrator.execute.slurm import SlurmError, SlurmLauncher, SlurmResources
+    from orchestrator.execute.slurm import SlurmLauncher, SlurmResources
 
-    try:
-        resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
-    except SlurmError as exc:
-        raise fail(str(exc)) from None
+    resources = SlurmResources(**{k: v for k, v in slurm.items() if v is not None})
+    uri = tracking_uri()
     if uri.startswith("sqlite:"):
         console.print(
             f"note: the Slurm tasks log to {uri}: on a cluster it must be on a filesystem every node mounts "
@@ -239,38 +239,26 @@ def _slurm_launcher(
     )
 
 
-def _say_stale(plan: list) -> None:
-    """One line per reason why finished runs are run again (the code or the data changed)."""
-    from collections import Counter
-
-    from orchestrator.execute.plan import PlanState
-
-    reasons = Counter(p.why for p in plan if p.state is PlanState.STALE)
-    for why, n in reasons.items():
-        console.print(f"  {n} stale: {why}", highlight=False, markup=False)
-
-
-def _dry_run(name: str, specs: list, uri: str, fresh: bool, retry_diverged: bool) -> None:
+def _dry_run(name: str, specs: list, uri: str, request: SweepRequest) -> None:
     """``--dry-run``: the plan table and its counts."""
-    from orchestrator.cli.progress import plan_table
+    from orchestrator.cli.progress import plan_table, say_stale
     from orchestrator.execute.plan import dry_run_plan
-    from orchestrator.tracking import TrackingError
 
-    try:
-        plan = dry_run_plan(specs, uri, name, fresh=fresh, retry_diverged=retry_diverged)
-    except TrackingError as exc:
-        raise fail(str(exc)) from None
+    plan = dry_run_plan(specs, uri, name, fresh=request.fresh, retry_diverged=request.retry_diverged)
     console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
     todo = sum(p.state.runs for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
-    _say_stale(plan)
+    say_stale(console, plan)
 
 
-def _print_report(mx, specs, uri: str, parent_run_id: str | None) -> None:  # noqa: ANN001
+def _print_report(mx: Matrix, specs: list[RunSpec], outcome: SweepOutcome) -> None:
+    """The sweep's verdicts (recorded on its parent run) and where its figures are."""
     from orchestrator.report import ReportError, build_report
 
     try:
-        report = build_report(uri, mx.name, mx.verdict, specs=specs, parent_run_id=parent_run_id, record=True)
+        report = build_report(
+            tracking_uri(), mx.name, mx.verdict, specs=specs, parent_run_id=outcome.parent_run_id, record=True
+        )
     except ReportError as exc:
         err_console.print(f"no verdicts: {exc}")
         return
@@ -296,33 +284,25 @@ def worker(
 ) -> None:
     """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
     from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.execute.context import QueueSettings
     from orchestrator.execute.join import join_sweep
-    from orchestrator.execute.workqueue import QueueError
-    from orchestrator.matrix import MatrixError, load_matrix
-    from orchestrator.tracking import TrackingError
+    from orchestrator.matrix import load_matrix
 
     if not storage:
         raise fail("--storage is required: the coordinator's queue (postgresql://...)")
-    try:
-        mx, specs = load_matrix(matrix, overrides=overrides or ())
-    except MatrixError as exc:
-        raise fail(str(exc)) from None
+    mx, specs = load_matrix(matrix, overrides=overrides or ())
     display = SweepDisplay(console, len(specs))
-    try:
-        with display.live():
-            outcome = join_sweep(
-                mx,
-                specs,
-                tracking_uri=tracking_uri(),
-                storage=storage,
-                workers=workers,
-                workers_per_gpu=workers_per_gpu,
-                heartbeat=heartbeat,
-                wait=wait,
-                on_event=display,
-            )
-    except (QueueError, TrackingError) as exc:
-        raise fail(str(exc)) from None
+    with display.live():
+        outcome = join_sweep(
+            mx,
+            specs,
+            tracking_uri=tracking_uri(),
+            queue=QueueSettings(storage, heartbeat),
+            workers=workers,
+            workers_per_gpu=workers_per_gpu,
+            wait=wait,
+            display=display,
+        )
     console.print(f"worker done: ran {outcome.ran} (crashed {outcome.crashed})")
     if outcome.crashed:
         raise typer.Exit(1)

@@ -43,11 +43,9 @@ def train(
 
     SIGTERM or Ctrl-C stops at the next step, logs the last epoch's checkpoint and exits 130; `orch train
     --resume RUN_ID` continues the run to its configured epochs."""
-    from model.config import ConfigError, load_config
-    from model.data import DataError
+    from model.config import load_config
     from orchestrator.cli.epochs import EpochPrinter
     from orchestrator.execute.single import default_out_dir, train_single
-    from orchestrator.tracking import TrackingError
 
     if resume is not None:
         if config or config_opt or set_ or epochs is not None or not track:
@@ -67,44 +65,34 @@ def train(
     if device is not None:
         overrides.append(f"trainer.device={device.value}")
     uri = tracking_uri() if track else None
-    try:
-        cfg = load_config(config, overrides)
-        with printer.live():
-            outcome = train_single(
-                cfg,
-                out or default_out_dir(config),
-                tracking_uri=uri,
-                name=config.stem,
-                on_epoch=printer.on_epoch,
-                on_step=printer.on_step,
-            )
-    except (ConfigError, DataError, TrackingError) as exc:
-        raise fail(str(exc)) from None
+    cfg = load_config(config, overrides)
+    with printer.live():
+        outcome = train_single(
+            cfg,
+            out or default_out_dir(config),
+            tracking_uri=uri,
+            name=config.stem,
+            on_epoch=printer.on_epoch,
+            on_step=printer.on_step,
+        )
     _report(outcome, uri)
 
 
 def _resume(run_id: str, out: Path | None, device: Device | None) -> None:
     """`orch train --resume RUN_ID`."""
-    from model.checkpoint import CheckpointError
-    from model.config import ConfigError
-    from model.data import DataError
     from orchestrator.cli.epochs import EpochPrinter
     from orchestrator.execute.single import default_out_dir, resume_single
-    from orchestrator.tracking import TrackingError
 
     printer = EpochPrinter(console)
-    try:
-        with printer.live():
-            outcome = resume_single(
-                run_id,
-                out or default_out_dir(Path(f"resume-{run_id[:8]}")),
-                tracking_uri=tracking_uri(),
-                device=device.value if device else None,
-                on_epoch=printer.on_epoch,
-                on_step=printer.on_step,
-            )
-    except (ConfigError, DataError, TrackingError, CheckpointError) as exc:
-        raise fail(str(exc)) from None
+    with printer.live():
+        outcome = resume_single(
+            run_id,
+            out or default_out_dir(Path(f"resume-{run_id[:8]}")),
+            tracking_uri=tracking_uri(),
+            device=device.value if device else None,
+            on_epoch=printer.on_epoch,
+            on_step=printer.on_step,
+        )
     _report(outcome, tracking_uri())
 
 

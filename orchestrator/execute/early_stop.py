@@ -2,14 +2,16 @@
 
 A worker sees only its own run, so the rule judges the run's curve alone with the verdict's statistics
 (the relative change over the analysis window, with the moving-block bootstrap interval of
-:func:`~orchestrator.verdict.hierarchical_bootstrap_rel_change` on one seed), against the matrix's
+:func:`~orchestrator.verdict.fit_window` on one seed), against the matrix's
 ``verdict.min_change``: ``falls`` / ``rises`` when the interval lies beyond it, ``flat`` when it lies
 inside. An epoch's reading counts only when two intervals agree on it: the one over the window so far,
 and the one the report will judge a stopped run by, its line extended to the budget's last epoch
 (``judge_cell(planned_epochs=...)``). The first keeps a ``falls`` from resting on the extension alone;
 the second keeps a slow, steady change, small over the epochs so far but not over the whole window, from
 reading ``flat``. The extended line is never drawn below what the metric can be (its floor, logged as
-``verdict.floor_metric``, else zero for a loss), as the report's judge draws it. The run stops when the
+``verdict.floor_metric``, else zero for a loss: :func:`~orchestrator.verdict.lower_bound`), as the report's
+judge draws it. The warm-up and the window are the verdict's (:class:`~orchestrator.verdict.VerdictSettings`,
+built from the rule's fields). The run stops when the
 same reading holds at ``patience`` consecutive epochs, no earlier than ``verdict.min_window`` epochs into
 the window, and never while its training schedule still changes (``hold_until``: the end of a skip-weight
 decay, which keeps changing what the run learns).
@@ -20,20 +22,21 @@ and whether every cell's verdict stayed what the full budget gives.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from orchestrator.verdict import default_warmup, hierarchical_bootstrap_rel_change
+from orchestrator.verdict import Fit, VerdictSettings, fit_window, lower_bound
 
 __all__ = ["EarlyStopRule", "decided"]
 
 
-def decided(rel: tuple[float, float, float], min_change: float) -> str | None:
-    """``falls`` / ``rises`` / ``flat`` when the interval ``(estimate, low, high)`` decides it, else None."""
-    _, low, high = rel
+def decided(fit: Fit, min_change: float) -> str | None:
+    """``falls`` / ``rises`` / ``flat`` when the fit's interval decides it, else None."""
+    low, high = fit.low, fit.high
     if high < -min_change:
         return "falls"
     if low > min_change:
@@ -65,6 +68,18 @@ class EarlyStopRule:
     def from_payload(cls, data: dict[str, Any]) -> EarlyStopRule:
         return cls(**data)
 
+    @functools.cached_property
+    def settings(self) -> VerdictSettings:
+        """The verdict settings the rule reads with (the matrix's, as far as the rule's fields carry them)."""
+        return VerdictSettings(
+            metric=self.metric,
+            warmup=self.warmup,
+            min_window=self.min_window,
+            min_change=self.min_change,
+            confidence=self.confidence,
+            n_boot=self.n_boot,
+        )
+
     def __call__(self, metrics: dict[str, float]) -> str | None:
         if self.floor_metric and math.isfinite(metrics.get(self.floor_metric, math.nan)):
             self.floor = float(metrics[self.floor_metric])
@@ -73,29 +88,19 @@ class EarlyStopRule:
         epoch = len(self.history) - 1
         if epoch >= self.epochs or not all(math.isfinite(v) for v in self.history):
             return None  # the last epoch ends anyway; NaN is the trainer's to report
-        warmup = self.warmup if self.warmup is not None else default_warmup(self.epochs + 1)
-        if epoch - warmup + 1 < self.min_window:
+        window = self.settings.window(self.epochs + 1, last=epoch)
+        if window is None:
             self.readings.append(None)
             return None
         curve = np.asarray([self.history])
-        rel = hierarchical_bootstrap_rel_change(
-            curve, (warmup, epoch), n_boot=self.n_boot, confidence=self.confidence
-        )
-        reading = decided(rel, self.min_change)
-        extended = rel
+        options = self.settings.fit_options()
+        fit = fit_window(curve, window, **options)
+        reading = decided(fit, self.min_change)
+        extended = fit
         if reading is not None:
             # What the judge will see of a stopped run: its line extended to the budget's last epoch.
-            lower = self.floor
-            if lower is None and min(self.history) >= 0:
-                lower = 0.0  # a loss: its line is not extended below zero
-            extended = hierarchical_bootstrap_rel_change(
-                curve,
-                (warmup, self.epochs),
-                n_boot=self.n_boot,
-                confidence=self.confidence,
-                extend=True,
-                lower=lower,
-            )
+            lower = lower_bound(curve, self.floor)
+            extended = fit_window(curve, (window[0], self.epochs), extend=True, lower=lower, **options)
             if decided(extended, self.min_change) != reading:
                 reading = None
         self.readings.append(reading)
@@ -107,11 +112,10 @@ class EarlyStopRule:
         run = f" for {self.patience} epochs in a row" if self.patience > 1 else ""
         return (
             f"early stop at epoch {epoch} of {self.epochs}: {self.metric} reads {reading}{run} "
-            f"({_interval(rel)} over epochs {warmup}-{epoch}, {_interval(extended)} with its line "
+            f"({_interval(fit)} over epochs {window[0]}-{epoch}, {_interval(extended)} with its line "
             f"extended to epoch {self.epochs}; min change {self.min_change:.0%})"
         )
 
 
-def _interval(rel: tuple[float, float, float]) -> str:
-    est, low, high = rel
-    return f"{est:+.1%} [{low:+.1%}, {high:+.1%}]"
+def _interval(fit: Fit) -> str:
+    return f"{fit.estimate:+.1%} [{fit.low:+.1%}, {fit.high:+.1%}]"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
+from orchestrator.execute.context import Display, QueueSettings, SweepContext, SweepOutcome
 from orchestrator.execute.resources import plan_workers
-from orchestrator.execute.workers import SweepEvent, SweepOutcome, run_workers
+from orchestrator.execute.workers import run_workers
 from orchestrator.execute.workqueue import QueueError, WorkQueue, find_sweep_queue, open_storage
 from orchestrator.matrix import Matrix, RunSpec
 from orchestrator.tracking import Tracker, prepare_store
@@ -31,24 +31,25 @@ def join_sweep(
     specs: list[RunSpec],
     *,
     tracking_uri: str,
-    storage: str,
+    queue: QueueSettings,
     workers: int | None = None,
     workers_per_gpu: int = 1,
-    heartbeat: float = 10.0,
     wait: float = 60.0,
-    on_event: Callable[[SweepEvent], None] | None = None,
+    display: Display | None = None,
     queue_name: str | None = None,
 ) -> SweepOutcome:
-    """`orch worker`: join the newest active sweep of ``matrix`` in ``storage`` and run its items.
+    """`orch worker`: join the newest active sweep of ``matrix`` in ``queue.storage`` and run its items.
 
     ``queue_name`` joins that sweep's queue instead (a submitted worker; a queue closed meanwhile leaves
-    it nothing to do).
+    it nothing to do). Its runs go under the sweep's parent run, as the coordinator's own.
 
     Raises:
         orchestrator.execute.workqueue.QueueError: unreachable storage, no sweep to join within ``wait``
             seconds, or a matrix that differs from the coordinator's.
     """
-    queue_storage = open_storage(storage, heartbeat=heartbeat)
+    if not queue.storage:
+        raise QueueError("a worker joins a sweep's queue in a storage it reaches: give its storage")
+    queue_storage = open_storage(queue.storage, heartbeat=queue.heartbeat)
     deadline = time.monotonic() + wait
     while (name := _find_queue(queue_storage, matrix.name, queue_name)) is None:
         if time.monotonic() > deadline:
@@ -64,23 +65,12 @@ def join_sweep(
             f"the sweep's runs are not this matrix's ({len(foreign)} unknown run keys): give the worker "
             "the same matrix file (and base config) as the coordinator"
         )
-    tracker = Tracker(prepare_store(tracking_uri))  # a worker may be the first to open a fresh store
-    slots = plan_workers(
-        len(items), specs[0].config.trainer.device, workers=workers, workers_per_gpu=workers_per_gpu
-    )
-    attrs = work.attrs
-    outcome = SweepOutcome(attrs.get("parent_run_id"), attrs.get("sweep_id", ""))
+    # a worker may be the first to open a fresh store
+    ctx = SweepContext(Tracker(prepare_store(tracking_uri)), matrix.name, queue=queue, display=display)
+    ctx.joined(work.attrs.get("parent_run_id"), work.attrs.get("sweep_id", ""))
+    ctx.use_queue(work, queue.storage)
+    device = specs[0].config.trainer.device
     run_workers(
-        specs,
-        storage_url=storage,
-        queue_name=name,
-        tracker=tracker,
-        experiment=matrix.name,
-        parent_run_id=attrs.get("parent_run_id"),
-        sweep_id=attrs.get("sweep_id", ""),
-        slots=slots,
-        on_event=on_event,
-        outcome=outcome,
-        heartbeat=heartbeat,
+        ctx, specs, plan_workers(len(items), device, workers=workers, workers_per_gpu=workers_per_gpu)
     )
-    return outcome
+    return ctx.outcome

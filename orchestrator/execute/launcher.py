@@ -8,11 +8,12 @@ submitted worker is left.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.execute.workqueue import WorkQueue
-from orchestrator.tracking import RunStatus, Tracker
+from orchestrator.tracking import RunStatus
+
+if TYPE_CHECKING:
+    from orchestrator.execute.context import SweepContext
 
 __all__ = ["Launcher", "submit_workers"]
 
@@ -42,29 +43,24 @@ class Launcher(Protocol):
         """The queue is drained or abandoned: withdraw the workers that never started."""
 
 
-def submit_workers(
-    launcher: Launcher,
-    work: WorkQueue,
-    tracker: Tracker,
-    parent: str,
-    sweep_id: str,
-    on_phase: Callable[[str], None],
-) -> None:
-    """Submit the workers of ``work`` (a queue that holds its items). The launcher's attributes are kept
-    on the queue and tagged on the sweep's ``parent`` run (``orch.<name>``).
+def submit_workers(ctx: SweepContext, launcher: Launcher) -> None:
+    """Submit the workers of the sweep's queue (``ctx.work``, which holds its items). The launcher's
+    attributes are kept on the queue and tagged on the sweep's parent run (``orch.<name>``).
 
     Raises:
         Exception: what ``launcher.submit`` raises; the queue is abandoned first (nobody may start its
             items) and the parent run ends KILLED.
     """
-    on_phase("submitting the workers")
+    work, parent = ctx.work, ctx.parent_run_id
+    assert work is not None and parent is not None
+    ctx.display.on_phase("submitting the workers")
     try:
-        attrs = launcher.submit(work.name, sweep_id, len(work.items()))
+        attrs = launcher.submit(work.name, ctx.sweep_id, len(work.items()))
     except BaseException as exc:
         work.abandon()
         work.close()
-        tracker.finish(parent, RunStatus.KILLED, f"submission failed: {exc}")
+        ctx.tracker.finish(parent, RunStatus.KILLED, f"submission failed: {exc}")
         raise
     work.set_attrs(attrs)
-    tracker.set_tags(parent, {f"orch.{key}": str(value) for key, value in attrs.items()})
-    on_phase(f"waiting for {launcher.describe()}")
+    ctx.tracker.set_tags(parent, {f"orch.{key}": str(value) for key, value in attrs.items()})
+    ctx.display.on_phase(f"waiting for {launcher.describe()}")

@@ -1,38 +1,55 @@
-"""SIGTERM as Ctrl-C: a coordinator stopped by Slurm's preemption or ``timeout`` takes the same path as one
-stopped at the keyboard (its parent run ends KILLED "interrupted", its workers are told to stop, exit 130).
+"""Signals, taken one way everywhere: :func:`handle_signals`, the one context manager that installs handlers.
+
+- A coordinator takes SIGTERM (Slurm's preemption, ``timeout``) as Ctrl-C: :class:`Preempted` is a
+  ``KeyboardInterrupt``, so a sweep stopped either way ends its parent run KILLED "interrupted", tells its
+  workers to stop and exits 130.
+- ``orch train`` and a worker process note SIGTERM (and Ctrl-C) and stop training at the next step.
+- A Slurm task stops on SIGUSR2 (:class:`~orchestrator.execute.slurm.TaskStopped`).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["Preempted", "sigterm_interrupts"]
+__all__ = ["Preempted", "handle_signals"]
 
 
 class Preempted(KeyboardInterrupt):
     """The process received SIGTERM (a scheduler's preemption, ``timeout``, ``kill``)."""
 
-
-def _raise_preempted(signum: int, frame: FrameType | None) -> None:
-    raise Preempted(f"received signal {signal.Signals(signum).name}")
+    @classmethod
+    def by(cls, signal_name: str) -> Preempted:
+        return cls(f"received signal {signal_name}")
 
 
 @contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Preempted` (a ``KeyboardInterrupt``) in the main thread.
+def handle_signals(
+    signals: Iterable[int], raise_as: Callable[[str], BaseException] | None = None
+) -> Iterator[list[str]]:
+    """Within the block, each of ``signals`` that arrives is noted: its name is appended to the yielded list
+    (for work that stops at its next step), and ``raise_as(name)`` is raised in the main thread when given.
 
-    Outside the main thread (where Python cannot install a handler) the block runs unchanged. The previous
-    handler is restored on exit.
+    Only the main thread installs handlers: elsewhere the block runs with the process's own and the list
+    stays empty. The previous handlers are restored on exit.
     """
+    received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    previous = signal.signal(signal.SIGTERM, _raise_preempted)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        received.append(name)
+        if raise_as is not None:
+            raise raise_as(name)
+
+    previous = {s: signal.signal(s, handle) for s in signals}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -11,13 +11,11 @@ run.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from model.data import PairedSource, SourceShape, open_source
 from model.preflight import check_data_fits
 from model.trainer import EpochResult, fit, resolve_device
 from orchestrator.execute.run_dir import RunDirectory
+from orchestrator.execute.signals import handle_signals
 from orchestrator.tracking import RunStatus, TrackingError
 from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.vocabulary import TAG_CHECKPOINT
@@ -177,26 +176,6 @@ class _Run:
         self.tracker.finish(self.run_id, status, reason)
 
 
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[list[str]]:
-    """SIGTERM and Ctrl-C are noted (their names, in the yielded list) for training to stop at the next
-    step, instead of ending the process half-way through an epoch; the main thread only."""
-    received: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def note(signum: int, frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def _train(
     config: RunConfig,
     run_dir: RunDirectory,
@@ -215,7 +194,8 @@ def _train(
         if on_epoch is not None:
             on_epoch(result)
 
-    with _stop_on_signals() as received:
+    # SIGTERM and Ctrl-C stop training at the next step, not half-way through an epoch
+    with handle_signals([signal.SIGTERM, signal.SIGINT]) as received:
         try:
             result = fit(
                 config,

@@ -19,13 +19,13 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from orchestrator.errors import UserError
 
 __all__ = [
     "SlurmError",
@@ -38,7 +38,6 @@ __all__ = [
     "check_sbatch",
     "parse_time",
     "preflight",
-    "stop_on_signal",
 ]
 
 #: Job states after which a task runs nothing more (squeue and sacct spell them alike).
@@ -61,7 +60,7 @@ ENDED = frozenset(
 _TIMEOUT = 60  # seconds any Slurm command may take before the controller counts as unreachable
 
 
-class SlurmError(RuntimeError):
+class SlurmError(UserError, RuntimeError):
     """Slurm cannot run the sweep's workers: no sbatch, resources it rejects, a failed submission."""
 
 
@@ -248,22 +247,23 @@ class SlurmWorker:
         before a preemption) stops it: the runs in flight end KILLED and their items go back to the
         queue once their heartbeats are stale, for another task or the next sweep.
         """
+        from orchestrator.execute.context import QueueSettings
         from orchestrator.execute.join import join_sweep
+        from orchestrator.execute.signals import handle_signals
         from orchestrator.matrix import load_matrix
 
         os.chdir(self.cwd)
-        try:
-            with stop_on_signal(signal.SIGUSR2):
+        try:  # it replaces submitit's handler, which would requeue or fail the task by its own bookkeeping
+            with handle_signals([signal.SIGUSR2], raise_as=TaskStopped.by):
                 matrix, specs = load_matrix(Path(self.matrix), overrides=self.overrides)
                 outcome = join_sweep(
                     matrix,
                     specs,
                     tracking_uri=self.tracking_uri,
-                    storage=self.storage,
+                    queue=QueueSettings(self.storage, self.heartbeat),
                     workers=self.workers,
-                    heartbeat=self.heartbeat,
                     wait=self.wait,
-                    on_event=_log_event,
+                    display=_TaskLog(),
                     queue_name=self.queue_name,
                 )
         except TaskStopped as exc:
@@ -277,23 +277,9 @@ class TaskStopped(BaseException):
     """Slurm signalled a task to stop (a BaseException: it unwinds through the sweep's own handlers,
     which stop the worker processes and mark their runs KILLED)."""
 
-
-@contextmanager
-def stop_on_signal(signum: int) -> Iterator[None]:
-    """Raise :class:`TaskStopped` in the main thread when ``signum`` arrives while the block runs (it
-    replaces submitit's handler, which would requeue or fail the task depending on its time bookkeeping)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(received: int, frame: Any) -> None:
-        raise TaskStopped(f"{signal.Signals(received).name} (time limit near, or preempted)")
-
-    previous = signal.signal(signum, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
+    @classmethod
+    def by(cls, signal_name: str) -> TaskStopped:
+        return cls(f"{signal_name} (time limit near, or preempted)")
 
 
 def _task_id() -> str:
@@ -301,13 +287,21 @@ def _task_id() -> str:
     return f"{job}_{task}" if job and task else os.environ.get("SLURM_JOB_ID", "")
 
 
-def _log_event(event: Any) -> None:
-    """One line per run started or ended, in the task's log."""
-    if event.kind in ("start", "end"):
-        what = "started" if event.kind == "start" else f"ended {event.status}"
-        why = f": {event.reason}" if event.kind == "end" and event.reason else ""
-        when = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{when} [{_task_id()}] {event.spec.cell} seed {event.spec.seed} {what}{why}", flush=True)
+class _TaskLog:
+    """The display of a task: one line per run started or ended, in the task's log."""
+
+    def on_phase(self, text: str) -> None:
+        pass
+
+    def on_plan(self, plan: Any) -> None:
+        pass
+
+    def on_event(self, event: Any) -> None:
+        if event.kind in ("start", "end"):
+            what = "started" if event.kind == "start" else f"ended {event.status}"
+            why = f": {event.reason}" if event.kind == "end" and event.reason else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when} [{_task_id()}] {event.spec.cell} seed {event.spec.seed} {what}{why}", flush=True)
 
 
 # ------------------------------------------------------------------------------------- the launcher

@@ -23,6 +23,7 @@ from typing import Any
 
 from model.trainer import EpochResult
 from orchestrator.execute.early_stop import EarlyStopRule
+from orchestrator.execute.signals import handle_signals
 from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.tracking.vocabulary import RunStatus
 
@@ -61,24 +62,30 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     torch.set_num_threads(threads)
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
-    worker = _Worker(work, payloads, events, parent, device)
-    signal.signal(signal.SIGTERM, worker.preempt)
-    while not worker.orphaned() and not worker.preempted:
-        claimed = work.claim()
-        if claimed is None:
-            if work.heartbeats and work.pending():
-                time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
-                continue
-            return
-        trial_id, item = claimed
-        worker.train(trial_id, worker.by_key[item["run_key"]])
+    with handle_signals([signal.SIGTERM]) as preempted:  # stop at the next step, nothing in the handler
+        worker = _Worker(work, payloads, events, parent, device, preempted)
+        while not worker.orphaned() and not preempted:
+            claimed = work.claim()
+            if claimed is None:
+                if work.heartbeats and work.pending():
+                    time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
+                    continue
+                return
+            trial_id, item = claimed
+            worker.train(trial_id, worker.by_key[item["run_key"]])
 
 
 class _Worker:
     """Trains claimed items one after another, sharing each data source between its runs."""
 
     def __init__(
-        self, work: WorkQueue, payloads: list[dict[str, Any]], events: Any, parent: int, device: str | None
+        self,
+        work: WorkQueue,
+        payloads: list[dict[str, Any]],
+        events: Any,
+        parent: int,
+        device: str | None,
+        preempted: list[str],
     ) -> None:
         self.work, self.payloads, self.events, self.parent, self.device = (
             work,
@@ -87,13 +94,9 @@ class _Worker:
             parent,
             device,
         )
+        self.preempted = preempted  # the signals received (SIGTERM): stop at the next step boundary
         self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
         self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
-        self.preempted = False
-
-    def preempt(self, signum: int, frame: Any) -> None:
-        """SIGTERM: stop at the next step boundary (nothing is done in the handler itself)."""
-        self.preempted = True
 
     def orphaned(self) -> bool:
         return os.getppid() != self.parent
@@ -183,6 +186,6 @@ class _Worker:
             on_step=on_step,
             checkpoint=payload.get("checkpoint"),
             resume=resume,
-            stop=lambda: self.preempted,
+            stop=lambda: bool(self.preempted),
             extra=(lambda: {"early_stop": dataclasses.asdict(rule)}) if rule is not None else None,
         )

@@ -1,5 +1,6 @@
-"""The coordinator's side of a sweep's local workers: worker processes started here, their events
-written to MLflow, and what a sweep tells its caller (:class:`SweepEvent`, :class:`SweepOutcome`).
+"""The coordinator's side of a sweep's local workers: worker processes started here, and their events
+written to MLflow, counted in the sweep's outcome and told to its display
+(:class:`~orchestrator.execute.context.SweepContext`).
 
 The coordinator is the only process that writes to the MLflow store: workers send their epochs back over
 a pipe (:mod:`orchestrator.execute.worker`), and :class:`_Coordinator` logs them, and each run's last
@@ -15,66 +16,20 @@ import os
 import queue as queue_mod
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.trainer import EpochResult
+from orchestrator.execute.context import SweepContext, SweepEvent
 from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
 from orchestrator.execute.run_dir import checkpoint_root
 from orchestrator.execute.worker import worker_main
-from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import RunKind, RunStatus, Tracker, run_tags
+from orchestrator.tracking import RunKind, RunStatus, run_tags
 
-__all__ = ["SweepEvent", "SweepOutcome", "run_workers"]
-
-
-@dataclass
-class SweepOutcome:
-    parent_run_id: str | None
-    sweep_id: str = ""
-    ran: int = 0
-    finished: int = 0
-    diverged: int = 0
-    crashed: int = 0
-    stopped: int = 0
-    skipped: int = 0
-    interrupted: int = 0  # runs stopped by SIGTERM or Ctrl-C (KILLED): the next sweep resumes or reruns them
-    failures: list[tuple[str, int, str]] = field(default_factory=list)  # (cell, seed, reason)
-
-    def count(self, spec: RunSpec, status: RunStatus, reason: str | None) -> None:
-        """Count one run that ended with ``status`` (not ``killed``: its item is run again)."""
-        self.ran += 1
-        if status is RunStatus.FINISHED:
-            self.finished += 1
-        elif status is RunStatus.STOPPED:
-            self.stopped += 1
-        else:
-            if status is RunStatus.DIVERGED:
-                self.diverged += 1
-            else:
-                self.crashed += 1
-            self.failures.append((spec.cell, spec.seed, reason or status.value))
-
-
-@dataclass(frozen=True)
-class SweepEvent:
-    """What the display hears: ``kind`` in start | step | epoch | end."""
-
-    kind: str
-    item: int
-    spec: RunSpec
-    epoch: int | None = None
-    step: int | None = None
-    steps: int | None = None
-    status: RunStatus | None = None
-    reason: str | None = None
-    run_id: str | None = None  # the run's MLflow id (every event after its start)
-    metrics: dict[str, float] | None = None  # an epoch's metrics (``epoch`` events)
+__all__ = ["run_workers"]
 
 
 # -------------------------------------------------------------------------------------- coordinator
@@ -83,30 +38,16 @@ class SweepEvent:
 class _Coordinator:
     """Tracks what the workers report: one MLflow run per claimed item, its epochs, its end."""
 
-    def __init__(
-        self,
-        specs: list[RunSpec],
-        tracker: Tracker,
-        experiment: str,
-        parent_run_id: str | None,
-        sweep_id: str,
-        work: WorkQueue,
-        outcome: SweepOutcome,
-        on_event: Callable[[SweepEvent], None] | None,
-    ) -> None:
-        self.specs, self.tracker, self.experiment = specs, tracker, experiment
-        self.parent_run_id, self.sweep_id, self.work = parent_run_id, sweep_id, work
-        self.outcome, self.on_event = outcome, on_event
+    def __init__(self, ctx: SweepContext, specs: list[RunSpec]) -> None:
+        assert ctx.work is not None
+        self.ctx, self.specs, self.tracker, self.work = ctx, specs, ctx.tracker, ctx.work
+        self.emit = ctx.display.on_event
         self.run_ids: dict[int, str] = {}
         self.owner: dict[int, tuple[int, int]] = {}  # item -> (worker pid, trial id)
         self.open_items: set[int] = set()
         self.resume: dict[int, ResumePoint] = {}  # item -> the interrupted run it continues
         self.last_epoch: dict[int, int] = {}  # item -> the last epoch logged in its run
         self.checkpoints: Path | None = None  # where workers write checkpoints (<run_key>/last.pt)
-
-    def _emit(self, event: SweepEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
 
     def handle(self, msg: tuple[Any, ...]) -> None:
         """One message of a worker (see :func:`~orchestrator.execute.worker.worker_main`)."""
@@ -119,7 +60,7 @@ class _Coordinator:
             else:
                 tags = run_tags(
                     RunKind.RUN,
-                    sweep=self.sweep_id,
+                    sweep=self.ctx.sweep_id,
                     cell=spec.cell,
                     seed=spec.seed,
                     run_key=spec.run_key,
@@ -129,23 +70,23 @@ class _Coordinator:
                     **spec.identity.tags(),
                 )
                 self.run_ids[index] = self.tracker.start_run(
-                    self.experiment,
+                    self.ctx.experiment,
                     spec.config,
                     name=f"{spec.cell}/seed{spec.seed}",
                     tags=tags,
-                    parent_id=self.parent_run_id,
+                    parent_id=self.ctx.parent_run_id,
                 )
             self.owner[index] = (msg[2], msg[3])
             self.open_items.add(index)
-            self._emit(SweepEvent("start", index, spec, run_id=self.run_ids[index]))
+            self.emit(SweepEvent("start", index, spec, run_id=self.run_ids[index]))
         elif kind == "step":
-            self._emit(SweepEvent("step", index, spec, epoch=msg[2], step=msg[3], steps=msg[4]))
+            self.emit(SweepEvent("step", index, spec, epoch=msg[2], step=msg[3], steps=msg[4]))
         elif kind == "epoch":
             result: EpochResult = msg[2]
             self.tracker.log_epoch(self.run_ids[index], result)
             self.last_epoch[index] = result.epoch
             run_id = self.run_ids[index]
-            self._emit(
+            self.emit(
                 SweepEvent("epoch", index, spec, epoch=result.epoch, run_id=run_id, metrics=result.metrics)
             )
         elif kind == "end":
@@ -156,9 +97,9 @@ class _Coordinator:
     def _reopen(self, index: int, device: str | None) -> None:
         """A resumed item: its interrupted MLflow run is set RUNNING again, now part of this sweep."""
         point = self.resume[index]
-        tags = run_tags(RunKind.RUN, sweep=self.sweep_id, device=device, resumed_from_epoch=point.epoch)
-        if self.parent_run_id:
-            tags["mlflow.parentRunId"] = self.parent_run_id
+        tags = run_tags(RunKind.RUN, sweep=self.ctx.sweep_id, device=device, resumed_from_epoch=point.epoch)
+        if self.ctx.parent_run_id:
+            tags["mlflow.parentRunId"] = self.ctx.parent_run_id
         self.tracker.reopen(point.run_id, tags)
         self.run_ids[index] = point.run_id
         self.last_epoch[index] = point.epoch  # it keeps the tags it was started with (cell, seed, identity)
@@ -192,12 +133,10 @@ class _Coordinator:
         self.tracker.finish(self.run_ids[index], status, reason, tb)
         self.open_items.discard(index)
         if preempted:
-            self.outcome.interrupted += 1
-        elif (
-            status is not RunStatus.KILLED
-        ):  # killed ones are not counted: the next sweep resumes or reruns them
-            self.outcome.count(spec, status, reason)
-        self._emit(SweepEvent("end", index, spec, status=status, reason=reason))
+            self.ctx.outcome.interrupted += 1
+        elif status is not RunStatus.KILLED:  # not counted: the next sweep resumes or reruns them
+            self.ctx.outcome.count(spec, status, reason)
+        self.emit(SweepEvent("end", index, spec, status=status, reason=reason))
 
     def bury(self, p: mp.process.BaseProcess) -> None:
         """A worker died mid-run (killed, out of memory...): record it; the others go on."""
@@ -270,48 +209,34 @@ class _Coordinator:
             return None
 
 
-def run_workers(
-    specs: list[RunSpec],
-    *,
-    storage_url: str,
-    queue_name: str,
-    tracker: Tracker,
-    experiment: str,
-    parent_run_id: str | None,
-    sweep_id: str,
-    slots: list[WorkerSlot],
-    outcome: SweepOutcome,
-    on_event: Callable[[SweepEvent], None] | None = None,
-    heartbeat: float = 10.0,
-    resume: dict[str, ResumePoint] | None = None,
-) -> SweepOutcome:
-    """Start a worker process per slot (its device and threads) and track what they report until done.
+def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]) -> None:
+    """Start a worker process per slot (its device and threads) on the context's queue and track what they
+    report until done: each run in MLflow under the sweep's parent run, counted in ``ctx.outcome``, told to
+    ``ctx.display``.
 
     Queue items name an index into ``specs`` (the matrix's full expansion). Workers write each run's
-    checkpoint under :func:`~orchestrator.execute.run_dir.checkpoint_root`. ``resume`` (by run key) says
-    which runs continue from their logged checkpoint; by default those of
-    :func:`~orchestrator.execute.plan.resume_points`, unless the sweep's parent run says it is ``--fresh``.
-    Runs in flight when this is interrupted are stopped as :meth:`_Coordinator.interrupted` says, and the
-    exception (KeyboardInterrupt) is re-raised.
+    checkpoint under :func:`~orchestrator.execute.run_dir.checkpoint_root`; the runs the plan resumes
+    (:func:`~orchestrator.execute.plan.resume_points`, none for a ``--fresh`` sweep) continue from their
+    logged checkpoint. Runs in flight when this is interrupted are stopped as
+    :meth:`_Coordinator.interrupted` says, and the exception (KeyboardInterrupt) is re-raised.
     """
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    root = checkpoint_root(tracker.uri)
-    if resume is None:
-        resume = _planned_resumes(tracker, experiment, specs, parent_run_id)
+    assert ctx.work is not None
+    mp_ctx = mp.get_context("spawn")
+    events = mp_ctx.Queue()
+    root = checkpoint_root(ctx.tracker.uri)
     payloads = [s.to_payload() | {"checkpoint": str(root / s.run_key / "last.pt")} for s in specs]
-    resumed = _fetch_checkpoints(tracker, root, specs, resume, payloads)
+    resumed = _fetch_checkpoints(ctx, root, specs, _planned_resumes(ctx, specs), payloads)
     procs = [
-        ctx.Process(
+        mp_ctx.Process(
             target=worker_main,
             args=(
-                storage_url,
-                queue_name,
+                ctx.queue_url,
+                ctx.work.name,
                 payloads,
                 events,
                 slot.threads,
                 os.getpid(),
-                heartbeat,
+                ctx.queue.heartbeat,
                 slot.device,
             ),
             daemon=True,
@@ -321,28 +246,25 @@ def run_workers(
     ]
     for p in procs:
         p.start()
-    work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
-    coordinator = _Coordinator(specs, tracker, experiment, parent_run_id, sweep_id, work, outcome, on_event)
+    coordinator = _Coordinator(ctx, specs)
     coordinator.resume, coordinator.checkpoints = resumed, root
     try:
         coordinator.follow(procs, events)
     except BaseException:
         coordinator.interrupted(procs, events)
         raise
-    return outcome
 
 
-def _planned_resumes(
-    tracker: Tracker, experiment: str, specs: list[RunSpec], parent_run_id: str | None
-) -> dict[str, ResumePoint]:
+def _planned_resumes(ctx: SweepContext, specs: list[RunSpec]) -> dict[str, ResumePoint]:
     """The runs the plan resumes; none for a ``--fresh`` sweep (its parent run's ``orch.fresh`` tag)."""
-    if parent_run_id and tracker.run_tags_and_start(parent_run_id)[0].get("orch.fresh") == "true":
+    parent = ctx.parent_run_id
+    if parent and ctx.tracker.run_tags_and_start(parent)[0].get("orch.fresh") == "true":
         return {}
-    return resume_points(tracker, experiment, specs)
+    return resume_points(ctx.tracker, ctx.experiment, specs)
 
 
 def _fetch_checkpoints(
-    tracker: Tracker,
+    ctx: SweepContext,
     root: Path,
     specs: list[RunSpec],
     resume: dict[str, ResumePoint],
@@ -356,7 +278,7 @@ def _fetch_checkpoints(
         if point is None:
             continue
         try:
-            path = tracker.download_checkpoint(point.run_id, root / spec.run_key / "resume")
+            path = ctx.tracker.download_checkpoint(point.run_id, root / spec.run_key / "resume")
         except Exception:  # noqa: BLE001 - an artifact store that lost it: start again rather than stop
             continue
         payloads[index]["resume"] = {"run_id": point.run_id, "epoch": point.epoch, "path": str(path)}

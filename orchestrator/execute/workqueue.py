@@ -26,6 +26,8 @@ from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTria
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from orchestrator.errors import UserError
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # heartbeats and their stale-trial hooks are marked experimental in Optuna; we rely on them knowingly (Optuna
 # attributes the warning to its own modules, so the filter goes by category)
@@ -47,7 +49,7 @@ __all__ = [
 PREFIX = "orch-sweep"
 
 
-class QueueError(RuntimeError):
+class QueueError(UserError, RuntimeError):
     """The storage cannot be reached, or holds no sweep to join."""
 
 
@@ -193,11 +195,6 @@ class WorkQueue:
             fail_stale_trials(self._study)
         c = self.counts()
         return c.get("WAITING", 0) + c.get("RUNNING", 0)
-
-    def wait_drained(self, poll: float = 1.0) -> None:
-        """Block until nothing is waiting or running (a coordinator's wait: it fails no stale claim)."""
-        while self.pending(fail_stale=False):
-            time.sleep(poll)
 
     def close(self) -> None:
         """Mark the queue finished, so that late workers do not join it."""

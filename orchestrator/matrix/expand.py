@@ -23,17 +23,6 @@ from model.input_files import MAX_QUOTE, clip, quote
 from orchestrator.identity import identify
 from orchestrator.matrix.schema import AXIS_ALIASES, Cell, Matrix, MatrixError, RunSpec
 
-__all__ = [
-    "axis_value",
-    "base_config",
-    "base_mapping",
-    "check_axes",
-    "expand",
-    "resolve_point",
-    "run_count",
-    "scaled_steps",
-]
-
 
 def base_mapping(base: dict[str, Any] | str, root: Path) -> dict[str, Any]:
     if isinstance(base, dict):

@@ -30,8 +30,6 @@ from model.input_files import InputFileError, parse_yaml, read_text
 from orchestrator.matrix.expand import base_mapping, expand, run_count
 from orchestrator.matrix.schema import Matrix, MatrixError, RunSpec
 
-__all__ = ["edit_matrix", "load_matrix", "matches", "parse_where", "read_matrix", "select_specs"]
-
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     """The matrix file's mapping: UTF-8 YAML without duplicate keys, within the bounds of

@@ -13,21 +13,10 @@ from model.config import (
     Seed,
 )
 from model.input_files import quote
+from orchestrator.errors import UserError
 from orchestrator.identity import RunIdentity
+from orchestrator.verdict.objective import Objective
 from orchestrator.verdict.settings import Guard, VerdictSettings
-
-__all__ = [
-    "AXIS_ALIASES",
-    "MAX_RUNS",
-    "Budget",
-    "Cell",
-    "Choices",
-    "Matrix",
-    "MatrixError",
-    "Range",
-    "RunSpec",
-    "SearchSettings",
-]
 
 AXIS_ALIASES: dict[str, tuple[str, ...]] = {
     "same_domain_skip": ("trainer.same_domain_use_skip",),
@@ -68,7 +57,7 @@ AXIS_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-class MatrixError(ValueError):
+class MatrixError(UserError, ValueError):
     """A matrix that cannot be run; the message names the file, cell, axis and value."""
 
 
@@ -133,11 +122,11 @@ class Choices(_Strict):
 class SearchSettings(_Strict):
     """The ``search:`` section: what `orch search` optimises."""
 
-    objective: Literal["final", "drop"] = Field(
-        "final",
+    objective: Objective = Field(
+        Objective.FINAL,
         description="final: where the verdict window's fitted line ends, mean over seeds (against the "
         "constant baseline where logged: end / baseline - 1); drop: the verdict's relative change over the "
-        "window (more negative is better); orchestrator/execute/trend_pruner.py",
+        "window (more negative is better); orchestrator/verdict/objective.py",
     )
     pruner: Literal["trend", "median", "none"] = Field(
         "trend",

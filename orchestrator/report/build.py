@@ -31,8 +31,6 @@ from orchestrator.tracking.vocabulary import (
 )
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
-__all__ = ["FORMATS", "Report", "ReportError", "build_comparison", "build_report", "reports_root"]
-
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
 
@@ -77,9 +75,6 @@ def build_report(
     out_dir: Path | None = None,
     select: Selection = Selection(),  # noqa: B008 - frozen
     record: bool = False,
-    cells: Sequence[str] = (),
-    where: dict[str, str] | None = None,
-    group_by: str | None = None,
     publish: bool = True,
 ) -> Report:
     """Judge every cell of ``experiment`` and draw its figures.
@@ -99,9 +94,9 @@ def build_report(
     ``reports/<label>/``, a label of the settings and selection: another report never overwrites the
     sweep's record, nor one made with other settings.
 
-    ``cells`` and ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value
-    of that axis, every seed of every cell with the value pooled (the axis's marginal effect over the others,
-    :func:`~orchestrator.report.views.group_cells`).
+    ``select`` picks the runs and the cells: its ``cells`` and ``where`` (axis -> value) keep some cells; its
+    ``group_by`` judges one pseudo-cell per value of that axis, every seed of every cell with the value
+    pooled (the axis's marginal effect over the others, :func:`~orchestrator.report.views.group_cells`).
 
     Without ``publish`` (``--format csv|json``) nothing is written anywhere: no figure, nothing logged to
     MLflow, no tag set; only the verdicts are returned.
@@ -112,8 +107,8 @@ def build_report(
         orchestrator.tracking.TrackingError: the store's server cannot be reached.
     """
     tracker = Tracker(follow_move(tracking_uri) if publish else tracking_uri)
-    data, verdicts = _judge(tracker, experiment, settings, specs, select, cells, where, group_by)
-    label = _label(settings, select, cells=list(cells), where=where or {}, group_by=group_by)
+    data, verdicts = _judge(tracker, experiment, settings, specs, select)
+    label = _label(settings, select)
     out = out_dir or reports_root(tracker.uri) / experiment.replace("/", "_") / ("" if record else label)
     if not publish:
         return Report(experiment, settings, verdicts, {}, out, {})
@@ -149,11 +144,9 @@ def build_comparison(
     before: Selection,
     after: Selection = Selection(),  # noqa: B008 - frozen
     specs: Sequence[RunSpec] | None = None,
-    cells: Sequence[str] = (),
-    where: dict[str, str] | None = None,
-    group_by: str | None = None,
 ) -> list[Comparison]:
-    """The same cells judged on two selections of their runs (two code versions, two sweeps), side by side.
+    """The same cells judged on two selections of their runs (two code versions, two sweeps), side by side
+    (each selection shows its own cells: give both the same).
 
     Nothing is written. A cell judged on one side only is listed as changed.
 
@@ -164,7 +157,7 @@ def build_comparison(
     sides = []
     for select in (before, after):
         try:
-            sides.append(_judge(tracker, experiment, settings, specs, select, cells, where, group_by)[1])
+            sides.append(_judge(tracker, experiment, settings, specs, select)[1])
         except ReportError as exc:
             raise ReportError(f"{select.describe()}: {exc}") from None
     return compare(*sides)
@@ -183,16 +176,13 @@ def _judge(
     settings: VerdictSettings,
     specs: Sequence[RunSpec] | None,
     select: Selection,
-    cells: Sequence[str],
-    where: dict[str, str] | None,
-    group_by: str | None,
 ) -> tuple[list[CellData], list[CellVerdict]]:
     """The selected cells' data and their verdicts."""
     data = collect_cells(tracker, experiment, settings.metric, specs=specs, select=select)
-    if cells or where:
-        data = select_cells(data, names=cells, where=where)
-    if group_by:
-        data = group_cells(data, group_by)
+    if select.cells or select.where:
+        data = select_cells(data, names=select.cells, where=dict(select.where or {}))
+    if select.group_by:
+        data = group_cells(data, select.group_by)
     return data, judge_cells(data, settings)
 
 
@@ -231,9 +221,9 @@ def _context(
     return out
 
 
-def _label(settings: VerdictSettings, select: Selection, **view: Any) -> str:
+def _label(settings: VerdictSettings, select: Selection) -> str:
     """A short name for the settings, selection and view of a report (equal inputs, equal label)."""
-    text = json.dumps({**_provenance(settings, select), **view}, sort_keys=True)
+    text = json.dumps({**_provenance(settings, select), **select.view()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
+from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
 from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
-from orchestrator.verdict import CellVerdict, Guard, VerdictSettings, judge_cell
-
-__all__ = ["CellData", "ReportError", "Selection", "collect_cells", "judge_cells"]
+from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """Nothing to judge: unknown experiment, no runs, or the metric was never logged."""
-
-
-@dataclass
-class CellData:
-    """One cell's runs, as needed by the verdict and the figures."""
-
-    name: str
-    axes: dict[str, Any] = field(default_factory=dict)
-    expect: str | None = None
-    guards: tuple[Guard, ...] = ()
-    seeds: list[int] = field(default_factory=list)
-    curves: list[np.ndarray] = field(default_factory=list)
-    finals: dict[str, list[float]] = field(default_factory=dict)
-    diverged: int = 0
-    crashed: int = 0
-    missing: int = 0
-    run_ids: list[str] = field(default_factory=list)
-    planned_epochs: int | None = None  # recorded epochs of the budget, set when a run stopped early
 
 
 def _pick(runs: list[RunRecord]) -> RunRecord:
@@ -47,15 +26,24 @@ def _pick(runs: list[RunRecord]) -> RunRecord:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which of a matrix's runs a report judges.
+    """Which of a matrix's runs a report judges, and which of its cells it shows.
 
     By default, the runs of the code and data installed now (their run keys are the matrix's). ``code``
     (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
-    select runs of the matrix's configs made by other code or by one sweep, for comparison.
+    select runs of the matrix's configs made by other code or by one sweep, for comparison. ``cells`` and
+    ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value of that axis
+    (:mod:`~orchestrator.report.views`).
     """
 
     code: str | None = None
     sweep: str | None = None
+    cells: Sequence[str] = ()
+    where: Mapping[str, str] | None = None
+    group_by: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        """The cells shown, as a report's label records them."""
+        return {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
 
     @property
     def current(self) -> bool:
@@ -189,24 +177,12 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
 
 
 def judge_cells(cells: Sequence[CellData], settings: VerdictSettings) -> list[CellVerdict]:
-    """A verdict per cell (pure: no store access)."""
-    out = []
-    for cell in cells:
-        n = len(cell.curves)
-        finals = {k: v for k, v in cell.finals.items() if len(v) == n}
-        out.append(
-            judge_cell(
-                cell.name,
-                cell.curves,
-                settings,
-                axes=cell.axes,
-                expect=cell.expect,  # type: ignore[arg-type]
-                finals=finals,
-                cell_guards=cell.guards,
-                diverged_seeds=cell.diverged,
-                crashed_seeds=cell.crashed,
-                seeds=cell.seeds,
-                planned_epochs=cell.planned_epochs,
-            )
+    """A verdict per cell (pure: no store access); a final metric that not every judged run logged is left
+    out of its cell's."""
+    return [
+        judge_cell(
+            replace(cell, finals={k: v for k, v in cell.finals.items() if len(v) == len(cell.curves)}),
+            settings,
         )
-    return out
+        for cell in cells
+    ]

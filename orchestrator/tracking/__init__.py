@@ -15,35 +15,12 @@ from __future__ import annotations
 from orchestrator.lazy import lazy_attributes
 from orchestrator.tracking.vocabulary import RunKind, RunStatus, axes_from_tags, run_tags
 
-__all__ = [
-    "Attempt",
-    "RunKind",
-    "RunRecord",
-    "RunStatus",
-    "Tracker",
-    "TrackingError",
-    "axes_from_tags",
-    "check_experiment_name",
-    "check_reachable",
-    "flatten",
-    "normalize_uri",
-    "open_single_run",
-    "prepare_store",
-    "run_tags",
-]
-
-_LAZY = {
-    "TrackingError": "errors",
-    "check_reachable": "store",
-    "check_experiment_name": "tracker",
-    "normalize_uri": "store",
-    "prepare_store": "store",
-    "Attempt": "tracker",
-    "RunRecord": "tracker",
-    "Tracker": "tracker",
-    "flatten": "tracker",
-    "open_single_run": "tracker",
-}
-
-
-__getattr__ = lazy_attributes(__name__, _LAZY)
+_LAZY, __getattr__ = lazy_attributes(
+    __name__,
+    {
+        "errors": ("TrackingError",),
+        "store": ("check_reachable", "normalize_uri", "prepare_store"),
+        "tracker": ("Attempt", "RunRecord", "Tracker", "check_experiment_name", "flatten", "open_single_run"),
+    },
+)
+__all__ = ["RunKind", "RunStatus", "axes_from_tags", "run_tags", *_LAZY]

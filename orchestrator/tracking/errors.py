@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["TrackingError", "first_line", "os_reason"]
+from orchestrator.errors import UserError
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     """The tracking store cannot be used (unreachable, unknown experiment...)."""
 
 

@@ -42,17 +42,6 @@ from orchestrator.tracking.sqlite_store import ensure_store, set_wal  # noqa: E4
 for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
     logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
 
-__all__ = [
-    "TrackingError",
-    "artifact_root",
-    "check_reachable",
-    "follow_move",
-    "normalize_uri",
-    "prepare_store",
-    "retry",
-    "sqlite_path",
-]
-
 
 def normalize_uri(uri: str) -> str:
     """Make a relative SQLite store absolute (MLflow caches stores by URI, whatever the cwd)."""

@@ -63,8 +63,6 @@ from orchestrator.tracking.vocabulary import (
     run_tags,
 )
 
-__all__ = ["Attempt", "RunRecord", "Tracker", "check_experiment_name", "flatten", "open_single_run"]
-
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""

@@ -23,32 +23,6 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-__all__ = [
-    "TAG_AXIS",
-    "TAG_CELL",
-    "TAG_CHECKPOINT",
-    "TAG_CODE",
-    "TAG_CONFIG_KEY",
-    "TAG_DATA",
-    "TAG_EXPECT",
-    "TAG_FAILURE",
-    "TAG_GIT_COMMIT",
-    "TAG_GIT_DIRTY",
-    "TAG_KEY",
-    "TAG_KIND",
-    "TAG_SEED",
-    "TAG_STATUS",
-    "TAG_STOP",
-    "TAG_SWEEP",
-    "TAG_TRIAL",
-    "TAG_VERDICT",
-    "TAG_VERDICT_CHANGE",
-    "RunKind",
-    "RunStatus",
-    "axes_from_tags",
-    "run_tags",
-]
-
 TAG_KIND = "orch.kind"
 TAG_SWEEP = "orch.sweep"
 TAG_CELL = "orch.cell"
@@ -56,7 +30,6 @@ TAG_SEED = "orch.seed"
 TAG_KEY = "orch.run_key"
 TAG_AXIS = "orch.axis."  # prefix: one tag per axis value
 TAG_EXPECT = "orch.expect"
-TAG_TRIAL = "orch.trial"
 TAG_STATUS = "orch.status"
 TAG_FAILURE = "orch.failure"
 TAG_STOP = "orch.early_stop"

@@ -11,103 +11,108 @@ The method, its calibration and the measured error rates are in ``docs/verdicts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from orchestrator.verdict.outcome import evaluate_guards, finite_mean, guard_text, outcomes
 from orchestrator.verdict.result import CellVerdict
-from orchestrator.verdict.settings import NEEDS_CLEAN_IMAGES, Expectation, Guard, Verdict, VerdictSettings
-from orchestrator.verdict.stats import Fit, default_warmup, fit_window, mann_kendall_hamed_rao, theil_sen
-
-__all__ = ["judge_cell"]
+from orchestrator.verdict.settings import NEEDS_CLEAN_IMAGES, Guard, Verdict, VerdictSettings
+from orchestrator.verdict.stats import Fit, fit_window, lower_bound, mann_kendall_hamed_rao, theil_sen
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The cell verdict
+@dataclass
+class CellData:
+    """One cell's runs, as the verdict judges them (and a report draws them).
 
-
-def judge_cell(
-    name: str,
-    curves: Sequence[Sequence[float]],
-    settings: VerdictSettings,
-    *,
-    axes: Mapping[str, Any] | None = None,
-    expect: Expectation | None = None,
-    floor: float | None = None,
-    baseline: float | None = None,
-    finals: Mapping[str, Sequence[float]] | None = None,
-    cell_guards: Sequence[Guard] = (),
-    diverged_seeds: int = 0,
-    crashed_seeds: int = 0,
-    seeds: Sequence[int] | None = None,
-    planned_epochs: int | None = None,
-) -> CellVerdict:
-    """Judge one cell: does ``settings.metric`` fall over the analysis window, over the cell's seeds?
-
-    Args:
+    Attributes:
         name: Cell name.
+        axes: The cell's axis values, copied into the verdict.
+        expect: The matrix's expectation for the cell (``pass`` / ``fail`` / ``partial``), if any.
+        guards: Guards of this cell, in addition to the settings' own.
+        seeds: Seed ids of ``curves`` (empty: 0, 1, ...).
         curves: One curve per finished seed, index = epoch (epoch 0 included). A curve with NaN/Inf is a
             diverged seed. Lengths may differ: without ``planned_epochs`` the common prefix is judged and a
             note says so.
-        settings: The matrix's verdict settings.
-        axes: The cell's axis values, copied into the verdict.
-        expect: The matrix's expectation for the cell (``pass`` / ``fail`` / ``partial``), if any.
+        finals: Metric name -> final-epoch value per seed, for guards and the report (e.g. ``noise_leak``).
         floor: Attainable floor of the metric (e.g. clean target against noisy target on the validation
             pairs). None: taken from ``finals[settings.floor_metric]`` when present, else unknown.
         baseline: The metric's constant-prediction level (what a model gets for free). None: taken from
             ``finals[settings.baseline_name()]`` when present, else unknown.
-        finals: Metric name -> final-epoch value per seed, for guards and the report (e.g. ``noise_leak``).
-        cell_guards: Guards of this cell, in addition to ``settings.guards``.
-        diverged_seeds: Runs that went NaN/Inf and have no curve here (counted as diverged seeds).
-        crashed_seeds: Runs that failed for other reasons (counted in ``seeds_failed`` only).
-        seeds: Seed ids of ``curves`` (default 0, 1, ...).
-        planned_epochs: The runs' budget in recorded epochs (epoch 0 included), given when some runs
-            stopped early (``budget.early_stop``). The window is then the budget's, and each shorter
-            curve's line over its own window epochs is extended to the budget's last epoch (its
-            interval widens accordingly), so that the verdict is about the same span as the full
-            budget's rather than about the shorter one, on which a steady change reads smaller. An
-            extended line never goes below what the metric can be (zero for a loss, its floor when known),
-            a ``falls`` or ``rises`` must already show in the epochs the seeds measured (else the cell is
-            ``inconclusive``), and the floor and baseline are read against the measured end level. The
-            trend test (p-value, Theil-Sen slope) covers the window epochs every seed has.
+        diverged: Runs that went NaN/Inf and have no curve here (counted as diverged seeds).
+        crashed: Runs that failed for other reasons (counted in ``seeds_failed`` only).
+        missing: Runs of the matrix not in the store (not judged).
+        run_ids: The MLflow runs of ``curves``.
+        planned_epochs: The runs' budget in recorded epochs (epoch 0 included), set when some runs stopped
+            early (``budget.early_stop``). The window is then the budget's, and each shorter curve's line over
+            its own window epochs is extended to the budget's last epoch (its interval widens accordingly),
+            so that the verdict is about the same span as the full budget's rather than about the shorter
+            one, on which a steady change reads smaller. An extended line never goes below what the metric
+            can be (:func:`~orchestrator.verdict.stats.lower_bound`), a ``falls`` or ``rises`` must already
+            show in the epochs the seeds measured (else the cell is ``inconclusive``), and the floor and
+            baseline are read against the measured end level. The trend test (p-value, Theil-Sen slope)
+            covers the window epochs every seed has.
+    """
+
+    name: str
+    axes: dict[str, Any] = field(default_factory=dict)
+    expect: str | None = None
+    guards: tuple[Guard, ...] = ()
+    seeds: list[int] = field(default_factory=list)
+    curves: list[np.ndarray] = field(default_factory=list)
+    finals: dict[str, list[float]] = field(default_factory=dict)
+    diverged: int = 0
+    crashed: int = 0
+    missing: int = 0
+    run_ids: list[str] = field(default_factory=list)
+    planned_epochs: int | None = None
+    floor: float | None = None
+    baseline: float | None = None
+
+
+def judge_cell(cell: CellData, settings: VerdictSettings) -> CellVerdict:
+    """Judge one cell: does ``settings.metric`` fall over the analysis window, over the cell's seeds?
+
+    Args:
+        cell: The cell's curves, seeds, final values and expectation (:class:`CellData`).
+        settings: The matrix's verdict settings.
 
     Returns:
         The cell's verdict.
     """
-    if diverged_seeds < 0 or crashed_seeds < 0:
-        raise ValueError("diverged_seeds and crashed_seeds must be >= 0")
-    raw = [np.asarray(c, dtype=float).ravel() for c in curves]
-    seed_ids = list(seeds) if seeds is not None else list(range(len(raw)))
+    if cell.diverged < 0 or cell.crashed < 0:
+        raise ValueError("diverged and crashed seed counts must be >= 0")
+    raw = [np.asarray(c, dtype=float).ravel() for c in cell.curves]
+    seed_ids = list(cell.seeds) if cell.seeds else list(range(len(raw)))
     if len(seed_ids) != len(raw):
         raise ValueError(f"{len(seed_ids)} seed ids for {len(raw)} curves")
-    finals = {k: np.asarray(v, dtype=float).ravel() for k, v in (finals or {}).items()}
+    finals = {k: np.asarray(v, dtype=float).ravel() for k, v in cell.finals.items()}
 
     bad = [i for i, c in enumerate(raw) if not np.all(np.isfinite(c))]
     good = [i for i in range(len(raw)) if i not in bad]
-    n_diverged, n_total = len(bad) + diverged_seeds, len(raw) + diverged_seeds
+    n_diverged, n_total = len(bad) + cell.diverged, len(raw) + cell.diverged
     notes = [f"{n_diverged} of {n_total} seeds diverged (NaN/Inf)"] if n_diverged else []
-    span = _span([raw[i] for i in good], planned_epochs, settings, notes)
-    floor_value = _from_finals(floor, finals, settings.floor_metric)
-    baseline_value = _from_finals(baseline, finals, settings.baseline_name())
+    span = _span([raw[i] for i in good], cell.planned_epochs, settings, notes)
+    floor_value = _from_finals(cell.floor, finals, settings.floor_metric)
+    baseline_value = _from_finals(cell.baseline, finals, settings.baseline_name())
     base: dict[str, Any] = dict(
-        cell=name,
+        cell=cell.name,
         metric=settings.metric,
-        axes=dict(axes or {}),
+        axes=dict(cell.axes),
         seeds=[seed_ids[i] for i in good],
-        seeds_failed=n_diverged + crashed_seeds,
+        seeds_failed=n_diverged + cell.crashed,
         seeds_diverged=[seed_ids[i] for i in bad],
         epochs=span.epochs,
         warmup=span.warmup,
         window=span.window,
         confidence=settings.confidence,
-        guards=evaluate_guards([*settings.guards, *cell_guards], finals),
+        guards=evaluate_guards([*settings.guards, *cell.guards], finals),
         finals={k: finite_mean(v) for k, v in finals.items()},
         floor=floor_value,
         baseline=baseline_value,
-        expected=expect,
+        expected=cell.expect,
         notes=notes,
     )
     refusal = _refusal(len(good), n_diverged, n_total, span, settings)
@@ -195,8 +200,8 @@ def _span(
         )
     elif lengths and max(lengths) != epochs:
         notes.append(f"curves have {min(lengths)}..{max(lengths)} epochs; judged on the common {epochs}")
-    warmup = settings.warmup if settings.warmup is not None else default_warmup(epochs)
-    window = (warmup, epochs - 1) if epochs - warmup >= 1 else None
+    warmup = settings.warmup_of(epochs)
+    window = (warmup, epochs - 1) if epochs - warmup >= 1 else None  # shown even when too short to judge
     return _Span(curves, common, epochs, extend, warmup, window)
 
 
@@ -206,13 +211,13 @@ def _refusal(
     """Why the cell cannot be judged on its trend (too few seeds or epochs, or diverged), or None."""
     if n_total == 0:
         return Verdict.INCONCLUSIVE, "too few seeds: no finished runs"
-    if n_diverged and n_diverged >= settings.diverged_fraction * n_total:
+    if settings.too_many_diverged(n_diverged, n_total):
         return Verdict.DIVERGED, f"{n_diverged} of {n_total} seeds went NaN/Inf in {settings.metric}"
     if n_good < settings.min_seeds:
         extra = f" ({n_diverged} diverged)" if n_diverged else ""
         return Verdict.INCONCLUSIVE, f"too few seeds: {n_good} usable{extra}, need {settings.min_seeds}"
     window, warmup = span.window, span.warmup
-    if window is None or window[1] - window[0] + 1 < settings.min_window:
+    if settings.window(span.epochs) is None:
         have = 0 if window is None else window[1] - window[0] + 1
         return Verdict.INCONCLUSIVE, (
             f"too short: {span.epochs} epochs leave {have} after a warm-up of {warmup}, "
@@ -227,14 +232,6 @@ def _refusal(
     return None
 
 
-def _lower_bound(span: _Span, floor: float | None) -> float | None:
-    """What the metric can be at the least: its floor when known, else zero for a metric that never went
-    below zero (a loss); None (no bound) for others."""
-    if floor is not None:
-        return floor
-    return 0.0 if all(float(np.min(c)) >= 0 for c in span.curves) else None
-
-
 def _trend(
     span: _Span, floor: float | None, baseline: float | None, settings: VerdictSettings
 ) -> tuple[Fit, Fit | None, dict[str, Any]]:
@@ -243,14 +240,10 @@ def _trend(
     assert span.window is not None
     y = span.y
     first, last = span.window
-    fit_args = dict(
-        n_boot=settings.n_boot,
-        confidence=settings.confidence,
-        block_length=settings.block_length,
-        seed=settings.bootstrap_seed,
-    )
+    fit_args = settings.fit_options()
     if span.extend:
-        fit = fit_window(span.curves, span.window, extend=True, lower=_lower_bound(span, floor), **fit_args)
+        lower = lower_bound(span.curves, floor)
+        fit = fit_window(span.curves, span.window, extend=True, lower=lower, **fit_args)
         measured: Fit | None = fit_window(span.curves, span.window, own_ends=True, **fit_args)
     else:
         fit, measured = fit_window(y, span.window, **fit_args), None

@@ -15,8 +15,6 @@ import numpy as np
 from orchestrator.verdict.result import GuardResult
 from orchestrator.verdict.settings import Guard, Verdict
 
-__all__ = ["evaluate_guards", "finite_mean", "guard_text", "outcomes"]
-
 
 def evaluate_guards(guards: Sequence[Guard], finals: Mapping[str, np.ndarray]) -> list[GuardResult]:
     out = []

@@ -10,8 +10,6 @@ import numpy as np
 
 from orchestrator.verdict.settings import Expectation, Verdict
 
-__all__ = ["CellVerdict", "GuardResult"]
-
 
 @dataclass(frozen=True)
 class GuardResult:

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["NEEDS_CLEAN_IMAGES", "Expectation", "Guard", "Verdict", "VerdictSettings"]
-
 Expectation = Literal["pass", "fail", "partial"]
+
+
+def default_warmup(epochs: int) -> int:
+    """Number of leading epochs left out of the analysis window by default.
+
+    Epoch 0 and at least epoch 1, or the first 20% of the epochs when that is more (epochs whose index is
+    below ``0.2 * epochs``).
+
+    Args:
+        epochs: Number of recorded epochs, epoch 0 included.
+
+    Returns:
+        The warm-up length; the window starts at this epoch index.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    return max(2, math.ceil(0.2 * epochs - 1e-9))
 
 
 class Verdict(StrEnum):
@@ -56,7 +72,7 @@ class VerdictSettings(BaseModel):
 
     Attributes:
         metric: Per-epoch validation metric judged (epoch 0 included).
-        warmup: Epochs left out at the start of the analysis window; None = ``default_warmup``.
+        warmup: Epochs left out at the start of the analysis window; None = :func:`default_warmup`.
         min_change: Smallest relative change over the window that matters (0.05 = 5%).
         confidence: Level of the bootstrap interval for the relative change.
         alpha: Significance level of the Mann-Kendall trend test (reported; see ``require_trend``).
@@ -108,6 +124,36 @@ class VerdictSettings(BaseModel):
         if self.baseline_metric != "auto":
             return self.baseline_metric
         return "cross_baseline" if self.metric in ("cross", "recon") else None
+
+    # Every reading of a cell (the verdict, the early-stop rule, a search's objective and pruner) takes its
+    # warm-up, window, bootstrap and divergence rule from here. Epochs are counted as recorded: epoch 0
+    # included, so a budget of ``trainer.epochs`` records ``trainer.epochs + 1``.
+
+    def warmup_of(self, epochs: int) -> int:
+        """The warm-up of curves of ``epochs`` recorded epochs: :attr:`warmup`, else the default one."""
+        return self.warmup if self.warmup is not None else default_warmup(epochs)
+
+    def window(self, epochs: int, last: int | None = None) -> tuple[int, int] | None:
+        """The analysis window ``(first, last)`` of a budget of ``epochs`` recorded epochs: from the end of
+        its warm-up to epoch ``last`` (default: the budget's last); None when that holds fewer than
+        :attr:`min_window` epochs (too short to judge)."""
+        first = self.warmup_of(epochs)
+        last = epochs - 1 if last is None else last
+        return (first, last) if last - first + 1 >= self.min_window else None
+
+    def fit_options(self) -> dict[str, Any]:
+        """The bootstrap's settings as :func:`~orchestrator.verdict.stats.fit_window` takes them."""
+        return {
+            "n_boot": self.n_boot,
+            "confidence": self.confidence,
+            "block_length": self.block_length,
+            "seed": self.bootstrap_seed,
+        }
+
+    def too_many_diverged(self, diverged: int, seeds: int) -> bool:
+        """Whether ``diverged`` of a cell's ``seeds`` seeds (NaN/Inf) make it ``diverged``: at least
+        :attr:`diverged_fraction` of them (fewer are left out of the verdict, and counted)."""
+        return diverged > 0 and diverged >= self.diverged_fraction * seeds
 
 
 #: Metrics the trainer logs only for data with clean images (a guard on one cannot be judged without them).

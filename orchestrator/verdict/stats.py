@@ -1,6 +1,6 @@
-"""The statistics behind a verdict: the warm-up, Theil-Sen, Mann-Kendall (Hamed-Rao) and the hierarchical
-bootstrap of the relative change over the analysis window. Pure numpy/scipy; docs/verdicts.md gives the
-method and its measured error rates."""
+"""The statistics behind a verdict: Theil-Sen, Mann-Kendall (Hamed-Rao), the hierarchical bootstrap of the
+relative change over the analysis window (:func:`fit_window`) and the level a line is never extended below
+(:func:`lower_bound`). Pure numpy/scipy; docs/verdicts.md gives the method and its measured error rates."""
 
 from __future__ import annotations
 
@@ -12,35 +12,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = [
-    "Fit",
-    "default_warmup",
-    "fit_window",
-    "hierarchical_bootstrap_rel_change",
-    "mann_kendall_hamed_rao",
-    "theil_sen",
-]
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Building blocks
-
-
-def default_warmup(epochs: int) -> int:
-    """Number of leading epochs left out of the analysis window by default.
-
-    Epoch 0 and at least epoch 1, or the first 20% of the epochs when that is more (epochs whose index is
-    below ``0.2 * epochs``).
-
-    Args:
-        epochs: Number of recorded epochs, epoch 0 included.
-
-    Returns:
-        The warm-up length; the window starts at this epoch index.
-    """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    return max(2, math.ceil(0.2 * epochs - 1e-9))
 
 
 def theil_sen(y: Sequence[float] | np.ndarray) -> float:
@@ -97,60 +70,11 @@ def mann_kendall_hamed_rao(
     return tau, float(min(1.0, 2.0 * stats.norm.sf(abs(z))))
 
 
-def hierarchical_bootstrap_rel_change(
-    curves: Sequence[Sequence[float]] | np.ndarray,
-    window: tuple[int, int],
-    *,
-    n_boot: int = 2000,
-    confidence: float = 0.95,
-    block_length: int | None = None,
-    seed: int = 0,
-    extend: bool = False,
-    lower: float | None = None,
-) -> tuple[float, float, float]:
-    """Relative change over a window with a hierarchical (seeds, then epoch blocks) bootstrap interval.
-
-    Each seed's window is summarised by a least-squares line; its start and end levels are the line at the
-    window's first and last epoch, and the cell's relative change is ``mean(end) / mean(start) - 1`` over
-    seeds. A replicate resamples seeds with replacement, then rebuilds each drawn seed as its fitted line
-    plus a moving-block resample of its residuals (so autocorrelated epochs stay together), and refits. The
-    interval is the percentile interval of the replicates. Resampling at both levels counts the epoch noise
-    twice (once inside each seed's estimate, once in the blocks), which offsets the too-narrow seed level of a
-    bootstrap over 3-5 seeds; docs/verdicts.md gives the measured error rates.
-
-    With ``extend``, curves may end before the window does (runs stopped early): each such seed's line is
-    fitted on its epochs from the window's first on and extended to the window's last epoch, so that its
-    change is over the same span as the others' (and its interval widens with the extension).
-
-    Args:
-        curves: Array-like ``(seeds, epochs)`` of finite values, equal lengths, epoch 0 first (with
-            ``extend``: a sequence of curves of any lengths that leave at least 2 window epochs).
-        window: ``(first, last)`` epoch indices, inclusive.
-        n_boot: Number of bootstrap replicates.
-        confidence: Two-sided interval level.
-        block_length: Moving-block length; None chooses it from the residuals' lag-1 autocorrelation.
-        seed: Generator seed (deterministic results).
-        extend: Extend the lines of curves that end before the window's last epoch (else an error).
-        lower: The lowest level the metric can take (a loss: 0, or its floor): end levels are bounded by it.
-
-    Returns:
-        ``(estimate, low, high)`` as fractions (-0.25 = a 25% fall).
-    """
-    fit = fit_window(
-        curves,
-        window,
-        n_boot=n_boot,
-        confidence=confidence,
-        block_length=block_length,
-        seed=seed,
-        extend=extend,
-        lower=lower,
-    )
-    return fit.estimate, fit.low, fit.high
-
-
 @dataclass(frozen=True)
 class Fit:
+    """A window's fit over a cell's seeds: the relative change (``estimate``) with its interval (``low``,
+    ``high``, fractions: -0.25 is a 25% fall) and the per-seed levels behind it."""
+
     estimate: float
     low: float
     high: float
@@ -163,27 +87,49 @@ def fit_window(
     curves: np.ndarray | Sequence[np.ndarray],
     window: tuple[int, int],
     *,
-    n_boot: int,
-    confidence: float,
-    block_length: int | None,
-    seed: int,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    block_length: int | None = None,
+    seed: int = 0,
     extend: bool = False,
     lower: float | None = None,
     own_ends: bool = False,
 ) -> Fit:
-    """The fit and interval behind :func:`hierarchical_bootstrap_rel_change` (see there).
+    """Relative change over a window with a hierarchical (seeds, then epoch blocks) bootstrap interval.
 
-    With ``extend``, a curve that ends before the window's last epoch is fitted on the epochs it has (from
-    the window's first) and its line is extended to the last; without, that is an error. Seeds are grouped
-    by the length they are fitted on; with one group (every seed over the whole window) the computation,
-    random draws included, is that of a single fit over every seed.
+    Each seed's window is summarised by a least-squares line; its start and end levels are the line at the
+    window's first and last epoch, and the cell's relative change is ``mean(end) / mean(start) - 1`` over
+    seeds. A replicate resamples seeds with replacement, then rebuilds each drawn seed as its fitted line
+    plus a moving-block resample of its residuals (so autocorrelated epochs stay together), and refits. The
+    interval is the percentile interval of the replicates. Resampling at both levels counts the epoch noise
+    twice (once inside each seed's estimate, once in the blocks), which offsets the too-narrow seed level of a
+    bootstrap over 3-5 seeds; docs/verdicts.md gives the measured error rates.
 
-    ``lower`` bounds every end level (and every replicate's) from below: what the metric can be (never
-    below zero for a loss, nor below its known floor), so that a line extended past a run's last epoch
-    cannot promise a level no run could reach.
+    With ``extend``, a curve that ends before the window's last epoch (a run stopped early) is fitted on
+    the epochs it has (from the window's first) and its line is extended to the last, so that its change is
+    over the same span as the others' (and its interval widens with the extension); without, that is an
+    error. Seeds are grouped by the length they are fitted on; with one group (every seed over the whole
+    window) the computation, random draws included, is that of a single fit over every seed. With
+    ``own_ends`` (what seeds that stopped early measured), curves may end before the window does and each
+    seed's end level is its line at its own last epoch: no extension at all.
 
-    With ``own_ends`` (what seeds that stopped early measured), curves may end before the window does and
-    each seed's end level is its line at its own last epoch: no extension at all.
+    Args:
+        curves: Array-like ``(seeds, epochs)`` of finite values, equal lengths, epoch 0 first (with
+            ``extend`` or ``own_ends``: a sequence of curves of any lengths that leave at least 2 window
+            epochs).
+        window: ``(first, last)`` epoch indices, inclusive.
+        n_boot: Number of bootstrap replicates.
+        confidence: Two-sided interval level.
+        block_length: Moving-block length; None chooses it from the residuals' lag-1 autocorrelation.
+        seed: Generator seed (deterministic results).
+        extend: Extend the lines of curves that end before the window's last epoch (else an error).
+        lower: What the metric can be at the least (:func:`lower_bound`): every end level, and every
+            replicate's, is bounded by it, so that a line extended past a run's last epoch cannot promise a
+            level no run could reach.
+        own_ends: Each seed's end level at its own last epoch.
+
+    Returns:
+        The :class:`Fit`.
     """
     ys = [np.asarray(c, dtype=float) for c in curves]
     if not ys or any(y.ndim != 1 for y in ys):
@@ -244,6 +190,15 @@ def fit_window(
     q = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(reps, [q, 1.0 - q])
     return Fit(estimate, float(lo), float(hi), start, end_level, per_seed)
+
+
+def lower_bound(curves: Sequence[Sequence[float]] | np.ndarray, floor: float | None = None) -> float | None:
+    """What a metric can be at the least, for a line extended past its curves' last epochs: its ``floor``
+    when known, else zero for a metric none of whose ``curves`` ever went below zero (a loss), else None (no
+    bound)."""
+    if floor is not None:
+        return floor
+    return 0.0 if all(float(np.min(c)) >= 0 for c in curves) else None
 
 
 def _block_resample_fit(

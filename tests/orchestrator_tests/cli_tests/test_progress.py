@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 
 from orchestrator.cli.progress import SweepDisplay
-from orchestrator.execute.workers import SweepEvent
+from orchestrator.execute.context import SweepEvent
 from orchestrator.matrix import load_matrix
 from orchestrator.tracking import RunStatus
 
@@ -29,15 +29,15 @@ def test_the_view_lives_between_events(tmp_path: Path, tiny: dict) -> None:
     display = SweepDisplay(console, len(specs))
     display.on_phase("opening the tracking store")
     assert "opening the tracking store..." in _text(console, display)
-    display(SweepEvent("start", 0, specs[0]))
-    display(SweepEvent("start", 1, specs[1]))
+    display.on_event(SweepEvent("start", 0, specs[0]))
+    display.on_event(SweepEvent("start", 1, specs[1]))
     first = _text(console, display)
     assert "running 2" in first and "ETA -" in first  # no epoch measured yet
     display.started[0] -= 4.0  # four seconds into the run: one epoch of tiny's two took 2 s
-    display(SweepEvent("epoch", 0, specs[0], epoch=1))
+    display.on_event(SweepEvent("epoch", 0, specs[0], epoch=1))
     later = _text(console, display)
     assert "1/2" in later and "00:04" in later and "ETA -" not in later
-    display(SweepEvent("end", 0, specs[0], status=RunStatus.FINISHED))
+    display.on_event(SweepEvent("end", 0, specs[0], status=RunStatus.FINISHED))
     assert "done 1" in _text(console, display)
 
 
@@ -49,9 +49,9 @@ def test_a_log_gets_the_phases_and_one_line_per_run(tmp_path: Path, tiny: dict) 
     display = SweepDisplay(console, 1)
     with display.live():
         display.on_phase("planning 1 runs")
-        display(SweepEvent("start", 0, specs[0]))
+        display.on_event(SweepEvent("start", 0, specs[0]))
         time.sleep(0.01)
-        display(SweepEvent("end", 0, specs[0], status=RunStatus.CRASHED, reason="boom [x]"))
+        display.on_event(SweepEvent("end", 0, specs[0], status=RunStatus.CRASHED, reason="boom [x]"))
     console.file.close()
     log = (tmp_path / "log.txt").read_text()
     assert "planning 1 runs..." in log and "[1/1] lr=0.001 seed 0 crashed: boom [x]" in log

@@ -15,7 +15,7 @@ from orchestrator.execute.sweep import run_sweep
 from orchestrator.matrix import load_matrix
 from orchestrator.report.collect import collect_cells, judge_cells
 from orchestrator.tracking import Tracker
-from orchestrator.verdict import hierarchical_bootstrap_rel_change
+from orchestrator.verdict import fit_window
 
 
 def _feed(rule: EarlyStopRule, curve: np.ndarray) -> tuple[int | None, str | None]:
@@ -64,7 +64,7 @@ def test_steady_decline_never_reads_flat_on_its_first_epochs() -> None:
     assert "flat" not in rule.readings
     assert epoch is None or "reads falls" in reason
     # over the epochs so far alone the first windows do read flat: the extension is what holds the stop
-    early = hierarchical_bootstrap_rel_change([_curve(24, -0.008, 0.002)[:13]], (8, 12))
+    early = fit_window([_curve(24, -0.008, 0.002)[:13]], (8, 12))
     assert decided(early, 0.1) == "flat"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
+from orchestrator.execute.context import QueueSettings
 from orchestrator.execute.sweep import run_sweep
 from orchestrator.execute.workqueue import open_storage, sweep_status
 from orchestrator.matrix import load_matrix
@@ -52,7 +53,7 @@ def _sweep(tmp_path: Path, tiny: dict, launcher: FakeLauncher):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = f"sqlite:///{tmp_path}/queue.db"  # an RDB with heartbeats, as PostgreSQL
     run = functools.partial(
-        run_sweep, mx, specs, tracking_uri=uri, storage=storage, heartbeat=1, launcher=launcher
+        run_sweep, mx, specs, tracking_uri=uri, queue=QueueSettings(storage, 1), launcher=launcher
     )
     return run, uri, storage
 

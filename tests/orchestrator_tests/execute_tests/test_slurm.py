@@ -22,13 +22,13 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.execute.signals import handle_signals
 from orchestrator.execute.slurm import (
     SlurmError,
     TaskStopped,
     _parse_tasks,
     array_tasks,
     parse_time,
-    stop_on_signal,
 )
 from orchestrator.execute.workqueue import WorkQueue, find_sweep_queue, open_storage, sweep_status
 from tests.orchestrator_tests.execute_tests import test_distributed as dist
@@ -280,7 +280,7 @@ def test_time_limits_and_squeue_lines() -> None:
 
 def test_sigusr2_stops_a_task_and_the_handler_is_restored() -> None:
     before = signal.getsignal(signal.SIGUSR2)
-    with pytest.raises(TaskStopped, match="SIGUSR2"), stop_on_signal(signal.SIGUSR2):
+    with pytest.raises(TaskStopped, match="SIGUSR2"), handle_signals([signal.SIGUSR2], TaskStopped.by):
         os.kill(os.getpid(), signal.SIGUSR2)
         time.sleep(5)  # the handler raises before this ends
     assert signal.getsignal(signal.SIGUSR2) is before

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.execute.context import SweepRequest
 from orchestrator.execute.sweep import run_sweep
 from orchestrator.matrix import load_matrix
 from tests.conftest import alias_bomb, bad_hdf5_files, small_hdf5_files
@@ -92,7 +93,7 @@ def test_resume_runs_nothing_twice_and_fresh_runs_all(in_tmp: Path, tiny: dict) 
     run_sweep(matrix, specs, tracking_uri=uri, workers=1)
     again = run_sweep(matrix, specs, tracking_uri=uri, workers=1)
     assert (again.ran, again.skipped) == (0, 2)
-    fresh = run_sweep(matrix, specs, tracking_uri=uri, workers=1, fresh=True)
+    fresh = run_sweep(matrix, specs, tracking_uri=uri, workers=1, request=SweepRequest(fresh=True))
     assert fresh.ran == 2
     assert len(_children(_client(in_tmp))) == 4
 

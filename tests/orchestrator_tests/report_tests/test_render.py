@@ -21,7 +21,7 @@ from orchestrator.report.render import (
     to_json,
     to_markdown,
 )
-from orchestrator.verdict import CellVerdict, Guard, Verdict, VerdictSettings, judge_cell
+from orchestrator.verdict import CellData, CellVerdict, Guard, Verdict, VerdictSettings, judge_cell
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -73,14 +73,16 @@ def verdicts(cells: dict[str, list[np.ndarray]]) -> list[CellVerdict]:
     leak = {"original": [Guard(metric="noise_leak", max=0.02)]}
     return [
         judge_cell(
-            name,
-            curves,
+            CellData(
+                name,
+                curves=curves,
+                axes=axes[name],
+                expect=expect[name],
+                finals=finals,
+                guards=leak.get(name, ()),
+                seeds=[0, 1, 2],
+            ),
             s,
-            axes=axes[name],
-            expect=expect[name],
-            finals=finals,
-            cell_guards=leak.get(name, ()),
-            seeds=[0, 1, 2],
         )  # type: ignore[arg-type]
         for name, curves in cells.items()
     ]

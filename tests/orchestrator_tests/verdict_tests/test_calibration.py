@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bench.calibrate_verdicts import Regime, judge_with_early_stops, simulate_cell
-from orchestrator.verdict import Verdict, VerdictSettings, judge_cell
+from orchestrator.verdict import CellData, Verdict, VerdictSettings, judge_cell
 
 SETTINGS = VerdictSettings()
 N_NULL = 3000  # per no-trend scenario
@@ -38,7 +38,7 @@ def _verdicts(scenario: str, n: int, seed: int) -> list[tuple[Regime, Verdict]]:
     out = []
     for _ in range(n):
         r = _draw(rng, scenario)
-        out.append((r, judge_cell("sim", simulate_cell(rng, r), SETTINGS).verdict))
+        out.append((r, judge_cell(CellData("sim", curves=simulate_cell(rng, r)), SETTINGS).verdict))
     return out
 
 

@@ -12,18 +12,25 @@ from pydantic import ValidationError
 from scipy import stats
 
 from orchestrator.verdict import (
+    CellData,
     CellVerdict,
     Guard,
     Verdict,
     VerdictSettings,
     default_warmup,
-    hierarchical_bootstrap_rel_change,
+    fit_window,
     judge_cell,
     mann_kendall_hamed_rao,
     theil_sen,
 )
 
 SETTINGS = VerdictSettings()
+
+
+def _rel(curves: list, window: tuple[int, int], **options: object) -> tuple[float, float, float]:
+    """The relative change over ``window`` with its bootstrap interval: ``(estimate, low, high)``."""
+    fit = fit_window(curves, window, **options)  # type: ignore[arg-type]
+    return fit.estimate, fit.low, fit.high
 
 
 def _noise(rng: np.random.Generator, n: int, sd: float, phi: float = 0.0) -> np.ndarray:
@@ -125,7 +132,7 @@ def test_hamed_rao_correction_deflates_autocorrelated_trends() -> None:
 def test_bootstrap_noise_free_line_is_exact() -> None:
     t = np.arange(12)
     curves = [1.0 - 0.02 * t, 2.0 - 0.04 * t, 0.5 - 0.01 * t]
-    est, low, high = hierarchical_bootstrap_rel_change(curves, (2, 11))
+    est, low, high = _rel(curves, (2, 11))
     start = np.mean([c[2] for c in curves])
     end = np.mean([c[11] for c in curves])
     expected = end / start - 1.0
@@ -140,13 +147,13 @@ def test_bootstrap_interval_covers_truth_and_is_deterministic() -> None:
     covered = 0
     for i in range(100):
         curves = [1.0 - 0.015 * t + _noise(rng, 20, 0.02, 0.5) for _ in range(5)]
-        est, low, high = hierarchical_bootstrap_rel_change(curves, (4, 19), n_boot=500, seed=i)
+        est, low, high = _rel(curves, (4, 19), n_boot=500, seed=i)
         assert low <= est <= high
         covered += low < truth < high
     assert covered >= 85  # nominal 95%; about 94% measured at 5 seeds
-    assert hierarchical_bootstrap_rel_change(curves, (4, 19), n_boot=500, seed=99) == (est, low, high)
+    assert _rel(curves, (4, 19), n_boot=500, seed=99) == (est, low, high)
     noisy = [c + _noise(rng, 20, 0.1, 0.5) for c in curves]
-    _, low_n, high_n = hierarchical_bootstrap_rel_change(noisy, (4, 19), n_boot=500, seed=99)
+    _, low_n, high_n = _rel(noisy, (4, 19), n_boot=500, seed=99)
     assert high_n - low_n > high - low
 
 
@@ -154,16 +161,16 @@ def test_bootstrap_interval_covers_truth_and_is_deterministic() -> None:
 def test_bootstrap_block_lengths(block_length: int) -> None:
     rng = np.random.default_rng(2)
     curves = [np.linspace(1.0, 0.6, 16) + _noise(rng, 16, 0.01) for _ in range(3)]
-    est, low, high = hierarchical_bootstrap_rel_change(curves, (0, 15), block_length=block_length)
+    est, low, high = _rel(curves, (0, 15), block_length=block_length)
     assert low <= est <= high
     assert high < -0.3
 
 
 def test_bootstrap_rejects_bad_window() -> None:
     with pytest.raises(ValueError):
-        hierarchical_bootstrap_rel_change([np.ones(5)] * 3, (3, 7))
+        _rel([np.ones(5)] * 3, (3, 7))
     with pytest.raises(ValueError):
-        hierarchical_bootstrap_rel_change([np.ones(5)] * 3, (3, 3))
+        _rel([np.ones(5)] * 3, (3, 3))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -204,7 +211,10 @@ def test_verdict_is_a_string_enum() -> None:
 
 
 def test_monotone_falling_falls() -> None:
-    v = judge_cell("no_skip_everywhere", _falling(), SETTINGS, expect="pass", axes={"recon_weight": 0.05})
+    v = judge_cell(
+        CellData("no_skip_everywhere", curves=_falling(), expect="pass", axes={"recon_weight": 0.05}),
+        SETTINGS,
+    )
     assert v.verdict is Verdict.FALLS
     assert v.ci is not None and v.ci[1] < -SETTINGS.min_change
     assert v.p_value is not None and v.p_value < 0.05
@@ -216,7 +226,7 @@ def test_monotone_falling_falls() -> None:
 
 
 def test_stalled_curve_is_flat_not_falls() -> None:
-    v = judge_cell("no_skip", _stalled(), SETTINGS)
+    v = judge_cell(CellData("no_skip", curves=_stalled()), SETTINGS)
     assert v.verdict is Verdict.FLAT
     # the first-epoch drop is reported beside the verdict, never in its place
     assert v.whole_run_change is not None and v.whole_run_change < -0.3
@@ -226,7 +236,7 @@ def test_stalled_curve_is_flat_not_falls() -> None:
 
 
 def test_stalled_far_above_floor_is_stalled_and_fails() -> None:
-    v = judge_cell("no_skip", _stalled(plateau=1.0), SETTINGS, floor=0.4, expect="fail")
+    v = judge_cell(CellData("no_skip", curves=_stalled(plateau=1.0), floor=0.4, expect="fail"), SETTINGS)
     assert v.verdict is Verdict.FLAT
     assert v.state == "stalled" and v.at_floor is False
     assert v.progress is not None and 0.3 < v.progress < 0.6  # 1.5 -> 1.0 of the way to 0.4
@@ -235,7 +245,7 @@ def test_stalled_far_above_floor_is_stalled_and_fails() -> None:
 
 
 def test_flat_at_floor_has_converged_and_passes() -> None:
-    v = judge_cell("pure_n2n", _stalled(plateau=0.4), SETTINGS, floor=0.39, expect="pass")
+    v = judge_cell(CellData("pure_n2n", curves=_stalled(plateau=0.4), floor=0.39, expect="pass"), SETTINGS)
     assert v.verdict is Verdict.FLAT
     assert v.state == "converged" and v.at_floor is True
     assert v.observed == "pass" and v.agrees is True
@@ -244,15 +254,17 @@ def test_flat_at_floor_has_converged_and_passes() -> None:
 def test_floor_read_from_finals() -> None:
     curves = _stalled(plateau=0.4)
     finals = {"cross_floor": [0.39, 0.395, 0.4, np.nan]}
-    v = judge_cell("pure_n2n", curves, SETTINGS, finals=finals)
+    v = judge_cell(CellData("pure_n2n", curves=curves, finals=finals), SETTINGS)
     assert v.floor == pytest.approx(np.mean([0.39, 0.395, 0.4]))
     assert v.state == "converged"
-    no_floor = judge_cell("x", curves, SETTINGS.model_copy(update={"floor_metric": None}), finals=finals)
+    no_floor = judge_cell(
+        CellData("x", curves=curves, finals=finals), SETTINGS.model_copy(update={"floor_metric": None})
+    )
     assert no_floor.floor is None and no_floor.state is None
 
 
 def test_rising_rises() -> None:
-    v = judge_cell("bad", _rising(), SETTINGS, expect="fail")
+    v = judge_cell(CellData("bad", curves=_rising(), expect="fail"), SETTINGS)
     assert v.verdict is Verdict.RISES
     assert v.ci is not None and v.ci[0] > SETTINGS.min_change
     assert v.observed == "fail" and v.agrees is True
@@ -262,26 +274,26 @@ def test_nan_is_diverged() -> None:
     curves = _falling(seeds=3)
     for c in curves[:2]:
         c[7:] = np.nan
-    v = judge_cell("adv", curves, SETTINGS, expect="pass", seeds=[10, 11, 12])
+    v = judge_cell(CellData("adv", curves=curves, expect="pass", seeds=[10, 11, 12]), SETTINGS)
     assert v.verdict is Verdict.DIVERGED
     assert v.seeds_failed == 2 and v.seeds_diverged == [10, 11] and v.seeds == [12]
     assert v.observed == "fail" and v.agrees is False
     inf = _falling(seeds=3)
     inf[0][5] = np.inf
-    assert judge_cell("adv", inf, SETTINGS, diverged_seeds=1).verdict is Verdict.DIVERGED
+    assert judge_cell(CellData("adv", curves=inf, diverged=1), SETTINGS).verdict is Verdict.DIVERGED
 
 
 def test_one_diverged_seed_of_five_is_left_out() -> None:
     curves = _falling(seeds=5)
     curves[3][9] = np.nan
-    v = judge_cell("x", curves, SETTINGS)
+    v = judge_cell(CellData("x", curves=curves), SETTINGS)
     assert v.verdict is Verdict.FALLS
     assert v.seeds == [0, 1, 2, 4] and v.seeds_failed == 1
     assert any("diverged" in n for n in v.notes)
 
 
 def test_diverged_seeds_without_curves_count() -> None:
-    v = judge_cell("x", _falling(seeds=3), SETTINGS, diverged_seeds=3, crashed_seeds=1)
+    v = judge_cell(CellData("x", curves=_falling(seeds=3), diverged=3, crashed=1), SETTINGS)
     assert v.verdict is Verdict.DIVERGED and v.seeds_failed == 4
 
 
@@ -297,7 +309,7 @@ def test_diverged_seeds_without_curves_count() -> None:
     ids=["one_seed", "no_seed", "two_epochs", "five_epochs", "very_noisy"],
 )
 def test_inconclusive_says_why(curves: list[np.ndarray], why: str) -> None:
-    v = judge_cell("x", curves, SETTINGS, expect="fail")
+    v = judge_cell(CellData("x", curves=curves, expect="fail"), SETTINGS)
     assert v.verdict is Verdict.INCONCLUSIVE
     assert v.reason.startswith(why), v.reason
     assert v.agrees is None and v.observed is None
@@ -306,7 +318,7 @@ def test_inconclusive_says_why(curves: list[np.ndarray], why: str) -> None:
 def test_two_seeds_of_three_with_one_diverged_is_too_few() -> None:
     curves = _falling(seeds=3)
     curves[0][4] = np.nan
-    v = judge_cell("x", curves, SETTINGS)
+    v = judge_cell(CellData("x", curves=curves), SETTINGS)
     assert v.verdict is Verdict.INCONCLUSIVE and "too few seeds" in v.reason and "1 diverged" in v.reason
 
 
@@ -315,17 +327,19 @@ def test_seeds_that_disagree_are_inconclusive() -> None:
     t = np.arange(20)
     curves = [1.0 - 0.02 * t + _noise(rng, 20, 0.002) for _ in range(3)]
     curves.append(np.ones(20) + _noise(rng, 20, 0.002))  # one seed stays flat
-    v = judge_cell("x", curves, SETTINGS.model_copy(update={"seed_agreement": 0.8}))
+    v = judge_cell(CellData("x", curves=curves), SETTINGS.model_copy(update={"seed_agreement": 0.8}))
     assert v.ci is not None and v.ci[1] < -0.05
     assert v.verdict is Verdict.INCONCLUSIVE and v.reason.startswith("seeds disagree"), v.reason
     assert v.seed_agreement == 0.75
-    assert judge_cell("x", curves, SETTINGS).verdict is Verdict.FALLS  # 3 of 4 is "most" by default
+    assert (
+        judge_cell(CellData("x", curves=curves), SETTINGS).verdict is Verdict.FALLS
+    )  # 3 of 4 is "most" by default
 
 
 def test_unequal_lengths_use_the_common_prefix() -> None:
     curves = _falling(seeds=4, epochs=20)
     curves[1] = curves[1][:14]  # early-stopped
-    v = judge_cell("x", curves, SETTINGS)
+    v = judge_cell(CellData("x", curves=curves), SETTINGS)
     assert v.epochs == 14 and v.window == (3, 13)
     assert any("common 14" in n for n in v.notes)
     assert v.verdict is Verdict.FALLS
@@ -347,9 +361,9 @@ def test_early_stopped_curves_are_judged_over_the_budgets_window() -> None:
     settings = SETTINGS.model_copy(update={"warmup": 8, "min_change": 0.1})
     full = _slow_decline()
     stopped = [c[:15] for c in full[:3]] + full[3:]  # three seeds stopped after epoch 14
-    whole = judge_cell("x", full, settings)
-    common = judge_cell("x", stopped, settings)  # without the budget: the common 15 epochs
-    extended = judge_cell("x", stopped, settings, planned_epochs=25)
+    whole = judge_cell(CellData("x", curves=full), settings)
+    common = judge_cell(CellData("x", curves=stopped), settings)  # without the budget: the common 15 epochs
+    extended = judge_cell(CellData("x", curves=stopped, planned_epochs=25), settings)
     assert whole.window == extended.window == (8, 24) and extended.epochs == 25
     assert common.window == (8, 14)
     assert whole.rel_change == pytest.approx(-0.063, abs=0.01)
@@ -359,14 +373,14 @@ def test_early_stopped_curves_are_judged_over_the_budgets_window() -> None:
     assert hi - lo > whole.ci[1] - whole.ci[0]  # extension widens the interval
     assert any("3 of 5 seeds stopped early" in n and "extended to epoch 24" in n for n in extended.notes)
     # every seed full length: the budget changes nothing
-    assert judge_cell("x", full, settings, planned_epochs=25).to_dict() == whole.to_dict()
+    assert judge_cell(CellData("x", curves=full, planned_epochs=25), settings).to_dict() == whole.to_dict()
 
 
 def test_a_seed_stopped_before_the_minimum_window_is_too_short() -> None:
     settings = SETTINGS.model_copy(update={"warmup": 8})
     curves = _slow_decline()
     curves[0] = curves[0][:10]  # two window epochs
-    v = judge_cell("x", curves, settings, planned_epochs=25)
+    v = judge_cell(CellData("x", curves=curves, planned_epochs=25), settings)
     assert v.verdict is Verdict.INCONCLUSIVE and "stopped after epoch 9" in v.reason
 
 
@@ -374,13 +388,13 @@ def test_bootstrap_extends_short_curves_only_when_asked() -> None:
     t = np.arange(25)
     line = 1.0 - 0.01 * t
     with pytest.raises(ValueError, match="does not fit"):
-        hierarchical_bootstrap_rel_change([line, line[:13]], (8, 24))
-    est, low, high = hierarchical_bootstrap_rel_change([line, line[:13]], (8, 24), extend=True)
+        _rel([line, line[:13]], (8, 24))
+    est, low, high = _rel([line, line[:13]], (8, 24), extend=True)
     assert est == pytest.approx(line[24] / line[8] - 1.0) and low == pytest.approx(est) == high
 
 
 def test_explicit_warmup() -> None:
-    v = judge_cell("x", _stalled(), SETTINGS.model_copy(update={"warmup": 0}))
+    v = judge_cell(CellData("x", curves=_stalled()), SETTINGS.model_copy(update={"warmup": 0}))
     assert v.window == (0, 19)
     assert v.verdict is not Verdict.FLAT  # counting epoch 0 the first-epoch drop shows up again
 
@@ -388,21 +402,20 @@ def test_explicit_warmup() -> None:
 def test_failing_guard_flips_agreement_and_is_named() -> None:
     finals = {"noise_leak": [0.05, 0.06, 0.04, 0.05], "cross_psnr_clean": [28.0, 27.5, 28.2, 28.1]}
     ok = judge_cell(
-        "original",
-        _falling(),
+        CellData(
+            "original",
+            curves=_falling(),
+            expect="pass",
+            finals=finals,
+            guards=[Guard(metric="cross_psnr_clean", min=25.0)],
+        ),
         SETTINGS,
-        expect="pass",
-        finals=finals,
-        cell_guards=[Guard(metric="cross_psnr_clean", min=25.0)],
     )
     assert ok.agrees is True and ok.guards[0].holds is True
     assert ok.finals["cross_psnr_clean"] == pytest.approx(27.95)
     bad = judge_cell(
-        "original",
-        _falling(),
+        CellData("original", curves=_falling(), expect="pass", finals=finals),
         SETTINGS.model_copy(update={"guards": [Guard(metric="noise_leak", max=0.02)]}),
-        expect="pass",
-        finals=finals,
     )
     assert bad.verdict is Verdict.FALLS
     assert bad.observed == "fail" and bad.agrees is False
@@ -410,24 +423,27 @@ def test_failing_guard_flips_agreement_and_is_named() -> None:
     assert bad.guards[0].value == pytest.approx(0.05)
     assert "noise_leak" in bad.reason
     expect_fail = judge_cell(
-        "original",
-        _falling(),
+        CellData(
+            "original",
+            curves=_falling(),
+            expect="fail",
+            finals=finals,
+            guards=[Guard(metric="noise_leak", max=0.02)],
+        ),
         SETTINGS,
-        expect="fail",
-        finals=finals,
-        cell_guards=[Guard(metric="noise_leak", max=0.02)],
     )
     assert expect_fail.agrees is True  # the note's "fail (noise leak)" is checkable
 
 
 def test_missing_guard_metric_cannot_confirm_pass() -> None:
     guard = Guard(metric="noise_leak", max=0.1)
-    v = judge_cell("x", _falling(), SETTINGS, expect="pass", cell_guards=[guard])
+    v = judge_cell(CellData("x", curves=_falling(), expect="pass", guards=[guard]), SETTINGS)
     assert v.guards[0].value is None and v.guards[0].holds is None
     assert v.agrees is None
     assert (
         judge_cell(
-            "x", _rising(), SETTINGS, expect="fail", cell_guards=[Guard(metric="noise_leak", max=0.1)]
+            CellData("x", curves=_rising(), expect="fail", guards=[Guard(metric="noise_leak", max=0.1)]),
+            SETTINGS,
         ).agrees
         is True
     )
@@ -440,39 +456,49 @@ def test_partial_is_a_fall_that_stops_far_from_the_floor() -> None:
     curves = [1.2 - 0.25 * np.clip((t - 4) / 15, 0, 1) + _noise(rng, 20, 0.005) for _ in range(4)]
     for c in curves:
         c[0] = 1.5
-    v = judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="partial")
+    v = judge_cell(CellData("pure_n2n", curves=curves, floor=0.2, expect="partial"), SETTINGS)
     assert v.verdict is Verdict.FALLS and v.state == "approaching"
     assert v.progress is not None and v.progress < SETTINGS.partial_progress
     assert v.observed == "partial" and v.agrees is True
-    assert judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="pass").agrees is True
-    assert judge_cell("pure_n2n", curves, SETTINGS, floor=0.2, expect="fail").agrees is False
-    near = judge_cell("pure_n2n", curves, SETTINGS, floor=0.9, expect="partial")  # closes most of the gap
+    assert judge_cell(CellData("pure_n2n", curves=curves, floor=0.2, expect="pass"), SETTINGS).agrees is True
+    assert judge_cell(CellData("pure_n2n", curves=curves, floor=0.2, expect="fail"), SETTINGS).agrees is False
+    near = judge_cell(
+        CellData("pure_n2n", curves=curves, floor=0.9, expect="partial"), SETTINGS
+    )  # closes most of the gap
     assert near.observed == "pass" and near.agrees is False
-    unknown = judge_cell("pure_n2n", curves, SETTINGS, expect="partial")
+    unknown = judge_cell(CellData("pure_n2n", curves=curves, expect="partial"), SETTINGS)
     assert unknown.observed == "pass" and unknown.agrees is None
-    stalled = judge_cell("pure_n2n", _stalled(), SETTINGS, floor=0.2, expect="partial")
+    stalled = judge_cell(CellData("pure_n2n", curves=_stalled(), floor=0.2, expect="partial"), SETTINGS)
     assert stalled.observed == "fail" and stalled.agrees is False
     leak = judge_cell(
-        "pure_n2n",
-        curves,
+        CellData(
+            "pure_n2n",
+            curves=curves,
+            floor=0.2,
+            expect="partial",
+            finals={"noise_leak": [1.0]},
+            guards=[Guard(metric="noise_leak", max=0.5)],
+        ),
         SETTINGS,
-        floor=0.2,
-        expect="partial",
-        finals={"noise_leak": [1.0]},
-        cell_guards=[Guard(metric="noise_leak", max=0.5)],
     )
     assert leak.observed == "fail" and leak.agrees is False
 
 
 def test_require_trend_can_veto() -> None:
-    v = judge_cell("x", _falling(), SETTINGS.model_copy(update={"require_trend": True}))
+    v = judge_cell(CellData("x", curves=_falling()), SETTINGS.model_copy(update={"require_trend": True}))
     assert v.verdict is Verdict.FALLS
 
 
 def test_judge_cell_is_deterministic_and_serialises() -> None:
     finals = {"noise_leak": [0.01, np.nan, 0.02, 0.015]}
-    a = judge_cell("x", _falling(), SETTINGS, finals=finals, axes={"up_mode": "add", "latent": np.int64(512)})
-    b = judge_cell("x", _falling(), SETTINGS, finals=finals, axes={"up_mode": "add", "latent": np.int64(512)})
+    a = judge_cell(
+        CellData("x", curves=_falling(), finals=finals, axes={"up_mode": "add", "latent": np.int64(512)}),
+        SETTINGS,
+    )
+    b = judge_cell(
+        CellData("x", curves=_falling(), finals=finals, axes={"up_mode": "add", "latent": np.int64(512)}),
+        SETTINGS,
+    )
     assert a == b or a.to_dict() == b.to_dict()
     d = json.loads(json.dumps(a.to_dict(), allow_nan=False))
     for key in (
@@ -501,24 +527,24 @@ def test_judge_cell_is_deterministic_and_serialises() -> None:
         assert key in d
     assert d["verdict"] == "falls" and d["axes"]["latent"] == 512 and d["window"] == [4, 19]
     assert d["start"]["mean"] > d["end"]["mean"] and len(d["start"]["per_seed"]) == 4
-    diverged = judge_cell("y", [np.full(10, np.nan)] * 3, SETTINGS)
+    diverged = judge_cell(CellData("y", curves=[np.full(10, np.nan)] * 3), SETTINGS)
     assert json.loads(json.dumps(diverged.to_dict(), allow_nan=False))["rel_change"] is None
 
 
 def test_judge_cell_is_fast() -> None:
     rng = np.random.default_rng(0)
     curves = [1.0 - 0.01 * np.arange(30) + _noise(rng, 30, 0.02, 0.5) for _ in range(5)]
-    judge_cell("warm", curves, SETTINGS)
+    judge_cell(CellData("warm", curves=curves), SETTINGS)
     times = []
     for _ in range(7):
         t0 = time.perf_counter()
-        judge_cell("x", curves, SETTINGS)
+        judge_cell(CellData("x", curves=curves), SETTINGS)
         times.append(time.perf_counter() - t0)
     assert sorted(times)[3] < 0.05, times
 
 
 def test_cell_verdict_is_frozen() -> None:
-    v = judge_cell("x", _falling(), SETTINGS)
+    v = judge_cell(CellData("x", curves=_falling()), SETTINGS)
     assert isinstance(v, CellVerdict)
     with pytest.raises(AttributeError):
         v.verdict = Verdict.FLAT  # type: ignore[misc]
@@ -534,7 +560,7 @@ def test_an_early_stop_never_claims_more_than_was_measured() -> None:
     rng = np.random.default_rng(4)
     stopped = [0.60 * np.exp(-t / 3.5) + 0.05 + rng.normal(0, 0.004, 7) for _ in range(2)]
     settings = VerdictSettings(min_seeds=2, warmup=2)
-    v = judge_cell("x", stopped, settings, planned_epochs=13, floor=0.037, expect="pass")
+    v = judge_cell(CellData("x", curves=stopped, planned_epochs=13, floor=0.037, expect="pass"), settings)
     assert min(v.end_per_seed) >= 0.037  # never below what the metric can be
     assert v.state != "converged" and v.at_floor is False  # measured ends ~0.2, five times the floor
     assert v.ci is not None and v.ci[0] > -1.0
@@ -546,24 +572,26 @@ def test_a_fall_that_rests_on_the_extension_alone_is_inconclusive() -> None:
     """Seeds that stopped while measuring no fall beyond min_change cannot read `falls` from their lines."""
     rng = np.random.default_rng(5)
     slow = [1.0 - 0.004 * np.arange(9) + rng.normal(0, 0.002, 9) for _ in range(4)]  # -2.4% measured
-    v = judge_cell("x", slow, VerdictSettings(warmup=2), planned_epochs=60)
+    v = judge_cell(CellData("x", curves=slow, planned_epochs=60), VerdictSettings(warmup=2))
     assert v.verdict is Verdict.INCONCLUSIVE and "rests on the extension" in v.reason
 
 
 def test_a_fall_to_the_constant_prediction_is_no_pass() -> None:
     curves = _falling()
-    end = judge_cell("x", curves, SETTINGS).end
-    at_constant = judge_cell("x", curves, SETTINGS, expect="pass", baseline=end * 1.02)
+    end = judge_cell(CellData("x", curves=curves), SETTINGS).end
+    at_constant = judge_cell(CellData("x", curves=curves, expect="pass", baseline=end * 1.02), SETTINGS)
     assert at_constant.verdict is Verdict.FALLS and at_constant.beats_baseline is False
     assert at_constant.agrees is False and at_constant.observed == "partial"
     assert "but only ends at the constant-prediction level" in at_constant.reason
-    below = judge_cell("x", curves, SETTINGS, expect="pass", baseline=end * 2)
+    below = judge_cell(CellData("x", curves=curves, expect="pass", baseline=end * 2), SETTINGS)
     assert below.beats_baseline is True and below.agrees is True and below.vs_baseline == pytest.approx(-0.5)
     assert "learns beyond the constant" in below.reason
-    flat_above = judge_cell("x", _stalled(), SETTINGS, expect="fail", finals={"cross_baseline": [0.5] * 4})
+    flat_above = judge_cell(
+        CellData("x", curves=_stalled(), expect="fail", finals={"cross_baseline": [0.5] * 4}), SETTINGS
+    )
     assert flat_above.baseline == 0.5 and flat_above.observed == "fail" and flat_above.vs_baseline > 0.5
 
 
 def test_a_guard_on_a_metric_never_logged_says_why() -> None:
-    v = judge_cell("x", _stalled(), SETTINGS, cell_guards=[Guard(metric="noise_leak", max=0.1)])
+    v = judge_cell(CellData("x", curves=_stalled(), guards=[Guard(metric="noise_leak", max=0.1)]), SETTINGS)
     assert any("guard noise_leak: not judged" in n and "no clean images" in n for n in v.notes)

@@ -11,8 +11,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-__all__ = ["MIN_COMPLETE", "SearchOutcome", "figures", "summarise"]
-
 #: Complete trials below which importances are not computed: a fANOVA forest over one or two points says
 #: nothing.
 MIN_COMPLETE = 3

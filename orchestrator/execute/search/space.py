@@ -17,12 +17,11 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from orchestrator.errors import UserError
 from orchestrator.matrix import Choices, Matrix, Range
 
-__all__ = ["SearchError", "SearchSpace", "format_params", "format_value", "search_space"]
 
-
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """A search that cannot start (study exists without --resume, cells in the matrix...)."""
 
 

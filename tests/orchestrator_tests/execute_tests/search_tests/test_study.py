@@ -1,8 +1,9 @@
+"""`orch search` end to end: trials in parallel as child runs, pruning, and input refused before anything."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 import yaml
@@ -10,11 +11,6 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.execute.search import round_size, search_space
-from orchestrator.execute.search_space import format_params
-from orchestrator.execute.trend_pruner import Objective, TrendPruner, objective_value, step_of
-from orchestrator.matrix import read_matrix
-from orchestrator.verdict import VerdictSettings, judge_cell
 
 runner = CliRunner()
 
@@ -52,86 +48,6 @@ def _runs(tmp_path: Path, cell: str | None = None) -> list:
     exp = client.get_experiment_by_name("srch")
     flt = "tags.`orch.kind` = 'trial'" + (f" and tags.`orch.cell` = '{cell}'" if cell else "")
     return client.search_runs([exp.experiment_id], flt)
-
-
-# ------------------------------------------------------------------------------------------- the space
-
-
-def test_space_from_lists_ranges_and_choices(tmp_path: Path, tiny: dict) -> None:
-    matrix, _ = read_matrix(_matrix(tmp_path, tiny, AXES))
-    space = search_space(matrix).distributions
-    assert space["recon_weight"] == optuna.distributions.FloatDistribution(0.01, 1.0, log=True)
-    assert space["latent_width"] == optuna.distributions.CategoricalDistribution([8, 16])
-    assert space["decoder_features"] == optuna.distributions.CategoricalDistribution(["[8, 4]", "[4, 4]"])
-    whole, _ = read_matrix(_matrix(tmp_path, tiny, {"latent_width": {"low": 8, "high": 32, "log": True}}))
-    assert search_space(whole).distributions["latent_width"] == optuna.distributions.IntDistribution(
-        8, 32, log=True
-    )
-
-
-def test_where_pins_an_axis_and_cells_searches_around_one(tmp_path: Path, tiny: dict) -> None:
-    matrix, _ = read_matrix(_matrix(tmp_path, tiny, AXES))
-    space = search_space(matrix, where={"decoder_features": "[4, 4]", "recon_weight": "0.5"})
-    assert sorted(space.distributions) == ["latent_width"]
-    assert space.fixed == {"decoder_features": [4, 4], "recon_weight": 0.5}
-    celled, _ = read_matrix(_matrix(tmp_path, tiny, AXES, cells={"wide": {"lr": 0.003}}))
-    assert search_space(celled, cell="wide").fixed == {"lr": 0.003}
-
-
-def test_params_read_to_three_significant_digits() -> None:
-    assert format_params({"lr": 0.00032123456, "recon_weight": 0.1234567, "latent_width": 16}) == (
-        "lr=3.21e-04, recon_weight=0.123, latent_width=16"
-    )
-
-
-def test_rounds_keep_the_workers_busy() -> None:
-    assert round_size(2, 2) == 1  # one trial's two seeds at once
-    assert round_size(1, 5) == 1
-    assert round_size(4, 1) == 4
-    assert round_size(8, 5) == 3  # 15 runs fill 15 of 16 slots; 2 trials would leave 6 idle
-
-
-# ------------------------------------------------------------------------------ objective and pruner
-
-
-def test_objective_is_the_verdicts_statistic() -> None:
-    rng = np.random.default_rng(0)
-    epochs = np.arange(13)
-    curves = [1.0 - 0.03 * epochs + rng.normal(0, 0.01, epochs.size) for _ in range(3)]
-    settings = VerdictSettings()
-    verdict = judge_cell("c", curves, settings, baseline=0.9)
-    assert objective_value(Objective.DROP, curves, 12, settings) == pytest.approx(verdict.rel_change)
-    assert objective_value(Objective.FINAL, curves, 12, settings, 0.9) == pytest.approx(verdict.vs_baseline)
-
-
-def _trial_with(study: optuna.Study, curves: list[list[float]], epochs: int) -> optuna.trial.FrozenTrial:
-    trial = study.ask()
-    trial.set_user_attr("epochs", epochs)
-    for position, curve in enumerate(curves):
-        for epoch, value in enumerate(curve):
-            trial.report(value, step_of(position, epoch, epochs))
-    return study._storage.get_trial(trial._trial_id)
-
-
-def test_trend_pruner_prunes_what_cannot_beat_the_best() -> None:
-    settings = VerdictSettings()  # 12 epochs: the window starts at epoch 3
-    study = optuna.create_study(direction="minimize")
-    pruner = TrendPruner(Objective.FINAL, settings, startup_trials=1)
-    flat = [[1.0, 0.6, 0.50, 0.501, 0.499, 0.5, 0.502], [1.0, 0.62, 0.52, 0.519, 0.521, 0.52, 0.518]]
-    falling = [[1.0, 0.6, 0.50, 0.47, 0.44, 0.41, 0.38]]  # on to 0.2 by epoch 12
-    assert not pruner.prune(study, _trial_with(study, flat, 12)), "no trial completed yet"
-    study.tell(study.ask(), 0.3)  # the best so far ends at 0.3
-    assert pruner.prune(study, _trial_with(study, flat, 12)), "flat near 0.5: cannot reach 0.3"
-    assert not pruner.prune(study, _trial_with(study, falling, 12)), "still falling 0.03 an epoch"
-    assert not pruner.prune(study, _trial_with(study, [flat[0][:5]], 12)), "two window epochs: too early"
-    drops = optuna.create_study(direction="minimize")
-    drops.tell(drops.ask(), -0.5)  # the best fell by half over the window
-    drop = TrendPruner(Objective.DROP, settings, startup_trials=1)
-    assert drop.prune(drops, _trial_with(drops, flat, 12))
-    assert not drop.prune(drops, _trial_with(drops, falling, 12))
-
-
-# ---------------------------------------------------------------------------------- real searches
 
 
 @pytest.mark.slow

@@ -1,17 +1,20 @@
 """What a search trial is scored by, and when it is given up: the verdict's statistics, not raw values.
 
-A trial's **objective** is what the verdict reads off its cell (:mod:`orchestrator.verdict.stats`): the
-line fitted over the analysis window (the epochs after the warm-up), per seed, from the window's first
-epoch to the budget's last. ``final`` is where that line ends, mean over seeds, read against the constant
-baseline where the run logs one (``end / baseline - 1``: -0.35 is 35 % below what a model gets for free,
-the verdict table's ``vs constant``); ``drop`` is the verdict's relative change over the window
+A trial's **objective** (:class:`~orchestrator.verdict.objective.Objective`) is what the verdict reads off
+its cell (:mod:`orchestrator.verdict.stats`): the line fitted over the analysis window (the epochs after the
+warm-up, :meth:`~orchestrator.verdict.VerdictSettings.window`), per seed, from the window's first epoch to
+the budget's last. ``final`` is where that line ends, mean over seeds, read against the constant baseline
+where the run logs one (``end / baseline - 1``: -0.35 is 35 % below what a model gets for free, the verdict
+table's ``vs constant``); ``drop`` is the verdict's relative change over the window
 (``(end - start) / |start|``). Both are minimised.
 
 The **trend pruner** (:class:`TrendPruner`) gives a trial up when even an optimistic reading of the epochs
 it has shown so far cannot beat the best completed trial: per seed, the line over the window epochs seen
 (at least three), continued from its last epoch to the budget's end with its slope's lower confidence
 bound (Student t at the verdict's ``confidence``), never below what the metric can be (zero for a loss),
-then scored like a finished trial. A trial still learning fast, or too short to tell, is kept.
+then scored like a finished trial. A trial still learning fast, or too short to tell, is kept. The pruner
+keeps each trial's latest estimate (:attr:`TrendPruner.estimates`), so that a search shows it without
+computing the trend twice an epoch.
 """
 
 from __future__ import annotations
@@ -25,36 +28,9 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
-from orchestrator.execute.search_objective import Objective
+from orchestrator.verdict.objective import Objective, score
 from orchestrator.verdict.settings import VerdictSettings
-from orchestrator.verdict.stats import default_warmup, fit_window
-
-__all__ = [
-    "Objective",
-    "TrendEstimate",
-    "TrendPruner",
-    "analysis_window",
-    "objective_value",
-    "score",
-    "step_of",
-    "trend_estimate",
-]
-
-
-def analysis_window(epochs: int, settings: VerdictSettings) -> tuple[int, int] | None:
-    """The verdict's window (first, last epoch) for runs of ``epochs`` training epochs (epoch 0 is also
-    recorded), or None when it is shorter than ``settings.min_window``."""
-    warmup = settings.warmup if settings.warmup is not None else default_warmup(epochs + 1)
-    if epochs - warmup + 1 < settings.min_window:
-        return None
-    return warmup, epochs
-
-
-def score(objective: Objective, start: float, end: float, baseline: float | None) -> float:
-    """The objective of a cell whose window line runs from ``start`` to ``end`` (means over seeds)."""
-    if objective is Objective.DROP:
-        return (end - start) / abs(start) if start else math.nan
-    return end / baseline - 1.0 if baseline is not None and baseline > 0 else end
+from orchestrator.verdict.stats import fit_window, lower_bound
 
 
 def objective_value(
@@ -71,22 +47,16 @@ def objective_value(
     Raises:
         ValueError: no curve, or the window does not fit the budget or the curves.
     """
-    window = analysis_window(epochs, settings)
+    window = settings.window(epochs + 1)
     if window is None or not curves:
         raise ValueError(f"no analysis window in {epochs} epochs (or no curve)")
     ys = [np.asarray(c, dtype=float) for c in curves]
     short = any(y.size < epochs + 1 for y in ys)
-    lower = 0.0 if all(float(np.min(y)) >= 0 for y in ys) else None
-    fit = fit_window(
-        ys if short else np.stack(ys),
-        window,
-        n_boot=settings.n_boot,
-        confidence=settings.confidence,
-        block_length=settings.block_length,
-        seed=settings.bootstrap_seed,
-        extend=short,
-        lower=lower if short else None,
-    )
+    options = settings.fit_options()
+    if short:
+        fit = fit_window(ys, window, extend=True, lower=lower_bound(ys), **options)
+    else:
+        fit = fit_window(np.stack(ys), window, **options)
     return score(objective, float(fit.start.mean()), float(fit.end.mean()), baseline)
 
 
@@ -123,7 +93,7 @@ def trend_estimate(
     ``min_points`` finite window epochs (or without a window)."""
     from scipy import stats
 
-    window = analysis_window(epochs, settings)
+    window = settings.window(epochs + 1)
     if window is None:
         return None
     first = window[0]
@@ -140,7 +110,8 @@ def trend_estimate(
         se = math.sqrt(float(resid @ resid) / (len(x) - 2) / sxx)
         low_slope = slope - float(stats.t.ppf((1 + settings.confidence) / 2, len(x) - 2)) * se
         mean_x, mean_y = float(x.mean()), float(y.mean())
-        floor = 0.0 if all(v >= 0 for _, v in pts) else -math.inf
+        bound = lower_bound([y])
+        floor = -math.inf if bound is None else bound
         starts.append(mean_y + slope * (first - mean_x))
         ends.append(max(floor, mean_y + slope * (epochs - mean_x)))
         last = mean_y + slope * (float(x[-1]) - mean_x)
@@ -178,17 +149,11 @@ class TrendPruner(BasePruner):
     def __init__(self, objective: Objective, settings: VerdictSettings, startup_trials: int = 1) -> None:
         self.objective, self.settings = Objective(objective), settings
         self.startup_trials = max(1, startup_trials)
+        self.estimates: dict[int, TrendEstimate | None] = {}  # trial number -> its latest estimate
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         epochs = trial.user_attrs.get("epochs")
         if not isinstance(epochs, int):
-            return False
-        done = [
-            t.value
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)
-        ]
-        if len(done) < self.startup_trials:
             return False
         estimate = trend_estimate(
             trial_curves(trial, epochs),
@@ -197,4 +162,12 @@ class TrendPruner(BasePruner):
             self.objective,
             trial.user_attrs.get("baseline"),
         )
+        self.estimates[trial.number] = estimate
+        done = [
+            t.value
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
+        if len(done) < self.startup_trials:
+            return False
         return estimate is not None and estimate.optimistic >= min(done)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 
-from orchestrator.execute.trend_pruner import Objective, objective_value
+from orchestrator.execute.search.trend import objective_value
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunStatus
+from orchestrator.verdict.objective import Objective
 from orchestrator.verdict.settings import VerdictSettings
-
-__all__ = ["TrialProgress", "TrialRun", "TrialSpec"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class TrialProgress:
         done: seeds whose run ended.
         epoch: the newest epoch any of its seeds reported.
         estimate: the objective its window epochs so far point to (None before three of them).
-        state: waiting, running, complete, pruned or failed.
+        state: waiting, running, or as it was told: complete, pruned or failed (``FAIL``).
         value: the objective it was told (complete trials).
         reason: why it was pruned or failed.
     """
@@ -53,9 +52,24 @@ class TrialProgress:
     done: int = 0
     epoch: int = 0
     estimate: float | None = None
-    state: str = "waiting"
+    state: TrialState = TrialState.WAITING
     value: float | None = None
     reason: str | None = None
+
+    @property
+    def said(self) -> str:
+        """Its state in words: waiting, running, complete, pruned or failed."""
+        return "failed" if self.state is TrialState.FAIL else self.state.name.lower()
+
+
+class TrialDisplay(Protocol):
+    """Whoever follows a search's trials (the command line's live view)."""
+
+    def on_progress(self, progress: TrialProgress) -> None:
+        """A trial's progress, after each of its runs' starts, epochs and ends."""
+
+    def on_trial(self, progress: TrialProgress) -> None:
+        """A trial told (complete, pruned or failed), once."""
 
 
 @dataclass
@@ -98,7 +112,7 @@ class TrialRun:
             return TrialState.FAIL, None, f"seed {seed[p]} crashed: {why}"
         diverged = [p for p, (st, _) in by_position.items() if st is RunStatus.DIVERGED]
         n = len(self.specs)
-        if diverged and len(diverged) >= settings.diverged_fraction * n:
+        if settings.too_many_diverged(len(diverged), n):
             return TrialState.PRUNED, None, f"{len(diverged)} of {n} seeds diverged (NaN/Inf)"
         curves = []
         for p in sorted(p for p, (st, _) in by_position.items() if st.has_curve):
