@@ -112,7 +112,14 @@ def judge_cell(
     )
     refusal = _refusal(len(good), n_diverged, n_total, span, settings)
     if refusal is not None:
-        return _finish(base, dict(_EMPTY), *refusal, settings)
+        seen = (
+            _measured_only(span, floor_value, baseline_value, settings)
+            if refusal[0] is Verdict.INCONCLUSIVE
+            else None
+        )
+        if seen is None:
+            return _finish(base, dict(_EMPTY), *refusal, settings)
+        return _finish(base, seen, Verdict.INCONCLUSIVE, f"{refusal[1]}; {_measured_text(seen)}", settings)
 
     fit, measured, stats_ = _trend(span, floor_value, baseline_value, settings)
     if not math.isfinite(fit.estimate):
@@ -227,6 +234,40 @@ def _refusal(
     return None
 
 
+#: What a cell too small to judge (too few seeds or window epochs) still reports as measured: its levels,
+#: their change over the window and where it ends against the constant; no interval, trend test or
+#: reading of them (``undecided``).
+_MEASURED = ("start", "start_sd", "end", "end_sd", "start_per_seed", "end_per_seed", "rel_change")
+_MEASURED += ("whole_run_change", "progress", "vs_baseline")
+
+
+def _measured_only(
+    span: _Span, floor: float | None, baseline: float | None, settings: VerdictSettings
+) -> dict[str, Any] | None:
+    """The trend fields of a cell that cannot be judged, with what its seeds measured filled in (None:
+    nothing to measure: no usable seed, no window of two epochs, or seeds that stopped early)."""
+    if not span.curves or span.window is None or span.extend or span.window[1] - span.window[0] < 1:
+        return None
+    try:
+        _, _, stats_ = _trend(span, floor, baseline, settings)
+    except ValueError:
+        return None
+    if stats_["rel_change"] is None or not math.isfinite(stats_["rel_change"]):
+        return None
+    return {**_EMPTY, **{k: stats_[k] for k in _MEASURED}, "undecided": True}
+
+
+def _measured_text(seen: dict[str, Any]) -> str:
+    """What an undecided cell measured, in words."""
+    text = (
+        f"measured, not enough to decide: {seen['rel_change']:+.1%} over the window "
+        f"({seen['start']:.3g} to {seen['end']:.3g})"
+    )
+    if seen["vs_baseline"] is not None:
+        text += f", ending {seen['vs_baseline']:+.0%} against the constant prediction"
+    return text
+
+
 def _lower_bound(span: _Span, floor: float | None) -> float | None:
     """What the metric can be at the least: its floor when known, else zero for a metric that never went
     below zero (a loss); None (no bound) for others."""
@@ -305,7 +346,8 @@ def _baseline_position(
     rel = end / baseline - 1.0
     levels = f"{end:.3g} vs {baseline:.3g}"
     if rel < -margin:
-        return rel, True, f"learns beyond the constant: {-rel:.0%} below it ({levels})"
+        below = f"{-rel:.0%} below the constant-prediction level ({levels})"
+        return rel, True, f"{below}: learns beyond a fixed image"
     if rel <= margin:
         return rel, False, f"at the constant-prediction level ({levels}): no better than a fixed image"
     return rel, False, f"above the constant-prediction level ({levels}, {rel:+.0%}): worse than a fixed image"
