@@ -62,7 +62,7 @@ def ablate(
     except MatrixError as exc:
         raise fail(f"{matrix}: {exc}") from None
 
-    from orchestrator.cli.progress import SweepDisplay, plan_table
+    from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import dry_run_plan, preflight
     from orchestrator.execute.sweep import run_sweep
     from orchestrator.execute.workqueue import QueueError
@@ -81,7 +81,10 @@ def ablate(
             plan = dry_run_plan(specs, uri, path.name)
         except TrackingError as exc:
             raise fail(str(exc)) from None
-        console.print(plan_table(plan, f"{path.name}: {len(specs)} runs ({len(steps)} steps)"))
+        from orchestrator.report.plan_view import plan_view
+
+        title = f"{path.name}: {len(specs)} runs ({len(steps)} steps)"
+        console.print(plan_view(plan, title), soft_wrap=False)
         return
     edits = {"overrides": overrides or [], "ablate": {"from": start, "to": end, "order": axes}}
     display = SweepDisplay(console, len(specs))

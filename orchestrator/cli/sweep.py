@@ -252,15 +252,16 @@ def _say_stale(plan: list) -> None:
 
 def _dry_run(name: str, specs: list, uri: str, fresh: bool, retry_diverged: bool) -> None:
     """``--dry-run``: the plan table and its counts."""
-    from orchestrator.cli.progress import plan_table
     from orchestrator.execute.plan import dry_run_plan
+    from orchestrator.report.plan_view import plan_view
     from orchestrator.tracking import TrackingError
 
     try:
         plan = dry_run_plan(specs, uri, name, fresh=fresh, retry_diverged=retry_diverged)
     except TrackingError as exc:
         raise fail(str(exc)) from None
-    console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
+    title = f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"
+    console.print(plan_view(plan, title), soft_wrap=False)
     todo = sum(p.state.runs for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
     _say_stale(plan)
