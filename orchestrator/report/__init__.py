@@ -11,8 +11,16 @@
 from orchestrator.report.build import FORMATS, Report, build_comparison, build_report
 from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
 from orchestrator.report.html import to_html
-from orchestrator.report.plots import plot_curves, plot_images
-from orchestrator.report.render import headline, render_summary, render_table, to_csv, to_json, to_markdown
+from orchestrator.report.plots import curves_figure, images_figure, plot_curves, plot_images
+from orchestrator.report.render import (
+    headline,
+    render_summary,
+    render_table,
+    render_wide,
+    to_csv,
+    to_json,
+    to_markdown,
+)
 
 __all__ = [
     "FORMATS",
@@ -23,12 +31,15 @@ __all__ = [
     "build_comparison",
     "build_report",
     "collect_cells",
+    "curves_figure",
+    "images_figure",
     "judge_cells",
     "plot_curves",
     "headline",
     "plot_images",
     "render_summary",
     "render_table",
+    "render_wide",
     "to_csv",
     "to_html",
     "to_json",

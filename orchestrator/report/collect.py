@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
+from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags, flatten
 from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellVerdict, Guard, VerdictSettings, judge_cell
 
@@ -36,6 +36,7 @@ class CellData:
     missing: int = 0
     run_ids: list[str] = field(default_factory=list)
     planned_epochs: int | None = None  # recorded epochs of the budget, set when a run stopped early
+    config: dict[str, Any] = field(default_factory=dict)  # flat resolved config ("data.size": 32) or params
 
 
 def _pick(runs: list[RunRecord]) -> RunRecord:
@@ -104,9 +105,12 @@ def collect_cells(
         for r in records:
             by_key.setdefault(r.config_key if by_config else r.run_key, []).append(r)
         for spec in specs:
-            cell = cells.setdefault(
-                spec.cell, CellData(spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards))
-            )
+            if spec.cell not in cells:
+                config = flatten(spec.config.to_dict())
+                cells[spec.cell] = CellData(
+                    spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards), config=config
+                )
+            cell = cells[spec.cell]
             runs = by_key.get(spec.config_key if by_config else spec.run_key)
             if not runs:
                 cell.missing += 1
@@ -118,7 +122,10 @@ def collect_cells(
             by_cell_seed.setdefault((r.cell, r.seed), []).append(r)
         for (name, seed), runs in sorted(by_cell_seed.items()):
             rec = _pick(runs)
-            cell = cells.setdefault(name, CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)))
+            cell = cells.setdefault(
+                name,
+                CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT), config=dict(rec.params)),
+            )
             _add(cell, rec, seed, metric)
     return list(cells.values())
 

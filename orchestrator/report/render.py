@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,16 +22,23 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.report.layout import Blocks, Fitted
 from orchestrator.verdict import CellVerdict, GuardResult, Verdict
 
 __all__ = [
     "FIELDS",
     "FIELD_BY_HEADER",
+    "UNDECIDED",
+    "UNDECIDED_NOTE",
     "axis_text",
     "change_text",
+    "end_text",
+    "seen_text",
     "split_axes",
     "text_rows",
     "verdict_text",
+    "vs_text",
+    "why_text",
     "REPORTED_FINALS",
     "VERDICT_SYMBOLS",
     "Field",
@@ -39,6 +46,7 @@ __all__ = [
     "ranked",
     "render_summary",
     "render_table",
+    "render_wide",
     "to_csv",
     "to_json",
     "to_markdown",
@@ -55,6 +63,10 @@ VERDICT_SYMBOLS: dict[Verdict, str] = {
     Verdict.DIVERGED: "✗",
     Verdict.INCONCLUSIVE: "?",
 }
+
+#: Marks a level or change that a cell measured but has too few seeds or epochs to decide on.
+UNDECIDED = "*"
+UNDECIDED_NOTE = f"{UNDECIDED} measured, but too few seeds or epochs to decide (the verdict: inconclusive)"
 
 _STYLES: dict[Verdict, str] = {
     Verdict.FALLS: "green",
@@ -96,14 +108,44 @@ def _ci(i: int) -> Callable[[CellVerdict], Any]:
     return lambda v: v.ci[i] if v.ci else None
 
 
-def change_text(v: CellVerdict) -> str:
-    if v.rel_change is None or v.ci is None:
+def _mark(v: CellVerdict) -> str:
+    return UNDECIDED if v.undecided else ""
+
+
+def change_text(v: CellVerdict, *, interval: bool = True) -> str:
+    """The change over the window, with its interval (in %) unless ``interval`` is False; an undecided
+    cell's measured change is marked :data:`UNDECIDED` (it has no interval)."""
+    if v.rel_change is None or (v.ci is None and not v.undecided):
         return "–"
+    if v.ci is None or not interval:
+        return f"{v.rel_change:+.1%}{_mark(v)}"
     return f"{v.rel_change:+.1%} [{100 * v.ci[0]:+.1f}, {100 * v.ci[1]:+.1f}]"
 
 
-def verdict_text(v: CellVerdict) -> str:
-    return f"{VERDICT_SYMBOLS[v.verdict]} {v.verdict.value}" + (f" ({v.state})" if v.state else "")
+def vs_text(v: CellVerdict) -> str:
+    """Where the cell ends against the constant prediction (``-56%``: 56% below it)."""
+    return "–" if v.vs_baseline is None else f"{v.vs_baseline:+.0%}{_mark(v)}"
+
+
+def end_text(v: CellVerdict) -> str:
+    return "–" if v.end is None else f"{v.end:.3g}{_mark(v)}"
+
+
+def verdict_text(v: CellVerdict, *, state: bool = True) -> str:
+    return f"{VERDICT_SYMBOLS[v.verdict]} {v.verdict.value}" + (f" ({v.state})" if v.state and state else "")
+
+
+def seen_text(v: CellVerdict, arrow: str = "→") -> str:
+    """Expected → observed, with ✓ or ✗ when the cell has an expectation and it can tell."""
+    mark = {True: " ✓", False: " ✗"}.get(v.agrees, "") if v.expected else ""
+    return f"{v.expected or '–'}{arrow}{v.observed or '?'}{mark}"
+
+
+def why_text(v: CellVerdict) -> str:
+    """The cell's reason, after its verdict word unless the reason starts with it (``flat: ...``,
+    ``falls -12% ...``): the verdict is never said twice."""
+    word = v.verdict.value
+    return v.reason if v.reason.startswith(word) else f"{word}: {v.reason}"
 
 
 #: Every field of the flat formats, in CSV order; axis and final-metric columns are added around them
@@ -120,9 +162,9 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs", lambda v: v.epochs),
     Field("window_first", _window(0)),
     Field("window_last", _window(1)),
-    Field("start_mean", lambda v: v.start, "start", lambda v: _pm(v.start, v.start_sd), numeric=True),
+    Field("start_mean", lambda v: v.start, "start", lambda v: _pm(v.start, v.start_sd, _mark(v)), True),
     Field("start_sd", lambda v: v.start_sd),
-    Field("end_mean", lambda v: v.end, "end", lambda v: _pm(v.end, v.end_sd), numeric=True),
+    Field("end_mean", lambda v: v.end, "end", lambda v: _pm(v.end, v.end_sd, _mark(v)), True),
     Field("end_sd", lambda v: v.end_sd),
     Field("rel_change", lambda v: v.rel_change, "change [CI]", change_text, numeric=True),
     Field("ci_low", _ci(0)),
@@ -147,11 +189,12 @@ FIELDS: tuple[Field, ...] = (
         "vs_baseline",
         lambda v: v.vs_baseline,
         "vs constant",
-        lambda v: "–" if v.vs_baseline is None else f"{v.vs_baseline:+.0%}",
+        vs_text,
         numeric=True,
     ),
     Field("beats_baseline", lambda v: v.beats_baseline),
     Field("state", lambda v: v.state),
+    Field("undecided", lambda v: v.undecided),
     Field("verdict", lambda v: v.verdict.value, "verdict", verdict_text),
     Field(
         "expected",
@@ -197,9 +240,9 @@ def _columns(verdicts: Sequence[CellVerdict]) -> list[Field]:
 
 def ranked(verdicts: Sequence[CellVerdict]) -> list[CellVerdict]:
     """The cells in the order the displayed formats show them: lowest end level against the
-    constant-prediction baseline first (the answer to "which one learns"), unknown ones last in the
-    matrix's order."""
-    return sorted(verdicts, key=lambda v: (v.vs_baseline is None, v.vs_baseline or 0.0))
+    constant-prediction baseline first (the answer to "which one learns"), then the undecided cells' measured
+    levels (:attr:`CellVerdict.undecided`) likewise, unknown ones last in the matrix's order."""
+    return sorted(verdicts, key=lambda v: (v.vs_baseline is None, v.undecided, v.vs_baseline or 0.0))
 
 
 def text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[str]]]:
@@ -221,7 +264,7 @@ def headline(verdicts: Sequence[CellVerdict]) -> list[str]:
         return ["No cell to judge."]
     n = len(verdicts)
     lines = []
-    known = [v for v in ranked(verdicts) if v.vs_baseline is not None]
+    known = [v for v in ranked(verdicts) if v.vs_baseline is not None and not v.undecided]
     if known:
         beats = [v for v in known if v.beats_baseline]
         best = known[0]
@@ -248,61 +291,99 @@ def headline(verdicts: Sequence[CellVerdict]) -> list[str]:
         undecided = sum(v.agrees is None for v in expected)
         more = f" ({undecided} cannot tell yet)" if undecided else ""
         lines.append(f"{agree} of {len(expected)} cells agree with their expectation{more}.")
+    undecided = [v.cell for v in verdicts if v.undecided]
+    if undecided:
+        lines.append(
+            f"{len(undecided)} of {n} cells have too few seeds or epochs to decide ({', '.join(undecided)}): "
+            f"what they measured is shown, marked {UNDECIDED}."
+        )
     return lines
 
 
-def render_summary(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Group:
-    """The verdicts as a terminal reads them at 100 columns: one short row per cell, then why.
+def render_summary(
+    verdicts: Sequence[CellVerdict], *, title: str = "Verdicts", context: Mapping[str, str] | None = None
+) -> Group:
+    """The verdicts as a terminal reads them: one short row per cell, then the answer, why, and the context.
 
     The table has the cell, where it ends against the constant prediction, the verdict with its state,
     the change over the window with its interval, the end level and expected → seen; cells are ranked by
-    :func:`ranked`. Under it, each cell's axis values (only those that differ between cells; the others
-    are said once) and its one-line reason, wrapped to the console's width rather than cut. The full
-    table is :func:`render_table` (``orch report --wide``).
+    :func:`ranked`. Where that does not fit the width (80 columns), the end level goes first, then ``vs
+    const``, the verdict's state, then the interval (each is in the cell's reason too): the cell's full
+    name, its verdict, its change and ✓/✗ always stay. Under the table, the answer (:func:`headline`),
+    each cell's axis values (only those that differ between cells; the others are said once) and its
+    one-line reason, then ``context`` (the data, the budget, the commit...), wrapped to the console's width
+    rather than cut. The full table is :func:`render_wide` (``orch report --wide``).
     """
     verdicts = ranked(verdicts)
     differ, same = split_axes(verdicts)
-    conf = f"{verdicts[0].confidence:.0%}" if verdicts else "95%"
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
     has_baseline = any(v.vs_baseline is not None for v in verdicts)
-    longest = max((len(v.cell) for v in verdicts), default=4)
-    table.add_column("cell", overflow="fold", min_width=min(20, longest))
-    if has_baseline:
-        table.add_column("vs const", justify="right", overflow="fold")
-    table.add_column("verdict", overflow="fold")  # narrower than 100 columns, fold: never cut a value
-    table.add_column(f"change [{conf} CI]", justify="right", overflow="fold")
-    table.add_column("end", justify="right", overflow="fold")
-    table.add_column("expected→seen", overflow="fold")
-    for v in verdicts:
-        row: list[str | Text] = [v.cell]
-        if has_baseline:
-            row.append(FIELD_BY_HEADER["vs constant"].text(v))
-        row.append(Text(verdict_text(v), style=_STYLES[v.verdict]))
-        row.append(change_text(v).replace(", ", ","))
-        row.append("–" if v.end is None else f"{v.end:.3g}")
-        mark = {True: " ✓", False: " ✗"}.get(v.agrees, "") if v.expected else ""
-        style = {True: "green", False: "bold red"}.get(v.agrees, "")
-        row.append(Text(f"{v.expected or '–'}→{v.observed or '?'}{mark}", style=style))
-        table.add_row(*row)
+    narrower = (  # what each narrower layout leaves out, until the last, which folds
+        {},
+        {"end": False},
+        {"end": False, "vs": False},
+        {"end": False, "vs": False, "state": False},
+        {"end": False, "vs": False, "state": False, "interval": False, "fold": True},
+    )
+    table = Fitted(
+        *(lambda kw=kw: _summary_table(verdicts, title, **{"vs": has_baseline, **kw}) for kw in narrower)
+    )
     why: list[Any] = [Text("")]
     for v in verdicts:
         head = Text(v.cell, style="bold")
         shown = "  ".join(f"{a}={axis_text(v.axes[a])}" for a in differ if a in v.axes)
         head.append(f"  {shown}" if shown else "", style="dim")
         why += [_para(head, 2), _para(Text(v.reason), 6)]
-    foot = []
+    foot = [f"{label}: {value}" for label, value in (context or {}).items()]
     if same:
         foot.append("every cell: " + ", ".join(f"{a}={axis_text(x)}" for a, x in same.items()))
-    if verdicts and verdicts[0].window:
+    if verdicts and verdicts[0].window and not context:
         first, last = verdicts[0].window
         foot.append(f"change: over the window, epochs {first}-{last} (after the warm-up)")
     if has_baseline:
         foot.append("vs const: where the cell ends against predicting the target domain's mean image")
+    if any(v.undecided for v in verdicts):
+        foot.append(UNDECIDED_NOTE)
     answer = [_para(Text(line, style="bold"), 2) for line in headline(verdicts)]
     foot_lines = [_para(Text(f, style="dim"), 2) for f in foot]
     return Group(table, *answer, *why, Text(""), *foot_lines)
+
+
+def _summary_table(
+    verdicts: Sequence[CellVerdict],
+    title: str,
+    *,
+    vs: bool,
+    end: bool = True,
+    state: bool = True,
+    interval: bool = True,
+    fold: bool = False,
+) -> Table:
+    """The summary's table with the columns asked for (``fold``: values fold to fit, for the narrowest)."""
+    conf = f"{verdicts[0].confidence:.0%}" if verdicts else "95%"
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    overflow = "fold" if fold else "ellipsis"  # only the last layout is ever narrower than its content
+    table.add_column("cell", overflow="fold", no_wrap=not fold)
+    if vs:
+        table.add_column("vs const", justify="right", overflow=overflow)
+    table.add_column("verdict", overflow=overflow)
+    table.add_column(f"change [{conf} CI]" if interval else "change", justify="right", overflow=overflow)
+    if end:
+        table.add_column("end", justify="right", overflow=overflow)
+    table.add_column("expected→seen", overflow=overflow)
+    for v in verdicts:
+        row: list[str | Text] = [v.cell]
+        if vs:
+            row.append(vs_text(v))
+        row.append(Text(verdict_text(v, state=state), style=_STYLES[v.verdict]))
+        row.append(change_text(v, interval=interval).replace(", ", ","))
+        if end:
+            row.append(end_text(v))
+        style = {True: "green", False: "bold red"}.get(v.agrees, "")
+        row.append(Text(seen_text(v), style=style))
+        table.add_row(*row)
+    return table
 
 
 def _para(text: Text, indent: int) -> Padding:
@@ -362,12 +443,36 @@ def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") ->
     return table
 
 
-def to_markdown(verdicts: Sequence[CellVerdict], *, title: str | None = None) -> str:
-    """A markdown table (same columns as ``render_table``) followed by one line of reasoning per cell.
+def render_wide(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Fitted:
+    """Every column (:func:`render_table`) where the table fits the console's width; else one block per
+    cell, ``column value`` pairs packed to the width (``orch report --wide`` in a narrow terminal or
+    piped with ``COLUMNS``)."""
+    verdicts = ranked(verdicts)
+
+    def blocks() -> Blocks:
+        fields, rows = text_rows(verdicts)
+        items = [
+            (v.cell, "bold", [(f.header or "", c) for f, c in zip(fields[1:], row[1:], strict=True)])
+            for v, row in zip(verdicts, rows, strict=True)
+        ]
+        return Blocks(items, title=title)
+
+    return Fitted(lambda: render_table(verdicts, title=title), blocks)
+
+
+def to_markdown(
+    verdicts: Sequence[CellVerdict],
+    *,
+    title: str | None = None,
+    context: Mapping[str, str] | None = None,
+) -> str:
+    """The answer, the context, a markdown table (same columns as ``render_table``), then each cell's
+    reason (after its verdict word unless it starts with it) and notes.
 
     Args:
-        verdicts: Cell verdicts, in display order.
+        verdicts: Cell verdicts (shown ranked, as the terminal shows them).
         title: Optional heading.
+        context: Label -> value lines of the report's context (data, budget, commit...).
 
     Returns:
         Markdown text ending in a newline.
@@ -375,13 +480,20 @@ def to_markdown(verdicts: Sequence[CellVerdict], *, title: str | None = None) ->
     verdicts = ranked(verdicts)
     fields, rows = text_rows(verdicts)
     lines = [f"## {title}", ""] if title else []
+    for sentence in headline(verdicts):
+        lines += [f"**{_md(sentence)}**", ""]
+    if context:
+        lines += [f"- {_md(label)}: {_md(value)}" for label, value in context.items()]
+        lines.append("")
     lines.append("| " + " | ".join(_md(f.header) for f in fields) + " |")
-    lines.append("|" + "|".join("---" for _ in fields) + "|")
+    lines.append("|" + "|".join("---:" if f.numeric else "---" for f in fields) + "|")
     lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
     lines.append("")
     for v in verdicts:
-        lines.append(f"- **{_md(v.cell)}** ({v.verdict.value}): {_md(v.reason)}")
+        lines.append(f"- **{_md(v.cell)}**: {_md(why_text(v))}")
         lines += [f"  - note: {_md(n)}" for n in v.notes]
+    if any(v.undecided for v in verdicts):
+        lines += ["", _md(UNDECIDED_NOTE)]
     return "\n".join(lines) + "\n"
 
 
@@ -412,17 +524,33 @@ def to_csv(verdicts: Sequence[CellVerdict]) -> str:
     return buf.getvalue()
 
 
-def to_json(verdicts: Sequence[CellVerdict], *, indent: int | None = 2) -> str:
+def to_json(
+    verdicts: Sequence[CellVerdict],
+    *,
+    indent: int | None = 2,
+    title: str | None = None,
+    context: Mapping[str, str] | None = None,
+) -> str:
     """The Verdict JSON contract: a list of ``CellVerdict.to_dict()`` objects (strict JSON, no NaN).
+
+    With ``title`` or ``context`` each object also carries ``report``: the report's ``title``, its
+    ``answer`` (:func:`headline`'s sentences) and its ``context`` (label -> text), the same in every
+    object, so that the JSON says what the other formats say while staying a list of cells.
 
     Args:
         verdicts: Cell verdicts.
         indent: JSON indentation (None for one line).
+        title: The report's title.
+        context: Label -> value lines of the report's context.
 
     Returns:
         JSON text that ``json.loads`` reads back.
     """
-    return json.dumps([v.to_dict() for v in verdicts], indent=indent, allow_nan=False, ensure_ascii=False)
+    objects = [v.to_dict() for v in verdicts]
+    if title is not None or context is not None:
+        report = {"title": title, "answer": headline(verdicts), "context": dict(context or {})}
+        objects = [{**o, "report": report} for o in objects]
+    return json.dumps(objects, indent=indent, allow_nan=False, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -446,10 +574,10 @@ def _guard_label(g: GuardResult) -> str:
     return f"{g.metric}={value} (needs {' '.join(bound)})"
 
 
-def _pm(mean: float | None, sd: float | None) -> str:
+def _pm(mean: float | None, sd: float | None, mark: str = "") -> str:
     if mean is None:
         return "–"
-    return f"{mean:.3g}" + (f"±{sd:.1g}" if sd is not None else "")
+    return f"{mean:.3g}" + (f"±{sd:.1g}" if sd is not None else "") + mark
 
 
 def _num(x: float | None) -> str:
@@ -465,7 +593,8 @@ def axis_text(x: Any) -> str:
 
 
 def _md(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
+    """Text as markdown shows it literally in a table cell or a line (``|`` and ``*`` escaped)."""
+    return str(s).replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
 
 
 def _csv_value(x: Any) -> Any:
