@@ -47,7 +47,8 @@ _STYLE = (
     "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;"
     "text-align:left;vertical-align:top}th{background:#f3f3f3}"
     "td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
-    "tr.why td{border-top:none;color:#444;font-size:.9em}"
+    "table.verdicts td{white-space:nowrap}"  # a verdict or "pass → fail ✗" on one line; the box scrolls
+    "tr.why td{border-top:none;color:#444;font-size:.9em;white-space:normal}"
     ".falls{color:#17803d}.flat{color:#a36a00}.rises{color:#b3261e}.diverged{color:#b3261e;"
     "font-weight:bold}.inconclusive{color:#777}.agree-false{color:#b3261e;font-weight:bold}"
     ".agree-true{color:#17803d}.answer{font-size:1.1em;line-height:1.5}dl{display:grid;"

@@ -1,5 +1,5 @@
 """Terminal layouts that fit the console's width: the first of several views that fits, and per-item
-blocks of ``label value`` pairs for a table too wide to read as one.
+blocks of ``label: value`` pairs for a table too wide to read as one.
 
 Both decide at render time, from the width rich gives them (a terminal's, or ``COLUMNS`` when piped), so
 the same report reads at 80, 100 or 160 columns.
@@ -42,7 +42,7 @@ class Fitted:
 
 @dataclass(frozen=True)
 class Blocks:
-    """One block per item: its name (bold), then its ``(label, value)`` pairs as ``label value`` packed
+    """One block per item: its name (bold), then its ``(label, value)`` pairs as ``label: value`` packed
     into indented lines up to the width, a pair never split between lines (one longer than a line folds).
 
     Attributes:
@@ -63,7 +63,7 @@ class Blocks:
             yield Text(name, style=style or "bold")
             line = Text(" " * self.indent)
             for label, value in pairs:
-                pair = Text.assemble((label, "dim"), " ", value)
+                pair = Text.assemble((f"{label}:", "dim"), " ", value)
                 if line.cell_len > self.indent and line.cell_len + 3 + pair.cell_len > width:
                     yield _folded(line)
                     line = Text(" " * self.indent)
