@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import re
 from collections.abc import Sequence
@@ -20,7 +21,8 @@ from orchestrator.report.context import report_context
 from orchestrator.report.html import to_html
 from orchestrator.report.layout import Fitted
 from orchestrator.report.plots import plot_curves, plot_images
-from orchestrator.report.render import render_summary, render_wide, to_csv, to_json, to_markdown
+from orchestrator.report.render import to_csv, to_json, to_markdown
+from orchestrator.report.terminal import render_summary, render_wide
 from orchestrator.report.views import Comparison, compare, group_cells, select_cells
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.errors import os_reason
@@ -95,10 +97,10 @@ def build_report(
     baselines; the last epoch's ``x_a_from_b`` per cell) are written to ``out_dir`` (default
     ``reports/<experiment>`` beside an SQLite store, wherever it is, else ``runs/reports/<experiment>``; in
     a subfolder named for the settings and selection, :func:`report_label`, when they are not the sweep's
-    own report). A figure that cannot be drawn this
-    time (no run logged images) leaves no older one in its place. A store moved or copied as a folder is
-    followed first (:func:`~orchestrator.tracking.store.follow_move`): its images are read, and what is
-    logged is written, in its folder now, never in the old one.
+    own report). A figure that cannot be drawn this time (no run logged images) leaves no older one in its
+    place. A store moved or copied as a folder is followed first
+    (:func:`~orchestrator.tracking.store.follow_move`): its images are read, and what is logged is
+    written, in its folder now, never in the old one.
 
     With ``record`` (the sweep's own report), the verdicts and the settings that produced them are logged
     to the sweep's parent run under ``report/`` (also as a table), and each judged run gets its cell's
@@ -343,9 +345,7 @@ def _digest(data: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _drawing_code() -> str:
-    from orchestrator.report import plots
-
-    return hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
+    return hashlib.sha256(Path(inspect.getfile(plot_curves)).read_bytes()).hexdigest()
 
 
 def _unchanged(png: Path, digest: str) -> bool:

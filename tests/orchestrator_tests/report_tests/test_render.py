@@ -17,17 +17,8 @@ from rich.console import Console
 
 from orchestrator.report.html import to_html
 from orchestrator.report.plots import PALETTE, curves_figure, images_figure, plot_curves, plot_images
-from orchestrator.report.render import (
-    VERDICT_SYMBOLS,
-    change_text,
-    headline,
-    render_summary,
-    render_table,
-    render_wide,
-    to_csv,
-    to_json,
-    to_markdown,
-)
+from orchestrator.report.render import VERDICT_SYMBOLS, change_text, headline, to_csv, to_json, to_markdown
+from orchestrator.report.terminal import render_summary, render_table, render_wide
 from orchestrator.verdict import CellVerdict, Guard, Verdict, VerdictSettings, judge_cell
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
