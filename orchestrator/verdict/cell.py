@@ -244,27 +244,40 @@ _MEASURED += ("whole_run_change", "progress", "vs_baseline")
 def _measured_only(
     span: _Span, floor: float | None, baseline: float | None, settings: VerdictSettings
 ) -> dict[str, Any] | None:
-    """The trend fields of a cell that cannot be judged, with what its seeds measured filled in (None:
-    nothing to measure: no usable seed, no window of two epochs, or seeds that stopped early)."""
-    if not span.curves or span.window is None or span.extend or span.window[1] - span.window[0] < 1:
+    """The trend fields of a cell that cannot be judged, with what its seeds measured filled in: over a
+    window of two epochs or more its levels and their change, else (a run shorter than the warm-up) the
+    last epoch's level; None when there is nothing to measure (no usable seed, seeds that stopped early)."""
+    if not span.curves or span.extend or span.common < 1:
         return None
-    try:
-        _, _, stats_ = _trend(span, floor, baseline, settings)
-    except ValueError:
-        return None
-    if stats_["rel_change"] is None or not math.isfinite(stats_["rel_change"]):
-        return None
-    return {**_EMPTY, **{k: stats_[k] for k in _MEASURED}, "undecided": True}
+    if span.window is not None and span.window[1] - span.window[0] >= 1:
+        try:
+            _, _, stats_ = _trend(span, floor, baseline, settings)
+        except ValueError:
+            return None
+        if stats_["rel_change"] is None or not math.isfinite(stats_["rel_change"]):
+            return None
+        return {**_EMPTY, **{k: stats_[k] for k in _MEASURED}, "undecided": True}
+    y = span.y  # (S, common): no window to fit a line over; the last epoch every seed has
+    last, epoch0 = y[:, -1], float(y[:, 0].mean())
+    end = float(last.mean())
+    seen = dict(end=end, end_sd=_sd(last), end_per_seed=[float(v) for v in last], undecided=True)
+    seen["whole_run_change"] = (end - epoch0) / abs(epoch0) if epoch0 != 0 and y.shape[1] > 1 else None
+    seen["vs_baseline"] = _baseline_position(end, baseline, settings.min_change)[0]
+    return {**_EMPTY, **seen}
 
 
 def _measured_text(seen: dict[str, Any]) -> str:
     """What an undecided cell measured, in words."""
-    text = (
-        f"measured, not enough to decide: {seen['rel_change']:+.1%} over the window "
-        f"({seen['start']:.3g} to {seen['end']:.3g})"
-    )
+    if seen["rel_change"] is None:
+        text = f"measured, not enough to decide: ending at {seen['end']:.3g}"
+    else:
+        text = (
+            f"measured, not enough to decide: {seen['rel_change']:+.1%} over the window "
+            f"({seen['start']:.3g} to {seen['end']:.3g})"
+        )
     if seen["vs_baseline"] is not None:
-        text += f", ending {seen['vs_baseline']:+.0%} against the constant prediction"
+        text += f"{', ' if seen['rel_change'] is None else ', ending '}{seen['vs_baseline']:+.0%}"
+        text += " against the constant prediction"
     return text
 
 

@@ -596,8 +596,12 @@ def test_a_cell_too_small_to_judge_keeps_what_it_measured_undecided(
     assert v.to_dict()["undecided"] is True and judge_cell("x", _falling(), settings).undecided is False
 
 
-def test_a_cell_with_nothing_to_measure_stays_empty() -> None:
-    short = judge_cell("x", [c[:3] for c in _falling()], SETTINGS)  # no window of two epochs
-    assert short.verdict is Verdict.INCONCLUSIVE and not short.undecided and short.rel_change is None
+def test_a_run_shorter_than_its_warm_up_shows_its_last_level_and_a_diverged_cell_nothing() -> None:
+    curves = [c[:6] for c in _falling()]  # epochs 0-5 under a warm-up of 8: no window at all
+    short = judge_cell("x", curves, VerdictSettings(warmup=8), baseline=0.5)
+    assert short.verdict is Verdict.INCONCLUSIVE and short.undecided and short.window is None
+    assert short.end == pytest.approx(np.mean([c[-1] for c in curves])) and short.rel_change is None
+    assert short.vs_baseline == pytest.approx(short.end / 0.5 - 1) and short.start is None
+    assert "measured, not enough to decide: ending at" in short.reason
     diverged = judge_cell("x", [np.full(20, np.nan)] * 3, SETTINGS)
     assert diverged.verdict is Verdict.DIVERGED and not diverged.undecided and diverged.end is None
