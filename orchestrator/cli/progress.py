@@ -15,20 +15,7 @@ from orchestrator.execute.context import Display, SweepEvent
 from orchestrator.execute.plan import PlanItem, PlanState
 from orchestrator.tracking import RunStatus
 
-__all__ = ["SweepDisplay", "plan_table", "say_stale"]
-
-
-def plan_table(plan: list[PlanItem], title: str) -> Table:
-    """Every run with its axis values and whether it is done, to run, or failed before."""
-    axes = sorted({k for p in plan for k in p.spec.axes})
-    table = Table(title=title, title_justify="left")
-    for col in ("cell", "seed", *axes, "state", "run key"):
-        table.add_column(col)
-    for p in plan:
-        cells = [p.spec.cell, str(p.spec.seed), *(str(p.spec.axes.get(a, "")) for a in axes)]
-        state = p.state.label + (f" ({p.why})" if p.why else "")
-        table.add_row(*cells, f"[{p.state.style}]{escape(state)}[/]", p.spec.run_key)
-    return table
+__all__ = ["SweepDisplay", "say_stale"]
 
 
 def say_stale(console: Console, plan: list[PlanItem]) -> None:

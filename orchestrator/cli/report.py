@@ -52,10 +52,11 @@ def report(
     ] = ReportFormat.table,
     out: Annotated[
         Path | None,
-        typer.Option(help="write the report here (default: print; html: reports/ by the store)"),
+        typer.Option(help="write the report here, one file (default: print; html: reports/ by the store)"),
     ] = None,
     wide: Annotated[
-        bool, typer.Option("--wide", help="the table with every column (default: the 100-column summary)")
+        bool,
+        typer.Option("--wide", help="every column (a block a cell where they do not fit; default: summary)"),
     ] = False,
     cells: Annotated[list[str] | None, typer.Option("--cells", help="only this cell (repeatable)")] = None,
     where: Annotated[
@@ -157,17 +158,9 @@ def _verdicts(
 ) -> None:
     from orchestrator.report import build_report
 
-    rep = build_report(
-        uri,
-        name,
-        settings,
-        specs=specs,
-        out_dir=out.parent if out else None,
-        select=select,
-        publish=fmt not in _DATA_ONLY,
-    )
+    rep = build_report(uri, name, settings, specs=specs, select=select, publish=fmt not in _DATA_ONLY)
     if fmt is ReportFormat.table:
-        _print_table(rep.table(wide=wide), wide)
+        console.print(rep.table(wide=wide), soft_wrap=False)  # laid out to the width (COLUMNS when piped)
         if rep.figures:
             console.print(f"figures: {paths(rep.figures.values())}", highlight=False)
         if out:
@@ -204,20 +197,6 @@ def _budgets(
     console.print(
         f"{changed} of {len(rows)} cells change verdict with the budget" + (" (marked ≠)" if changed else "")
     )
-
-
-def _print_table(table: object, wide: bool) -> None:
-    """The summary at the console's width; ``--wide`` at the table's own width, whatever the terminal's (so
-    that a log keeps every column unbroken)."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
-    if not wide:
-        console.print(table, soft_wrap=False)
-        return
-    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    out = Console(file=console.file, width=max(console.width, natural), color_system=console.color_system)
-    out.print(table)
 
 
 def _comparison(

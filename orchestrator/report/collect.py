@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
+from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags, flatten
 from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
@@ -92,9 +92,12 @@ def collect_cells(
         for r in records:
             by_key.setdefault(r.config_key if by_config else r.run_key, []).append(r)
         for spec in specs:
-            cell = cells.setdefault(
-                spec.cell, CellData(spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards))
-            )
+            if spec.cell not in cells:
+                config = flatten(spec.config.to_dict())
+                cells[spec.cell] = CellData(
+                    spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards), config=config
+                )
+            cell = cells[spec.cell]
             runs = by_key.get(spec.config_key if by_config else spec.run_key)
             if not runs:
                 cell.missing += 1
@@ -106,7 +109,10 @@ def collect_cells(
             by_cell_seed.setdefault((r.cell, r.seed), []).append(r)
         for (name, seed), runs in sorted(by_cell_seed.items()):
             rec = _pick(runs)
-            cell = cells.setdefault(name, CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)))
+            cell = cells.setdefault(
+                name,
+                CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT), config=dict(rec.params)),
+            )
             _add(cell, rec, seed, metric)
     return list(cells.values())
 

@@ -36,6 +36,7 @@ from model.trainer import EpochResult
 from orchestrator.identity import code_context, identify
 from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.errors import first_line
+from orchestrator.tracking.images import label_grids, read_layout, unlabel
 from orchestrator.tracking.store import (
     TrackingError,
     artifact_root,
@@ -53,6 +54,7 @@ from orchestrator.tracking.vocabulary import (
     TAG_FAILURE,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
+    TAG_IMAGE_LAYOUT,
     TAG_KEY,
     TAG_KIND,
     TAG_SEED,
@@ -258,12 +260,14 @@ class Tracker:
         return run_id
 
     def log_epoch(self, run_id: str, result: EpochResult) -> None:
-        """One batched call for the epoch's metrics (step = epoch), then its image grids."""
+        """One batched call for the epoch's metrics (step = epoch) and the image layout tag, then its image
+        grids, each column named above it (:func:`~orchestrator.tracking.images.label_grids`)."""
         ts = int(time.time() * 1000)
         metrics = [Metric(k, float(v), ts, result.epoch) for k, v in result.metrics.items()]
-        retry(self.client.log_batch, run_id, metrics=metrics)
-        for name, grid in result.images.items():
-            img = (np.clip(grid, 0, 1) * 255).astype(np.uint8)
+        images, layout = label_grids(result.images, clean="cross_clean" in result.metrics)
+        tags = [RunTag(TAG_IMAGE_LAYOUT, layout)] if layout else []
+        retry(self.client.log_batch, run_id, metrics=metrics, tags=tags)
+        for name, img in images.items():
             retry(self.client.log_image, run_id, img, key=name, step=result.epoch)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
@@ -445,7 +449,7 @@ class Tracker:
         return out
 
     def images(self, run_id: str, key: str) -> np.ndarray | None:
-        """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]), or None."""
+        """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]) without column names, or None."""
         try:
             files = retry(self.client.list_artifacts, run_id, "images")
         except MlflowException:
@@ -462,16 +466,17 @@ class Tracker:
         from PIL import Image
 
         path = steps[max(steps)]
-        root = retry(self.client.get_run, run_id).info.artifact_uri
+        run = retry(self.client.get_run, run_id)
+        layout, root = read_layout(run.data.tags.get(TAG_IMAGE_LAYOUT), key), run.info.artifact_uri
         if root.startswith("file://"):  # a local store: read the file where it is
             with Image.open(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path) as img:
-                return np.asarray(img)
+                return unlabel(np.asarray(img), layout)
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
             )
             with Image.open(local) as img:
-                return np.asarray(img)
+                return unlabel(np.asarray(img), layout)
 
 
 class _SingleRun:

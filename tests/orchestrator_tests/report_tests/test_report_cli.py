@@ -147,3 +147,35 @@ def test_a_sweep_compared_with_itself_changes_nothing(crossed: Path) -> None:
 
 def _uri(tmp: Path) -> str:
     return f"sqlite:///{tmp}/runs/mlflow.db"
+
+
+def test_cells_with_too_few_seeds_show_what_they_measured_marked_undecided(
+    crossed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two seeds a cell, judged with the default settings (three seeds needed): inconclusive, but every run
+    measured its levels, and the report shows them, marked."""
+    from orchestrator.cli.common import console
+
+    bare = ["report", "--experiment", "crossed", "--tracking-uri", _uri(crossed)]
+    res = runner.invoke(app, [*bare, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    verdicts = json.loads(res.output)
+    assert len(verdicts) == 4
+    for v in verdicts:
+        assert v["verdict"] == "inconclusive" and v["undecided"] is True and len(v["seeds"]) == 2
+        assert v["reason"].startswith("too few seeds: 2 usable, need 3; measured, not enough to decide")
+        assert v["rel_change"] is not None and v["end"]["mean"] is not None and v["vs_baseline"] is not None
+        assert (
+            v["ci"] is None and v["p_value"] is None and v["beats_baseline"] is None and v["agrees"] is None
+        )
+    monkeypatch.setattr(console, "width", 100)
+    table = runner.invoke(app, bare)
+    assert table.exit_code == 0, table.output
+    for v in verdicts:
+        row = next(line for line in table.output.splitlines() if line.split()[:1] == [v["cell"]])
+        assert (
+            "? inconclusive" in row
+            and f"{v['rel_change']:+.1%}*" in row
+            and f"{v['end']['mean']:.3g}*" in row
+        )
+    assert "* measured, but too few seeds or epochs to decide" in table.output
