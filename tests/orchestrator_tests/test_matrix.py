@@ -106,7 +106,8 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
         ({"name": "t", "cells": {"a": {}, "b": {"lr": 0.001}}}, r"cells 'a' and 'b' resolve to the same"),
         (
             {"name": "t", "axes": {"norm": ["layer"]}},
-            r"norm='layer'.*'batch', 'batch_per_path', 'batch_per_path_affine', 'group', 'instance' or 'none'",
+            r"norm='layer'.*'batch', 'batch_per_path', 'batch_per_path_affine', 'group', 'instance' "
+            r"or 'none'",
         ),
         ({"name": "t", "axes": {"content_loss": ["simsiam"]}}, r"'l1', 'cosine' or 'vicreg'"),
         ({"name": "t", "axes": {"content_schedule": ["step"]}}, r"'constant', 'linear' or 'cosine'"),
