@@ -27,6 +27,7 @@ from model.config import (
     parse_overrides,
 )
 from model.input_files import InputFileError, parse_yaml, read_text
+from orchestrator.matrix.entrypoint import with_value
 from orchestrator.matrix.expand import base_mapping, expand, run_count
 from orchestrator.matrix.schema import Matrix, MatrixError, RunSpec
 from orchestrator.verdict.settings import VerdictSettings
@@ -126,8 +127,12 @@ def edit_matrix(data: dict[str, Any], overrides: Sequence[str], root: Path) -> d
             valid = ", ".join(sorted(Matrix.model_fields))
             raise MatrixError(f"override {key}: a matrix has no field '{head}'{hint} (fields: {valid})")
         if head == "base" and rest:
+            base = base_mapping(out.get("base", {}), root)
+            if out.get("trainer"):  # a function's params: any key (its own model, if any, judges them)
+                out["base"] = with_value(base, rest, value)
+                continue
             try:
-                out["base"] = apply_overrides(base_mapping(out.get("base", {}), root), {rest: value})
+                out["base"] = apply_overrides(base, {rest: value})
             except ConfigError as exc:
                 raise MatrixError(f"override {key}: {str(exc).removeprefix('--set ')}") from None
             continue

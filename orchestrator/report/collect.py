@@ -10,7 +10,7 @@ from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
 from orchestrator.report.grouping import Grouping, logged_keys
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
-from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
+from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EPOCHS, TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
 
@@ -189,7 +189,7 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
     cell.seeds.append(seed)
     cell.curves.append(curve)
     cell.run_ids.append(rec.run_id)
-    budget = rec.params.get("trainer.epochs")
+    budget = rec.params.get("trainer.epochs") or rec.tags.get(TAG_EPOCHS)  # a function's runs: the tag
     if rec.status is RunStatus.STOPPED and budget is not None:  # judged over the budget's window
         cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
     for name, points in rec.history.items():

@@ -171,17 +171,19 @@ class Tracker:
     def start_run(
         self,
         experiment: str,
-        config: RunConfig,
+        config: RunConfig | dict[str, Any],
         *,
         name: str,
         tags: dict[str, str],
         parent_id: str | None = None,
     ) -> str:
-        """Create a run with the resolved config as params and ``config.json``; returns its id.
+        """Create a run with the resolved config (or a function's params) as params and ``config.json``;
+        returns its id.
 
         Args:
             tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
         """
+        data = config if isinstance(config, dict) else config.to_dict()
         exp_id = self.experiment_id(experiment)
         all_tags = {**versions(), **tags}
         if parent_id:
@@ -189,12 +191,11 @@ class Tracker:
         run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
         params = [
-            Param(k, json.dumps(v) if isinstance(v, list) else str(v))
-            for k, v in flatten(config.to_dict()).items()
+            Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in flatten(data).items()
         ]
         for i in range(0, len(params), 100):
             retry(self.client.log_batch, run_id, params=params[i : i + 100])
-        retry(self.client.log_dict, run_id, config.to_dict(), "config.json")
+        retry(self.client.log_dict, run_id, data, "config.json")
         return run_id
 
     def log_epoch(self, run_id: str, result: EpochResult) -> None:
