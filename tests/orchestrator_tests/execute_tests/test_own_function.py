@@ -20,6 +20,7 @@ from orchestrator.cli import app
 from orchestrator.matrix import load_matrix
 from orchestrator.target.function import load_function
 from tests.conftest import kill_9_after_the_first_run
+from tests.orchestrator_tests.execute_tests.test_distributed import _orch, postgres_url  # noqa: F401 - a fixture
 from tests.orchestrator_tests.execute_tests.test_preempt import _curve, _env, _worker_pids
 
 runner = CliRunner()
@@ -297,3 +298,19 @@ def test_search_ablate_and_early_stop_take_a_functions_matrix(tmp_path: Path, mo
     exp = client.get_experiment_by_name("userfit_search")
     trials = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'trial'")
     assert len(trials) == 4 and all(r.data.tags["orch.status"] == "finished" for r in trials)
+
+
+def test_a_functions_sweep_across_machines_runs_each_item_once(postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
+    """A coordinator and an `orch worker` sharing a PostgreSQL queue, as on two machines."""
+    path = _project(tmp_path, "userfit_pg", seeds=[0, 1], budget={"epochs": 4})
+    uri = f"sqlite:///{tmp_path}/shared/mlflow.db"
+    common = ["--storage", postgres_url, "--heartbeat", "1"]
+    coord = _orch("--tracking-uri", uri, "sweep", str(path), "--workers", "0", *common, cwd=tmp_path)
+    worker = _orch("--tracking-uri", uri, "worker", str(path), "--workers", "2", *common, cwd=tmp_path)
+    out, _ = coord.communicate(timeout=300)
+    assert coord.returncode == 0, out
+    w_out, _ = worker.communicate(timeout=120)
+    assert worker.returncode == 0 and "worker done: ran 4" in w_out, w_out
+    runs = _runs(MlflowClient(tracking_uri=uri), "userfit_pg")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
+    assert len({r.data.tags["orch.run_key"] for r in runs}) == 4
