@@ -88,13 +88,23 @@ def _runs(client: MlflowClient, name: str) -> list:
     return [] if exp is None else client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'run'")
 
 
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Commands run in tmp_path, on its default store (as a sweep started there in a subprocess)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
 def _sweep(path: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", "sweep", str(path), *extra]
 
 
-def test_a_users_function_sweeps_on_2_workers_survives_kill_9_and_is_judged(tmp_path: Path) -> None:
+def test_a_users_function_sweeps_on_2_workers_survives_kill_9_and_is_judged(
+    tmp_path: Path, here: Path
+) -> None:
     verdict = {"metric": "loss", "warmup": 4}  # not the default warm-up (3 of 13 epochs)
-    path = _project(tmp_path, "userfit_kill", base={"noise": 0.1, "lr": 0.02, "sleep": 0.2}, verdict=verdict)
+    path = _project(tmp_path, "userfit_kill", base={"noise": 0.1, "lr": 0.02, "sleep": 0.1}, verdict=verdict)
     _, specs = load_matrix(path)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/runs/mlflow.db")
     cmd = _sweep(path, "--workers", "2")
@@ -104,8 +114,10 @@ def test_a_users_function_sweeps_on_2_workers_survives_kill_9_and_is_judged(tmp_
     assert 1 <= sum(r.info.status == "FINISHED" for r in before) < len(specs)
     time.sleep(2.0)  # the orphaned workers see their coordinator gone at their next epoch and exit
 
-    res = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
+    res = runner.invoke(
+        app, ["sweep", str(path), "--workers", "2"]
+    )  # in this process: no interpreter to start
+    assert res.exit_code == 0, res.output
     after = _runs(client, "userfit_kill")
     finished = [r for r in after if r.info.status == "FINISHED"]
     assert sorted(r.data.tags["orch.run_key"] for r in finished) == sorted(s.run_key for s in specs)
@@ -117,12 +129,11 @@ def test_a_users_function_sweeps_on_2_workers_survives_kill_9_and_is_judged(tmp_
         assert tags["orch.entrypoint"] == "userfit_kill:fit" and tags["orch.epochs"] == str(EPOCHS)
         assert tags["orch.data"] == "none" and params["lr"] in ("0.02", "0.0") and "seed" not in params
 
-    again = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "ran 0 " in again.stdout and "skipped 6" in again.stdout, again.stdout
+    again = runner.invoke(app, ["sweep", str(path), "--workers", "2"])
+    assert again.exit_code == 0 and "ran 0 " in again.output and "skipped 6" in again.output, again.output
 
     def report(*args: str) -> dict[str, dict]:
-        uri = f"sqlite:///{tmp_path}/runs/mlflow.db"
-        res = runner.invoke(app, ["--tracking-uri", uri, "report", *args, "--format", "json"])
+        res = runner.invoke(app, ["report", *args, "--format", "json"])
         assert res.exit_code == 0, res.output
         return {v["cell"]: v for v in json.loads(res.output)}
 
@@ -141,7 +152,9 @@ def test_a_users_function_sweeps_on_2_workers_survives_kill_9_and_is_judged(tmp_
     } == {5}
 
 
-def test_sigterm_of_a_worker_then_its_function_resumes_from_the_checkpoint_hook(tmp_path: Path) -> None:
+def test_sigterm_of_a_worker_then_its_function_resumes_from_the_checkpoint_hook(
+    tmp_path: Path, here: Path
+) -> None:
     path = _project(tmp_path, "userfit_term", {"learns": {"lr": 0.02}}, seeds=[4])
     matrix = yaml.safe_load(path.read_text())
     matrix["base"]["sleep"] = 0.3
@@ -169,10 +182,8 @@ def test_sigterm_of_a_worker_then_its_function_resumes_from_the_checkpoint_hook(
     k = int(killed.data.tags["orch.checkpoint_epoch"])
     assert killed.info.status == "KILLED" and 2 <= k < EPOCHS and max(_curve(client, run_id, "loss")) == k
 
-    again = subprocess.run(
-        _sweep(path), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = runner.invoke(app, ["sweep", str(path)])
+    assert again.exit_code == 0, again.output
     (run,) = _runs(client, "userfit_term")  # the same run, continued from the function's own state
     assert run.info.run_id == run_id and run.info.status == "FINISHED"
     assert run.data.tags["orch.resumed_from_epoch"] == str(k)
