@@ -167,7 +167,8 @@ def test_cells_with_too_few_seeds_show_what_they_measured_marked_undecided(
     every run measured its levels, and the report shows them, marked."""
     from orchestrator.cli.common import console
 
-    bare = ["report", "--experiment", "crossed", "--tracking-uri", _uri(crossed), "--set", "verdict.min_seeds=3"]
+    bare = ["report", "--experiment", "crossed", "--tracking-uri", _uri(crossed)]
+    bare += ["--set", "verdict.min_seeds=3"]
     res = runner.invoke(app, [*bare, "--format", "json"])
     assert res.exit_code == 0, res.output
     verdicts = json.loads(res.output)
