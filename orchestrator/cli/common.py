@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from orchestrator.cli.output import Stream
 from orchestrator.errors import is_user_error
 
 __all__ = [
@@ -48,9 +49,10 @@ def _width(tty: bool) -> int | None:
 
 
 # messages are never broken inside a path or a value (soft wrap); tables and the verdict summary are laid
-# out to the width
-console = Console(width=_width(sys.stdout.isatty()), soft_wrap=True)
-err_console = Console(stderr=True, width=_width(sys.stderr.isatty()), soft_wrap=True)
+# out to the width; every line reaches any stream in its encoding, and a stream that went away stops
+# nothing (:mod:`~orchestrator.cli.output`)
+console = Console(file=Stream("stdout"), width=_width(sys.stdout.isatty()), soft_wrap=True)
+err_console = Console(file=Stream("stderr"), width=_width(sys.stderr.isatty()), soft_wrap=True)
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 

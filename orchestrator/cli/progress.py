@@ -57,6 +57,7 @@ class SweepDisplay(LiveDisplay, Display):
         self.epochs: dict[int, int] = {}
         self.started: dict[int, float] = {}
         self.epoch_seconds: dict[str, list[float]] = {}  # cell -> measured seconds per epoch
+        self.killed: list[SweepEvent] = []  # the runs that ended KILLED (interrupted), as recorded
         self.t0 = time.monotonic()
 
     def on_plan(self, plan: list[PlanItem]) -> None:
@@ -142,6 +143,8 @@ class SweepDisplay(LiveDisplay, Display):
                 elapsed = time.monotonic() - self.started[event.item]
                 self.epoch_seconds.setdefault(event.spec.cell, []).append(elapsed / (event.epoch + 1))
         elif event.kind == "end":
+            if event.status is RunStatus.KILLED:
+                self.killed.append(event)
             self.running.pop(event.item, None)
             self.done += 1
             self.started.pop(event.item, None)

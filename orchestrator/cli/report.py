@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -177,7 +176,7 @@ def _verdicts(
     if out is None and fmt is ReportFormat.html:
         out = rep.out_dir / "report.html"
     if out is None:
-        sys.stdout.write(text)
+        console.file.write(text)
         return
     _write(out, text)
     console.print(f"wrote {out}")
@@ -240,7 +239,7 @@ def _comparison(
     rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs)
     labels = (before.describe(), after.describe())
     if fmt is ReportFormat.json:
-        sys.stdout.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")
+        console.file.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")
         return
     changed = sum(r.changed for r in rows)
     console.print(comparison_table(rows, title=f"{name}: {labels[0]} vs {labels[1]}", labels=labels))

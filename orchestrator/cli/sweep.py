@@ -6,7 +6,6 @@ takes it too.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +15,7 @@ import typer
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
 
 if TYPE_CHECKING:
+    from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.context import SweepOutcome, SweepRequest
     from orchestrator.execute.slurm import SlurmLauncher
     from orchestrator.matrix import Matrix, RunSpec
@@ -140,7 +140,7 @@ def sweep_matrix(
     when the sweep itself is (Ctrl-C, SIGTERM)."""
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.plan import preflight
-    from orchestrator.execute.signals import Preempted, handle_signals
+    from orchestrator.execute.signals import STOP_SIGNALS, Preempted, handle_signals
     from orchestrator.execute.sweep import run_sweep
 
     preflight(specs)
@@ -149,8 +149,8 @@ def sweep_matrix(
         _dry_run(mx.name, specs, uri, request)
         return
     display = SweepDisplay(console, len(specs), name=mx.name, store=uri)
-    # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
-    with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
+    # SIGTERM (preemption, `timeout`) and SIGHUP (a closed terminal) take Ctrl-C's path: exit 130
+    with handle_signals(STOP_SIGNALS, raise_as=Preempted.by):
         try:
             with display.live():
                 outcome = run_sweep(
@@ -170,7 +170,7 @@ def sweep_matrix(
             )
             report(outcome)
         except KeyboardInterrupt:
-            raise _interrupted() from None
+            raise _interrupted(display) from None
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
@@ -183,10 +183,24 @@ def sweep_matrix(
         raise typer.Exit(1)
 
 
-def _interrupted() -> typer.Exit:
-    """Ctrl-C or SIGTERM: what was done is kept, and the same command finishes the rest (exit 130)."""
+def _interrupted(display: SweepDisplay) -> typer.Exit:
+    """Ctrl-C, SIGTERM or SIGHUP: what was done is kept, and the same command finishes the rest (exit 130).
+    The message says what happened to the runs in flight, as the store recorded it."""
+    killed = len(display.killed)
+    resumable = sum("resumable from epoch" in (e.reason or "") for e in display.killed)
+    said = [f"{killed} run(s) in flight marked KILLED"]
+    if killed:
+        said[0] += (
+            f" ({resumable} resumable from their last epoch)" if resumable else " (none had ended an epoch)"
+        )
+    if display.running:  # started, and no end recorded: the store refused it
+        said.append(
+            f"{len(display.running)} run(s) left RUNNING (the store failed): the next sweep marks them"
+        )
+    if not killed and not display.running:
+        said = ["no run was in flight"]
     err_console.print(
-        "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
+        f"interrupted: {'; '.join(said)}; run the same command to finish the rest", highlight=False
     )
     return typer.Exit(130)
 

@@ -62,7 +62,8 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     torch.set_num_threads(threads)
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
-    with handle_signals([signal.SIGTERM]) as preempted:  # stop at the next step, nothing in the handler
+    # stop at the next step, nothing in the handler; SIGHUP (a closed terminal) as SIGTERM
+    with handle_signals([signal.SIGTERM, signal.SIGHUP]) as preempted:
         worker = _Worker(work, payloads, events, parent, device, preempted)
         while not worker.orphaned() and not preempted:
             claimed = work.claim()
@@ -139,7 +140,7 @@ class _Worker:
                 status, reason = result.status, result.reason
                 if status == "interrupted":
                     status = RunStatus.KILLED.value
-                    reason = "interrupted (SIGTERM): " + (
+                    reason = f"interrupted ({self.preempted[0] if self.preempted else 'SIGTERM'}): " + (
                         f"resumable from epoch {saved[1]}" if saved else "before its first epoch"
                     )
                 final = result.epochs[-1].metrics.get("cross") if result.epochs else None

@@ -11,11 +11,15 @@ and its MLflow run is reopened, so that its curve holds every epoch once.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import shutil
+import signal
 import time
+from collections.abc import Callable, Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from orchestrator.execute.context import SweepContext, SweepEvent
 from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
 from orchestrator.execute.run_dir import checkpoint_root
+from orchestrator.execute.signals import deferred
 from orchestrator.execute.worker import worker_main
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunKind, RunStatus, run_tags
@@ -104,17 +109,18 @@ class _Coordinator:
         self.run_ids[index] = point.run_id
         self.last_epoch[index] = point.epoch  # it keeps the tags it was started with (cell, seed, identity)
 
-    def _log_checkpoint(self, index: int, saved: tuple[str, int] | None) -> None:
+    def _log_checkpoint(self, index: int, saved: tuple[str, int] | None) -> int | None:
         """Log the item's checkpoint when it ends the run's last logged epoch (else it would resume a
-        curve that already holds later epochs), then drop the worker's copy."""
+        curve that already holds later epochs), then drop the worker's copy; returns the epoch logged."""
         if saved is None:
-            return
+            return None
         path, epoch = Path(saved[0]), saved[1]
         if not path.exists() or epoch != self.last_epoch.get(index):
-            return
+            return None
         self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].config.to_dict())
         path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
         shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
+        return epoch
 
     def end(
         self,
@@ -149,17 +155,22 @@ class _Coordinator:
                 self.work.done(self.owner[index][1], ok=False)
                 self.end(index, RunStatus.CRASHED, why)
 
-    def drain(self, events: Any) -> None:
-        """Handle what is already in the pipe."""
+    def drain(self, events: Any, *, quiet: bool = False) -> None:
+        """Handle what is already in the pipe; ``quiet``: a message the store refuses is skipped (a sweep
+        that stops: what the store did not take is the next sweep's)."""
         while True:
             try:
-                self.handle(events.get(timeout=0.05))
+                msg = events.get(timeout=0.05)
             except queue_mod.Empty:
                 return
+            with contextlib.suppress(Exception) if quiet else contextlib.nullcontext():
+                self.handle(msg)
 
-    def follow(self, procs: list[mp.process.BaseProcess], events: Any) -> None:
-        """Handle messages until every worker has exited; bury those that die."""
+    def follow(self, procs: list[mp.process.BaseProcess], events: Any, check: Callable[[], None]) -> None:
+        """Handle messages until every worker has exited; bury those that die. ``check`` raises a signal
+        held meanwhile (:func:`~orchestrator.execute.signals.deferred`), between two messages."""
         while True:
+            check()
             try:
                 self.handle(events.get(timeout=0.2))
                 continue
@@ -177,26 +188,31 @@ class _Coordinator:
     def interrupted(self, procs: list[mp.process.BaseProcess], events: Any, grace: float = 20.0) -> None:
         """Stop the workers (SIGTERM: each ends its run at the next step and reports it with its last
         epoch's checkpoint), log what they report for up to ``grace`` seconds (Slurm's default KillWait is
-        30 s), kill those still running, and mark the runs still in flight KILLED, with the checkpoint a
-        killed worker left when it ends the run's last logged epoch."""
+        30 s; another signal meanwhile changes nothing: a worker killed before it reports loses its run's
+        progress since it started), kill those still running, and mark the runs still in flight KILLED,
+        with the checkpoint a killed worker left when it ends the run's last logged epoch. A run the store
+        refuses to end is left to the next sweep (no "end" event for it)."""
         for p in procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM
         deadline = time.monotonic() + grace
         while self.open_items and any(p.is_alive() for p in procs) and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(Exception):  # queue.Empty, or a store that fails now
                 self.handle(events.get(timeout=0.2))
-            except queue_mod.Empty:
-                pass
-        self.drain(events)
+        self.drain(events, quiet=True)
         for p in procs:
             if p.is_alive():
                 p.kill()
             p.join(timeout=5)
         for index in list(self.open_items):
-            self._log_checkpoint(index, self._left_checkpoint(index))
-            self.tracker.finish(self.run_ids[index], RunStatus.KILLED, "sweep interrupted")
-            self.open_items.discard(index)
+            with contextlib.suppress(Exception):
+                epoch = self._log_checkpoint(index, self._left_checkpoint(index))
+                reason = "sweep interrupted" + (
+                    f": resumable from epoch {epoch}" if epoch is not None else ""
+                )
+                self.tracker.finish(self.run_ids[index], RunStatus.KILLED, reason)
+                self.open_items.discard(index)
+                self.emit(SweepEvent("end", index, self.specs[index], status=RunStatus.KILLED, reason=reason))
 
     def _left_checkpoint(self, index: int) -> tuple[str, int] | None:
         """The checkpoint a worker that did not report left behind, with its epoch."""
@@ -222,6 +238,8 @@ def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]
     """
     assert ctx.work is not None
     mp_ctx = mp.get_context("spawn")
+    with _blocked(signal.SIGHUP, signal.SIGINT):  # the queue's helper process outlives a closed terminal
+        resource_tracker.ensure_running()
     events = mp_ctx.Queue()
     root = checkpoint_root(ctx.tracker.uri)
     payloads = [s.to_payload() | {"checkpoint": str(root / s.run_key / "last.pt")} for s in specs]
@@ -244,15 +262,29 @@ def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]
         )
         for i, slot in enumerate(slots)
     ]
-    for p in procs:
-        p.start()
+    with _blocked(signal.SIGINT):  # Ctrl-C is the coordinator's, even while a worker imports torch
+        for p in procs:
+            p.start()
     coordinator = _Coordinator(ctx, specs)
     coordinator.resume, coordinator.checkpoints = resumed, root
     try:
-        coordinator.follow(procs, events)
+        with deferred() as check:  # a signal raised mid-message lost that message (an epoch, a checkpoint)
+            coordinator.follow(procs, events, check)
     except BaseException:
         coordinator.interrupted(procs, events)
         raise
+
+
+@contextlib.contextmanager
+def _blocked(*signals: int) -> Iterator[None]:
+    """Block ``signals`` for the block: processes started in it are born with them blocked (the signal mask
+    is inherited), so a terminal's SIGINT or SIGHUP to the whole group never reaches them; here they are
+    delivered once the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _planned_resumes(ctx: SweepContext, specs: list[RunSpec]) -> dict[str, ResumePoint]:
