@@ -1,9 +1,10 @@
 """What orch prints, whatever it is printed to: the streams under the command line's consoles.
 
 - **Any encoding.** A stream that cannot encode a character (``PYTHONIOENCODING=ascii``, a Latin-1
-  terminal, a log file opened as ASCII) gets its ASCII look-alike (``->`` for an arrow, ``ok`` and ``x`` for
-  the marks, ``!=``, ``+/-``), else ``?``: never a ``UnicodeEncodeError``. Rich draws its boxes and bars
-  in ASCII by itself once it knows the encoding, which :class:`Stream` reports.
+  terminal, a log file opened as ASCII) gets its ASCII look-alike (``>`` for an arrow, ``v`` and ``x``
+  for the marks, ``#`` for "differs", ``~`` for plus-minus), else ``?``: never a
+  ``UnicodeEncodeError``. Rich draws its boxes and bars in ASCII by itself once it knows the encoding,
+  which :class:`Stream` reports.
 - **A stream that goes away.** A terminal that was closed (``EIO``), a reader that exited
   (``orch sweep | head -5``: ``EPIPE``) or a closed descriptor (``EBADF``) does not stop the command: the
   stream's descriptor is pointed at ``/dev/null`` and the work goes on (the tracking store is the record,
@@ -20,22 +21,23 @@ import unicodedata
 
 __all__ = ["ASCII_LOOKALIKES", "Stream"]
 
-#: The characters orch prints outside ASCII, and what stands for each where the stream has no room for it.
+#: The characters orch prints outside ASCII, and what stands for each where the stream has no room for it:
+#: one character for one, so that a table keeps its columns.
 ASCII_LOOKALIKES = {
-    "→": "->",
-    "←": "<-",
+    "→": ">",
+    "←": "<",
     "↘": "\\",
     "↗": "/",
-    "✓": "ok",
+    "✓": "v",
     "✗": "x",
-    "≠": "!=",
-    "≤": "<=",
-    "≥": ">=",
-    "±": "+/-",
+    "≠": "#",
+    "≤": "<",
+    "≥": ">",
+    "±": "~",
     "×": "x",
     "–": "-",
     "—": "-",
-    "…": "...",
+    "…": ".",
     "•": "*",
     "·": ".",
 }
@@ -44,12 +46,13 @@ _ERRORS = "orch-ascii"
 
 
 def _lookalike(char: str) -> str:
-    """``char`` in ASCII: a known look-alike, its letters without accents (``é`` -> ``e``), else ``?``."""
+    """``char`` in one ASCII character: a known look-alike, its letter without accents (``é``: ``e``), else
+    ``?``."""
     known = ASCII_LOOKALIKES.get(char)
     if known is not None:
         return known
     plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode("ascii")
-    return plain or "?"
+    return plain[:1] or "?"
 
 
 def _replace(error: UnicodeError) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestrator.cli.common import TrackingUri, console, fail, paths, tracking_uri
-from orchestrator.errors import is_user_error
+from orchestrator.errors import Fault, is_user_error
 
 if TYPE_CHECKING:
     from orchestrator.matrix import RunSpec
@@ -101,12 +101,13 @@ def report(
         _verdicts(uri, name, settings, specs, select, fmt, out, wide)
         if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
             _budgets(uri, matrix, overrides or [], settings, select, view)
-    except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
-        if is_user_error(exc):
-            raise
-        raise fail(
-            f"cannot read the tracking store {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-        ) from None
+    except Exception as exc:  # an unreachable or broken store, whatever MLflow raises
+        from orchestrator.tracking.errors import first_line, from_the_store
+        from orchestrator.tracking.reach import redact_url
+
+        if isinstance(exc, typer.Exit | Fault) or is_user_error(exc) or not from_the_store(exc):
+            raise  # said already (an unwritable --out), a fault (a locked store), or not the store's
+        raise fail(f"cannot read the tracking store {redact_url(uri)}: {first_line(exc)}") from None
 
 
 def _subject(
@@ -252,6 +253,6 @@ def _write(out: Path, text: str) -> None:
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write the report to {out}: {os_reason(exc)}") from None

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
+from orchestrator.tracking.errors import GONE
 
 if TYPE_CHECKING:
     from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.errors import Fault
     from orchestrator.execute.context import SweepOutcome, SweepRequest
     from orchestrator.execute.slurm import SlurmLauncher
     from orchestrator.matrix import Matrix, RunSpec
@@ -139,6 +142,7 @@ def sweep_matrix(
     launcher), say what ran, ``report`` the verdicts, and exit 1 when runs crashed or were interrupted, 130
     when the sweep itself is (Ctrl-C, SIGTERM)."""
     from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.errors import Fault
     from orchestrator.execute.plan import preflight
     from orchestrator.execute.signals import STOP_SIGNALS, Preempted, handle_signals
     from orchestrator.execute.sweep import run_sweep
@@ -170,7 +174,9 @@ def sweep_matrix(
             )
             report(outcome)
         except KeyboardInterrupt:
-            raise _interrupted(display) from None
+            raise _stopped(display) from None
+        except Fault as exc:  # a full disk, a read-only folder, a locked or vanished store
+            raise _stopped(display, exc) from None
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
@@ -183,26 +189,36 @@ def sweep_matrix(
         raise typer.Exit(1)
 
 
-def _interrupted(display: SweepDisplay) -> typer.Exit:
-    """Ctrl-C, SIGTERM or SIGHUP: what was done is kept, and the same command finishes the rest (exit 130).
-    The message says what happened to the runs in flight, as the store recorded it."""
+def _stopped(display: SweepDisplay, fault: Fault | None = None) -> typer.Exit:
+    """Ctrl-C, SIGTERM, SIGHUP (exit 130) or a fault (a full disk, a locked store: exit 1, or 2 when no run
+    had started): what happened to the runs in flight, as the store recorded it, and what to do."""
     killed = len(display.killed)
     resumable = sum("resumable from epoch" in (e.reason or "") for e in display.killed)
-    said = [f"{killed} run(s) in flight marked KILLED"]
+    said = []
     if killed:
-        said[0] += (
-            f" ({resumable} resumable from their last epoch)" if resumable else " (none had ended an epoch)"
-        )
+        said.append(f"{killed} run(s) in flight marked KILLED")
+        said[0] += f" ({resumable} resumable from their last epoch)" if resumable else " (none resumable)"
     if display.running:  # started, and no end recorded: the store refused it
         said.append(
-            f"{len(display.running)} run(s) left RUNNING (the store failed): the next sweep marks them"
+            f"{len(display.running)} run(s) left RUNNING (the store could not record their end): "
+            "the next sweep ends them"
         )
-    if not killed and not display.running:
-        said = ["no run was in flight"]
+    started = bool(said or display.done)
+    if fault is None:
+        said = said or ["no run was in flight"]
+        err_console.print(
+            f"interrupted: {'; '.join(said)}; run the same command to finish the rest", highlight=False
+        )
+        return typer.Exit(130)
+    if getattr(fault, "kind", None) == GONE:  # their records went with the store
+        said = [f"{killed + len(display.running)} run(s) in flight stopped"] if started else []
+    if not said:
+        said = ["no run was in flight" if started else "no run was started"]
+        said += [] if started or fault.sweep_started else ["nothing was changed"]
     err_console.print(
-        f"interrupted: {'; '.join(said)}; run the same command to finish the rest", highlight=False
+        f"[bold red]error:[/] {escape(str(fault))}\n  the sweep stopped: {'; '.join(said)}", highlight=False
     )
-    return typer.Exit(130)
+    return typer.Exit(1 if started else 2)
 
 
 def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:

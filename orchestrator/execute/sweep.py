@@ -12,6 +12,7 @@ shares (its store, parent run, queue, outcome and display) is its
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -132,10 +133,12 @@ def _run_items(
             run_workers(ctx, specs, slots)
         lost = _left_over(ctx, launcher)
     except BaseException:
-        work.abandon()  # remote workers must not start what is left
+        with contextlib.suppress(Exception):  # a queue on a full disk: the next coordinator closes it
+            work.abandon()  # remote workers must not start what is left
         raise
     finally:
-        work.close()
+        with contextlib.suppress(Exception):  # bookkeeping: a queue left active is closed by the next one
+            work.close()
         if launcher is not None:
             launcher.release()
     if work.heartbeats:

@@ -25,6 +25,7 @@ from model.trainer import EpochResult
 from orchestrator.execute.early_stop import EarlyStopRule
 from orchestrator.execute.signals import handle_signals
 from orchestrator.execute.workqueue import WorkQueue, open_storage
+from orchestrator.tracking.errors import fault_of, fault_writing
 from orchestrator.tracking.vocabulary import RunStatus
 
 __all__ = ["worker_main"]
@@ -61,19 +62,25 @@ def worker_main(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     torch.set_num_threads(threads)
-    work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
     # stop at the next step, nothing in the handler; SIGHUP (a closed terminal) as SIGTERM
     with handle_signals([signal.SIGTERM, signal.SIGHUP]) as preempted:
-        worker = _Worker(work, payloads, events, parent, device, preempted)
-        while not worker.orphaned() and not preempted:
-            claimed = work.claim()
-            if claimed is None:
-                if work.heartbeats and work.pending():
-                    time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
-                    continue
-                return
-            trial_id, item = claimed
-            worker.train(trial_id, worker.by_key[item["run_key"]])
+        try:
+            work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
+            worker = _Worker(work, payloads, events, parent, device, preempted)
+            while not worker.orphaned() and not preempted and not worker.faulted:
+                claimed = work.claim()
+                if claimed is None:
+                    if work.heartbeats and work.pending():
+                        time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
+                        continue
+                    return
+                trial_id, item = claimed
+                worker.train(trial_id, worker.by_key[item["run_key"]])
+        except Exception as exc:
+            fault = fault_of(exc, storage_url)
+            if fault is None:
+                raise
+            events.put(("fault", None, fault.kind, str(fault)))  # the queue's disk is full...
 
 
 class _Worker:
@@ -98,6 +105,7 @@ class _Worker:
         self.preempted = preempted  # the signals received (SIGTERM): stop at the next step boundary
         self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
         self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
+        self.faulted = False  # a write failed for the machine's reason (a full disk): claim nothing more
 
     def orphaned(self) -> bool:
         return os.getppid() != self.parent
@@ -152,6 +160,13 @@ class _Worker:
                     ok = status not in (RunStatus.DIVERGED, RunStatus.KILLED)
                     self.work.done(trial_id, ok=ok, value=final)
             except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
+                fault = fault_writing(exc, payload.get("checkpoint") or ".")
+                if fault is not None:  # a full disk, a read-only folder: the sweep stops, as on SIGTERM
+                    why = f"stopped ({fault.kind}): no checkpoint saved; it runs again from epoch 0"
+                    events.put(("end", index, RunStatus.KILLED.value, why, None, None))
+                    events.put(("fault", index, fault.kind, str(fault)))
+                    self.faulted = True
+                    return
                 why = f"{type(exc).__name__}: {exc}"
                 events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
                 self.work.done(trial_id, ok=False)

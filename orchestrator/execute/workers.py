@@ -33,8 +33,12 @@ from orchestrator.execute.signals import deferred
 from orchestrator.execute.worker import worker_main
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunKind, RunStatus, run_tags
+from orchestrator.tracking.errors import StoreFault
 
-__all__ = ["run_workers"]
+__all__ = ["GRACE", "run_workers"]
+
+#: Seconds a stopping coordinator waits for its workers to report their runs' ends (with checkpoints).
+GRACE = 20.0
 
 
 # -------------------------------------------------------------------------------------- coordinator
@@ -53,10 +57,13 @@ class _Coordinator:
         self.resume: dict[int, ResumePoint] = {}  # item -> the interrupted run it continues
         self.last_epoch: dict[int, int] = {}  # item -> the last epoch logged in its run
         self.checkpoints: Path | None = None  # where workers write checkpoints (<run_key>/last.pt)
+        self.stopping: str | None = None  # why the sweep stops, when a fault stops it ("stopped (disk full)")
 
     def handle(self, msg: tuple[Any, ...]) -> None:
         """One message of a worker (see :func:`~orchestrator.execute.worker.worker_main`)."""
         kind, index = msg[0], msg[1]
+        if kind == "fault":  # a worker could not write (a full disk...): the sweep stops
+            raise StoreFault(msg[2], msg[3])
         spec = self.specs[index]
         if kind == "start":
             device = msg[4] if len(msg) > 4 else None
@@ -111,16 +118,19 @@ class _Coordinator:
 
     def _log_checkpoint(self, index: int, saved: tuple[str, int] | None) -> int | None:
         """Log the item's checkpoint when it ends the run's last logged epoch (else it would resume a
-        curve that already holds later epochs), then drop the worker's copy; returns the epoch logged."""
+        curve that already holds later epochs), then drop the worker's copy, logged or of no use (on a full
+        disk its space is needed); returns the epoch logged."""
         if saved is None:
             return None
         path, epoch = Path(saved[0]), saved[1]
-        if not path.exists() or epoch != self.last_epoch.get(index):
-            return None
-        self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].config.to_dict())
-        path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
-        shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
-        return epoch
+        try:
+            if not path.exists() or epoch != self.last_epoch.get(index):
+                return None
+            self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].config.to_dict())
+            shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
+            return epoch
+        finally:
+            path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
 
     def end(
         self,
@@ -132,10 +142,22 @@ class _Coordinator:
         *,
         preempted: bool = False,
     ) -> None:
+        """End item ``index``'s run: its checkpoint logged (when it ends the last logged epoch), its status
+        and reason recorded, counted, told. A KILLED run's reason says what the next sweep does with it, as
+        recorded (:meth:`_resumable`). A checkpoint the store cannot take (a full disk) is never recorded
+        as written: the run ends without it, and the fault is raised once it has ended."""
         if index not in self.open_items:  # already buried as its worker's death was seen first
             return
         spec = self.specs[index]
-        self._log_checkpoint(index, saved)
+        fault = None
+        if preempted or (self.stopping and status is RunStatus.KILLED):
+            cause, _, said = (reason or "interrupted").partition(": ")
+            reason, fault = self._resumable(index, self.stopping or cause, saved, said)
+        else:
+            try:
+                self._log_checkpoint(index, saved)
+            except StoreFault as exc:
+                fault = exc
         self.tracker.finish(self.run_ids[index], status, reason, tb)
         self.open_items.discard(index)
         if preempted:
@@ -143,6 +165,26 @@ class _Coordinator:
         elif status is not RunStatus.KILLED:  # not counted: the next sweep resumes or reruns them
             self.ctx.outcome.count(spec, status, reason)
         self.emit(SweepEvent("end", index, spec, status=status, reason=reason))
+        if fault is not None and self.stopping is None:
+            raise fault
+
+    def _resumable(
+        self, index: int, cause: str, saved: tuple[str, int] | None, unsaved: str = ""
+    ) -> tuple[str, StoreFault | None]:
+        """Log a KILLED run's checkpoint and say, after ``cause``, whether the next sweep resumes it (without
+        a checkpoint: ``unsaved``, the worker's words for why, else "before its first epoch")."""
+        try:
+            logged = self._log_checkpoint(index, saved)
+        except StoreFault as fault:
+            return (
+                f"{cause}: no checkpoint saved ({fault.kind}); it runs again from epoch 0",
+                fault,
+            )
+        if logged is not None:
+            return f"{cause}: resumable from epoch {logged}", None
+        if saved is None:
+            return f"{cause}: {unsaved or 'before its first epoch'}", None
+        return f"{cause}: it runs again from epoch 0", None
 
     def bury(self, p: mp.process.BaseProcess) -> None:
         """A worker died mid-run (killed, out of memory...): record it; the others go on."""
@@ -185,17 +227,21 @@ class _Coordinator:
                 self.drain(events)  # what the last workers sent before exiting
                 return
 
-    def interrupted(self, procs: list[mp.process.BaseProcess], events: Any, grace: float = 20.0) -> None:
+    def interrupted(self, procs: list[mp.process.BaseProcess], events: Any, why: BaseException) -> None:
         """Stop the workers (SIGTERM: each ends its run at the next step and reports it with its last
-        epoch's checkpoint), log what they report for up to ``grace`` seconds (Slurm's default KillWait is
-        30 s; another signal meanwhile changes nothing: a worker killed before it reports loses its run's
-        progress since it started), kill those still running, and mark the runs still in flight KILLED,
-        with the checkpoint a killed worker left when it ends the run's last logged epoch. A run the store
-        refuses to end is left to the next sweep (no "end" event for it)."""
+        epoch's checkpoint), log what they report for up to :data:`GRACE` seconds (Slurm's default KillWait
+        is 30 s; another signal meanwhile changes nothing: a worker killed before it reports loses its
+        run's progress since it started), kill those still running, and mark the runs still in flight
+        KILLED, with the checkpoint a killed worker left when it ends the run's last logged epoch. ``why``
+        stopped the sweep: a fault (a full disk) is the runs' reason. A run the store refuses to end is
+        left to the next sweep (no "end" event for it)."""
+        if isinstance(why, StoreFault):
+            self.stopping = f"stopped ({why.kind})"
+            self.ctx.reserve.release()  # room to end the runs (and for the workers' checkpoints)
         for p in procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + GRACE
         while self.open_items and any(p.is_alive() for p in procs) and time.monotonic() < deadline:
             with contextlib.suppress(Exception):  # queue.Empty, or a store that fails now
                 self.handle(events.get(timeout=0.2))
@@ -206,9 +252,8 @@ class _Coordinator:
             p.join(timeout=5)
         for index in list(self.open_items):
             with contextlib.suppress(Exception):
-                epoch = self._log_checkpoint(index, self._left_checkpoint(index))
-                reason = "sweep interrupted" + (
-                    f": resumable from epoch {epoch}" if epoch is not None else ""
+                reason, _ = self._resumable(
+                    index, self.stopping or "sweep interrupted", self._left_checkpoint(index)
                 )
                 self.tracker.finish(self.run_ids[index], RunStatus.KILLED, reason)
                 self.open_items.discard(index)
@@ -270,8 +315,8 @@ def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]
     try:
         with deferred() as check:  # a signal raised mid-message lost that message (an epoch, a checkpoint)
             coordinator.follow(procs, events, check)
-    except BaseException:
-        coordinator.interrupted(procs, events)
+    except BaseException as exc:
+        coordinator.interrupted(procs, events, exc)
         raise
 
 

@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from orchestrator.tracking import RunKind, Tracker, TrackingError, check_reachable, prepare_store, run_tags
 from orchestrator.tracking.sqlite_store import Schema, inspect_store
-from tests.conftest import TINY
+from tests.conftest import TINY, Mounts
 
 REPO = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
@@ -260,32 +260,10 @@ def test_kill_9_of_the_first_sweep_while_it_creates_the_store(tmp_path: Path) ->
 # --------------------------------------------------------------------------- a full disk
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path):  # noqa: ANN201
-    """Mount a small tmpfs (root only): ``mount(size)`` returns its folder."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        folder = tmp_path / f"disk-{size}"
-        folder.mkdir()
-        res = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
-        )
-        if res.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.decode().strip() or res.returncode})")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def test_a_full_disk_leaves_no_store_or_a_complete_one(tiny_disk) -> None:  # noqa: ANN001
+def test_a_full_disk_leaves_no_store_or_a_complete_one(tmp_path: Path, mounts: Mounts) -> None:
     failures = []
     for size in ("96k", "320k", "640k", "900k", "1200k", "2m", "3m"):
-        db = tiny_disk(size) / "runs" / "mlflow.db"
+        db = mounts.tmpfs(tmp_path / f"disk-{size}", size) / "runs" / "mlflow.db"
         try:
             prepare_store(f"sqlite:///{db}")
         except TrackingError as exc:
