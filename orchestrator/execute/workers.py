@@ -12,6 +12,7 @@ and its MLflow run is reopened, so that its curve holds every epoch once.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -36,6 +37,8 @@ from orchestrator.tracking import RunKind, RunStatus, run_tags
 from orchestrator.tracking.errors import StoreFault
 
 __all__ = ["GRACE", "run_workers"]
+
+_log = logging.getLogger(__name__)
 
 #: Seconds a stopping coordinator waits for its workers to report their runs' ends (with checkpoints).
 GRACE = 20.0
@@ -348,7 +351,8 @@ def _fetch_checkpoints(
     payloads: list[dict[str, Any]],
 ) -> dict[int, ResumePoint]:
     """Download each resumed run's checkpoint next to where its worker writes the next ones and name it
-    in the payload; a checkpoint that cannot be fetched means the run starts again (a new MLflow run)."""
+    in the payload; a checkpoint that cannot be fetched, or read (truncated, damaged: it is kept aside,
+    with one warning), means the run starts again from epoch 0 (a new MLflow run)."""
     resumed = {}
     for index, spec in enumerate(specs):
         point = resume.get(spec.run_key)
@@ -357,6 +361,16 @@ def _fetch_checkpoints(
         try:
             path = ctx.tracker.download_checkpoint(point.run_id, root / spec.run_key / "resume")
         except Exception:  # noqa: BLE001 - an artifact store that lost it: start again rather than stop
+            continue
+        try:
+            load_checkpoint(path)
+        except CheckpointError as exc:  # truncated, damaged: its key and config are known, so start again
+            aside = path.replace(root / spec.run_key / f"unreadable-{point.run_id}.pt")
+            _log.warning(
+                "%s seed %s: its checkpoint of epoch %d cannot be read (%s): the run starts again from "
+                "epoch 0; the file is kept as %s",
+                spec.cell, spec.seed, point.epoch, str(exc).rsplit(": ", 1)[-1], aside,
+            )  # fmt: skip
             continue
         payloads[index]["resume"] = {"run_id": point.run_id, "epoch": point.epoch, "path": str(path)}
         resumed[index] = point

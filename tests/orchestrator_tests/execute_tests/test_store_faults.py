@@ -114,5 +114,7 @@ def test_a_store_deleted_under_a_running_sweep_is_said_with_what_was_lost(tmp_pa
         if f.is_file():
             f.unlink()
     out = _stopped(proc)
-    assert "was deleted or replaced while orch used it" in out and "is lost unless you kept a copy" in out, out
+    assert "was deleted or replaced while orch used it" in out and "is lost unless you kept a copy" in out, (
+        out
+    )
     assert "2 run(s) in flight stopped" in out, out
