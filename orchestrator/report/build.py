@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 
 from orchestrator.matrix import RunSpec
+from orchestrator.names import folder_name
 from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
 from orchestrator.report.html import to_html
 from orchestrator.report.plots import plot_curves, plot_images
@@ -109,7 +110,7 @@ def build_report(
     tracker = Tracker(follow_move(tracking_uri) if publish else tracking_uri)
     data, verdicts = _judge(tracker, experiment, settings, specs, select)
     label = _label(settings, select)
-    out = out_dir or reports_root(tracker.uri) / experiment.replace("/", "_") / ("" if record else label)
+    out = out_dir or reports_root(tracker.uri) / folder_name(experiment) / ("" if record else label)
     if not publish:
         return Report(experiment, settings, verdicts, {}, out, {})
     try:
