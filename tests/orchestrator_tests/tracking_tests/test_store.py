@@ -318,6 +318,32 @@ def test_an_unreachable_server_fails_in_seconds(tmp_path: Path, monkeypatch: pyt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "tiny.json"]
 
 
+def test_an_unreachable_database_fails_in_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``postgresql://`` tracking URI or ``--storage`` that refuses connections: MLflow retried for about
+    two minutes (a driver waits for the OS's TCP timeout where a host never answers); orch says so in
+    seconds, without the password."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    matrix = {"name": "far", "base": TINY, "seeds": [0], "cells": {"a": {}}, "budget": {"epochs": 1}}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(matrix))
+    url = f"postgresql://orch:secret@127.0.0.1:{_closed_port()}/orch"
+    for args in (
+        ["--tracking-uri", url, "sweep", "m.yaml"],
+        ["--tracking-uri", url, "report", "m.yaml"],
+        ["sweep", "m.yaml", "--storage", url],
+    ):
+        start = time.monotonic()
+        res = CliRunner().invoke(app, args)
+        elapsed = time.monotonic() - start
+        assert res.exit_code == 2 and "Connection refused" in res.output, (args, res.output)
+        assert "secret" not in res.output and "Traceback" not in res.output, res.output
+        assert elapsed < 30, f"{args}: {elapsed:.1f} s"  # MLflow's retries took 107-120 s
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml"]
+
+
 class _Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.send_error(404)
