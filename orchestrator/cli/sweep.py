@@ -139,8 +139,9 @@ def sweep_matrix(
 ) -> None:
     """The sweep command's path: check that the runs can start, then print the plan (``dry_run``) or run
     them with a live view (:func:`~orchestrator.execute.sweep.run_sweep`, ``where`` its workers, queue and
-    launcher), say what ran, ``report`` the verdicts, and exit 1 when runs crashed or were interrupted, 130
-    when the sweep itself is (Ctrl-C, SIGTERM)."""
+    launcher), say what ran, ``report`` the verdicts while the sweep's parent run is still open (a sweep
+    killed while it reports is resumed and reports again, under the same parent), and exit 1 when runs
+    crashed or were interrupted, 130 when the sweep itself is (Ctrl-C, SIGTERM, SIGHUP)."""
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.errors import Fault
     from orchestrator.execute.plan import preflight
@@ -152,7 +153,17 @@ def sweep_matrix(
     if dry_run:
         _dry_run(mx.name, specs, uri, request)
         return
-    display = SweepDisplay(console, len(specs), name=mx.name, store=uri)
+
+    def done(outcome: SweepOutcome) -> None:  # the runs are done: say so, and record the verdicts
+        stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
+        console.print(
+            f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
+            f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
+            f"finished; sweep {outcome.sweep_id}"
+        )
+        report(outcome)
+
+    display = SweepDisplay(console, len(specs), name=mx.name, store=uri, on_done=done)
     # SIGTERM (preemption, `timeout`) and SIGHUP (a closed terminal) take Ctrl-C's path: exit 130
     with handle_signals(STOP_SIGNALS, raise_as=Preempted.by):
         try:
@@ -166,13 +177,6 @@ def sweep_matrix(
                     display=display,
                     **where,
                 )
-            stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
-            console.print(
-                f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
-                f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
-                f"finished; sweep {outcome.sweep_id}"
-            )
-            report(outcome)
         except KeyboardInterrupt:
             raise _stopped(display) from None
         except Fault as exc:  # a full disk, a read-only folder, a locked or vanished store

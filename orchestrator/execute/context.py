@@ -110,6 +110,10 @@ class Display:
     def on_event(self, event: SweepEvent) -> None:
         """A run started, made steps, ended an epoch, or ended."""
 
+    def on_done(self, outcome: SweepOutcome) -> None:
+        """The sweep's runs are done and its parent run is still open: what is recorded now (the verdicts)
+        is part of the sweep (a sweep killed meanwhile is resumed, not followed by a second parent)."""
+
 
 @dataclass(frozen=True)
 class QueueSettings:

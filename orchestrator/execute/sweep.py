@@ -102,6 +102,7 @@ def run_sweep(
                         )
                     )  # fmt: skip
                     _run_items(ctx, specs, todo, slots, launcher, queue_storage)
+                ctx.display.on_done(outcome)  # its report, recorded under the parent run still open
                 ctx.finish({"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
     return outcome
 

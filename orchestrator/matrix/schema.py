@@ -188,6 +188,17 @@ class Matrix(_Strict):
                 raise ValueError(f"axis {quote(name)} has no values")
         return axes
 
+    @model_validator(mode="after")
+    def _warmup_within_budget(self) -> Matrix:
+        """A warm-up as long as the budget leaves no epoch to judge: refused before anything trains."""
+        warmup, epochs = self.verdict.warmup, self.budget.epochs
+        if warmup is not None and epochs is not None and warmup >= epochs:
+            raise ValueError(
+                f"verdict.warmup ({warmup}) is not shorter than budget.epochs ({epochs}): no epoch would be "
+                "left to judge; lower the warm-up or raise the budget"
+            )
+        return self
+
     def at_scale(self, scale: float) -> Matrix:
         """This matrix with ``budget.scale`` set to ``scale`` (its runs at ``scale`` times their steps)."""
         return self.model_copy(update={"budget": self.budget.model_copy(update={"scale": float(scale)})})
