@@ -9,6 +9,10 @@
   (``orch sweep | head -5``: ``EPIPE``) or a closed descriptor (``EBADF``) does not stop the command: the
   stream's descriptor is pointed at ``/dev/null`` and the work goes on (the tracking store is the record,
   not the screen). A closed standard output is said once on standard error.
+- **Never a loop.** Under a live view rich points ``sys.stdout`` at its proxy, which prints through the
+  console that writes here: :class:`Stream` writes to the stream under the proxy, never to a proxy or to a
+  :class:`Stream` (a stream wrapped twice), and a write that comes back to it while it writes goes to the
+  interpreter's own stream. A write that looped grew a live ``orch sweep`` to gigabytes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import codecs
 import io
 import os
 import sys
+import threading
 import unicodedata
 
 __all__ = ["ASCII_LOOKALIKES", "Stream"]
@@ -73,12 +78,23 @@ class Stream(io.TextIOBase):
     def __init__(self, name: str) -> None:
         self.name = name
         self._dead: object | None = None  # the stream that failed: nothing more is written to it
+        self._writing = threading.local()  # set while this thread writes: a write that comes back is a loop
 
     @property
     def stream(self) -> io.TextIOBase:
-        """The stream now; under a live view's redirection (rich's proxy), the one it writes to."""
+        """The stream now: ``sys.stdout`` (``sys.stderr``) under any live view's redirection (rich's proxies,
+        however nested); where that is a :class:`Stream` (wrapped twice), the interpreter's own stream."""
         stream = getattr(sys, self.name)
-        return getattr(stream, "rich_proxied_file", stream)
+        for _ in range(16):  # rich's proxy keeps the stream it replaced; nothing nests them deeper
+            inner = getattr(stream, "rich_proxied_file", None) if not isinstance(stream, Stream) else None
+            if inner is None:
+                break
+            stream = inner
+        return self._own() if stream is None or isinstance(stream, Stream) else stream
+
+    def _own(self) -> io.TextIOBase:
+        """The interpreter's own stream (``sys.__stdout__``), which no wrapper leads back from."""
+        return getattr(sys, f"__{self.name}__", None) or _Null()
 
     @property
     def encoding(self) -> str:  # rich draws ASCII boxes where this is not UTF
@@ -97,16 +113,20 @@ class Stream(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        stream = self.stream
+        looped = getattr(self._writing, "active", False)  # the stream written to wrote here again
+        stream = self._own() if looped else self.stream
         if stream is self._dead:
             return len(text)
-        encoding = self.encoding
+        encoding = getattr(stream, "encoding", None) or "utf-8"
         if not encoding.lower().replace("-", "").startswith("utf"):
             text = text.encode(encoding, _ERRORS).decode(encoding)
+        self._writing.active = True
         try:
             stream.write(text)
         except (OSError, ValueError) as exc:
             self._give_up(stream, exc)
+        finally:
+            self._writing.active = looped
         return len(text)
 
     def flush(self) -> None:
@@ -133,3 +153,13 @@ class Stream(io.TextIOBase):
                 "note: the output's reader went away (a closed pipe): orch goes on without printing; "
                 "what it does is in the tracking store\n"
             )
+
+
+class _Null(io.TextIOBase):
+    """Where nothing can be printed (no standard stream at all): every write is taken and dropped."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
