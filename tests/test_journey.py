@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.browser import chromium, page_layout
+
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "runs" / "journey"
 
@@ -26,10 +28,6 @@ def _readme_setup() -> str:
     first = block[0]
     assert "&& orch sweep matrices/test_matrix.yaml" in first, "README's first command must run the main job"
     return first.split("&& orch sweep", 1)[0].strip()
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def _free_port() -> int:
@@ -47,7 +45,7 @@ def _get(url: str, body: dict | None = None) -> dict:
 
 @pytest.mark.slow
 def test_readme_journey(tmp_path: Path) -> None:
-    browser = _chromium()
+    browser = chromium()
     if browser is None:
         pytest.skip("headless Chromium not installed (Debian's chromium package; .ci/run installs it)")
     work = tmp_path / "orch"
@@ -143,3 +141,12 @@ def test_readme_journey(tmp_path: Path) -> None:
     )
     shutil.copy(html, ARTIFACTS / "report.html")
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    assert sorted(p.name for p in html.parent.iterdir()) == ["report.html"]  # one file: figures embedded
+
+    # in a narrow window the tables scroll in their own box, numbers right-aligned; the page does not
+    layout = page_layout(browser, html, tmp_path, width=800)
+    assert layout["page"] <= layout["window"], layout
+    assert any(t["width"] > layout["window"] for t in layout["tables"])  # "All columns" is wider
+    for table in layout["tables"]:
+        assert table["scroller"] is not None and table["scroller"]["right"] <= layout["window"], table
+        assert set(table["numeric"]) == {"right"}, table

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -48,11 +49,25 @@ def _width(tty: bool) -> int | None:
         return 100
 
 
+#: Spaces at the end of a line (before any closing colour codes).
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)\n")
+
+
+class _Console(Console):
+    """A console that, piped or logged, ends no line with spaces: rich pads table cells and paragraphs to
+    the width, which a terminal does not show but a file keeps (on a terminal nothing changes: a live view
+    overwrites its last frame with those spaces)."""
+
+    def _render_buffer(self, buffer: Iterable) -> str:
+        text = super()._render_buffer(buffer)
+        return text if self.is_terminal else _TRAILING.sub(r"\1\n", text)
+
+
 # messages are never broken inside a path or a value (soft wrap); tables and the verdict summary are laid
 # out to the width; every line reaches any stream in its encoding, and a stream that went away stops
 # nothing (:mod:`~orchestrator.cli.output`)
-console = Console(file=Stream("stdout"), width=_width(sys.stdout.isatty()), soft_wrap=True)
-err_console = Console(file=Stream("stderr"), width=_width(sys.stderr.isatty()), soft_wrap=True)
+console = _Console(file=Stream("stdout"), width=_width(sys.stdout.isatty()), soft_wrap=True)
+err_console = _Console(file=Stream("stderr"), width=_width(sys.stderr.isatty()), soft_wrap=True)
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 

@@ -16,20 +16,7 @@ from orchestrator.execute.context import Display, SweepEvent, SweepOutcome
 from orchestrator.execute.plan import PlanItem, PlanState
 from orchestrator.tracking import RunStatus
 
-__all__ = ["SweepDisplay", "plan_table", "say_stale"]
-
-
-def plan_table(plan: list[PlanItem], title: str) -> Table:
-    """Every run with its axis values and whether it is done, to run, or failed before."""
-    axes = sorted({k for p in plan for k in p.spec.axes})
-    table = Table(title=title, title_justify="left")
-    for col in ("cell", "seed", *axes, "state", "run key"):
-        table.add_column(col)
-    for p in plan:
-        cells = [p.spec.cell, str(p.spec.seed), *(str(p.spec.axes.get(a, "")) for a in axes)]
-        state = p.state.label + (f" ({p.why})" if p.why else "")
-        table.add_row(*cells, f"[{p.state.style}]{escape(state)}[/]", p.spec.run_key)
-    return table
+__all__ = ["SweepDisplay", "say_stale"]
 
 
 def say_stale(console: Console, plan: list[PlanItem]) -> None:
@@ -100,7 +87,7 @@ class SweepDisplay(LiveDisplay, Display):
         ]
         if not per_epoch:
             return None
-        return (ev.spec.config.trainer.epochs + 1) * sum(per_epoch) / len(per_epoch)
+        return (ev.spec.epochs + 1) * sum(per_epoch) / len(per_epoch)
 
     def _eta(self) -> str:
         """The work left (running runs' remaining epochs, queued runs' whole length) over the workers."""
@@ -138,7 +125,7 @@ class SweepDisplay(LiveDisplay, Display):
         for col in ("cell", "seed", "epoch", "", "time"):
             runs.add_column(col)
         for index, ev in sorted(self.running.items()):
-            epochs = ev.spec.config.trainer.epochs
+            epochs = ev.spec.epochs
             done = self.epochs.get(index, 0)
             steps = (ev.step or 0) / ev.steps if ev.steps else 0.0
             bar = ProgressBar(total=epochs, completed=min(epochs, done + steps), width=20)

@@ -275,11 +275,13 @@ def _slurm_launcher(
 
 def _dry_run(name: str, specs: list, uri: str, request: SweepRequest) -> None:
     """``--dry-run``: the plan table and its counts."""
-    from orchestrator.cli.progress import plan_table, say_stale
+    from orchestrator.cli.plan_view import plan_view
+    from orchestrator.cli.progress import say_stale
     from orchestrator.execute.plan import dry_run_plan
 
     plan = dry_run_plan(specs, uri, name, fresh=request.fresh, retry_diverged=request.retry_diverged)
-    console.print(plan_table(plan, f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"))
+    title = f"{name}: {len(specs)} runs ({len({s.cell for s in specs})} cells)"
+    console.print(plan_view(plan, title), soft_wrap=False)
     todo = sum(p.state.runs for p in plan)
     console.print(f"{todo} to run, {len(plan) - todo} done  (store: {uri})")
     say_stale(console, plan)

@@ -24,8 +24,6 @@ from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.trainer import EpochResult
 from orchestrator.execute.context import SweepContext, SweepEvent
 from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
@@ -83,10 +81,11 @@ class _Coordinator:
                     expect=spec.expect,
                     device=device,
                     **spec.identity.tags(),
+                    **spec.target.tags(),
                 )
                 self.run_ids[index] = self.tracker.start_run(
                     self.ctx.experiment,
-                    spec.config,
+                    spec.target.describe(),
                     name=f"{spec.cell}/seed{spec.seed}",
                     tags=tags,
                     parent_id=self.ctx.parent_run_id,
@@ -97,7 +96,7 @@ class _Coordinator:
         elif kind == "step":
             self.emit(SweepEvent("step", index, spec, epoch=msg[2], step=msg[3], steps=msg[4]))
         elif kind == "epoch":
-            result: EpochResult = msg[2]
+            result = msg[2]  # the epoch's number, metrics and images
             self.tracker.log_epoch(self.run_ids[index], result)
             self.last_epoch[index] = result.epoch
             run_id = self.run_ids[index]
@@ -129,7 +128,7 @@ class _Coordinator:
         try:
             if not path.exists() or epoch != self.last_epoch.get(index):
                 return None
-            self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].config.to_dict())
+            self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].target.describe())
             shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
             return epoch
         finally:
@@ -267,10 +266,8 @@ class _Coordinator:
         if self.checkpoints is None:
             return None
         path = self.checkpoints / self.specs[index].run_key / "last.pt"
-        try:
-            return str(path), load_checkpoint(path).epoch
-        except CheckpointError:
-            return None
+        epoch = self.specs[index].target.checkpoint_epoch(path)
+        return None if epoch is None else (str(path), epoch)
 
 
 def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]) -> None:
@@ -362,14 +359,12 @@ def _fetch_checkpoints(
             path = ctx.tracker.download_checkpoint(point.run_id, root / spec.run_key / "resume")
         except Exception:  # noqa: BLE001 - an artifact store that lost it: start again rather than stop
             continue
-        try:
-            load_checkpoint(path)
-        except CheckpointError as exc:  # truncated, damaged: its key and config are known, so start again
+        if spec.target.checkpoint_epoch(path) is None:  # truncated, damaged: its key and config are known
             aside = path.replace(root / spec.run_key / f"unreadable-{point.run_id}.pt")
             _log.warning(
-                "%s seed %s: its checkpoint of epoch %d cannot be read (%s): the run starts again from "
-                "epoch 0; the file is kept as %s",
-                spec.cell, spec.seed, point.epoch, str(exc).rsplit(": ", 1)[-1], aside,
+                "%s seed %s: its checkpoint of epoch %d cannot be read: the run starts again from epoch 0; "
+                "the file is kept as %s",
+                spec.cell, spec.seed, point.epoch, aside,
             )  # fmt: skip
             continue
         payloads[index]["resume"] = {"run_id": point.run_id, "epoch": point.epoch, "path": str(path)}

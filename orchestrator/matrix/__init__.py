@@ -27,7 +27,9 @@ from orchestrator.matrix.load import (
     matches,
     parse_where,
     read_matrix,
+    recorded_verdict,
     select_specs,
+    verdict_settings,
 )
 from orchestrator.matrix.schema import (
     AXIS_ALIASES,
@@ -63,8 +65,10 @@ __all__ = [
     "matches",
     "parse_where",
     "read_matrix",
+    "recorded_verdict",
     "resolve_point",
     "run_count",
     "scaled_steps",
     "select_specs",
+    "verdict_settings",
 ]

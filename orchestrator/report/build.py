@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
-import time
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,20 +18,18 @@ from rich.table import Table
 from orchestrator.matrix import RunSpec
 from orchestrator.names import folder_name
 from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
+from orchestrator.report.context import report_context
 from orchestrator.report.html import to_html
+from orchestrator.report.layout import Fitted
 from orchestrator.report.plots import plot_curves, plot_images
-from orchestrator.report.render import render_summary, render_table, to_csv, to_json, to_markdown
+from orchestrator.report.render import to_csv, to_json, to_markdown
+from orchestrator.report.terminal import render_summary, render_wide
 from orchestrator.report.views import Comparison, compare, group_cells, select_cells
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.errors import os_reason
+from orchestrator.tracking.images import image_columns
 from orchestrator.tracking.store import follow_move, sqlite_path
-from orchestrator.tracking.vocabulary import (
-    TAG_GIT_COMMIT,
-    TAG_GIT_DIRTY,
-    TAG_SWEEP,
-    TAG_VERDICT,
-    TAG_VERDICT_CHANGE,
-)
+from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -48,19 +48,20 @@ class Report:
     def title(self) -> str:
         return f"{self.experiment}: does {self.settings.metric} fall after the warm-up?"
 
-    def table(self, *, wide: bool = False) -> Table | Group:
-        """The terminal view: the summary that reads at 100 columns, or with ``wide`` every column."""
+    def table(self, *, wide: bool = False) -> Table | Group | Fitted:
+        """The terminal view: the summary that fits the width, or with ``wide`` every column (one block a
+        cell where the table does not fit)."""
         if wide:
-            return render_table(self.verdicts, title=self.title)
-        return render_summary(self.verdicts, title=self.title)
+            return render_wide(self.verdicts, title=self.title)
+        return render_summary(self.verdicts, title=self.title, context=self.context)
 
     def render(self, fmt: str) -> str:
         if fmt == "markdown":
-            return to_markdown(self.verdicts, title=self.title)
+            return to_markdown(self.verdicts, title=self.title, context=self.context)
         if fmt == "csv":
             return to_csv(self.verdicts)
         if fmt == "json":
-            return to_json(self.verdicts)
+            return to_json(self.verdicts, title=self.title, context=self.context)
         if fmt == "html":
             return to_html(self.verdicts, self.figures, title=self.title, context=self.context)
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
@@ -83,14 +84,16 @@ def build_report(
     Figures (the metric's curves per cell with a band over seeds, their floors and constant-prediction
     baselines; the last epoch's ``x_a_from_b`` per cell) are written to ``out_dir`` (default
     ``reports/<experiment>`` beside an SQLite store, wherever it is, else ``runs/reports/<experiment>``; in
-    a subfolder named for the settings when they are not the sweep's). A figure that cannot be drawn this
-    time (no run logged images) leaves no older one in its place. A store moved or copied as a folder is
-    followed first (:func:`~orchestrator.tracking.store.follow_move`): its images are read, and what is
-    logged is written, in its folder now, never in the old one.
+    a subfolder named for the settings and selection, :func:`report_label`, when they are not the sweep's
+    own report). A figure that cannot be drawn this time (no run logged images) leaves no older one in its
+    place. A store moved or copied as a folder is followed first
+    (:func:`~orchestrator.tracking.store.follow_move`): its images are read, and what is logged is
+    written, in its folder now, never in the old one.
 
     With ``record`` (the sweep's own report), the verdicts and the settings that produced them are logged
     to the sweep's parent run under ``report/`` (also as a table), and each judged run gets its cell's
-    verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by it.
+    verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by it; the
+    runs of an experiment with no sweep parent run (logged by another tool) get them from any report.
     Without, they go to the parent run (``parent_run_id``, else the experiment's latest sweep) under
     ``reports/<label>/``, a label of the settings and selection: another report never overwrites the
     sweep's record, nor one made with other settings.
@@ -100,7 +103,7 @@ def build_report(
     pooled (the axis's marginal effect over the others, :func:`~orchestrator.report.views.group_cells`).
 
     Without ``publish`` (``--format csv|json``) nothing is written anywhere: no figure, nothing logged to
-    MLflow, no tag set; only the verdicts are returned.
+    MLflow, no tag set; only the verdicts and their context are returned.
 
     Raises:
         ReportError: unknown experiment, no runs, the metric was never logged, every run failed, a
@@ -109,32 +112,34 @@ def build_report(
     """
     tracker = Tracker(follow_move(tracking_uri) if publish else tracking_uri)
     data, verdicts = _judge(tracker, experiment, settings, specs, select)
-    label = _label(settings, select)
+    label = report_label(settings, select)
     out = out_dir or reports_root(tracker.uri) / folder_name(experiment) / ("" if record else label)
+    parent = parent_run_id or tracker.latest_sweep(experiment)
+    context = report_context(tracker, experiment, parent, settings, verdicts, select, data)
+    report = Report(experiment, settings, verdicts, {}, out, context)
     if not publish:
-        return Report(experiment, settings, verdicts, {}, out, {})
+        return report
     try:
-        figures = _figures(tracker, experiment, settings, data, verdicts, out)
+        report.figures = _figures(tracker, experiment, settings, data, verdicts, out)
     except OSError as exc:  # a read-only runs/, a file in the way, a full disk
         raise ReportError(f"cannot write figures to {out}: {os_reason(exc)}") from None
-    parent = parent_run_id or tracker.latest_sweep(experiment)
     if parent:
         folder = "report" if record else f"reports/{label}"
-        for path in figures.values():
+        for path in report.figures.values():
             tracker.log_artifact(parent, path, folder)
-        tracker.log_text(parent, to_json(verdicts), f"{folder}/verdicts.json")
+        tracker.log_text(parent, report.render("json"), f"{folder}/verdicts.json")
         tracker.log_text(
             parent, json.dumps(_provenance(settings, select), indent=2), f"{folder}/settings.json"
         )
     if record and parent:
         tracker.log_table(parent, _table(verdicts), "report/verdicts_table.json")
+    if record or parent is None:  # the sweep's own report, or runs no orch sweep records (another tool's)
         for cell, verdict in zip(data, verdicts, strict=True):
             change = "" if verdict.rel_change is None else f"{verdict.rel_change:+.1%}"
             tags = {TAG_VERDICT: verdict.verdict.value, TAG_VERDICT_CHANGE: change}
             for run_id in cell.run_ids:
                 tracker.set_tags(run_id, tags)
-    context = _context(tracker, experiment, parent, settings, verdicts, select)
-    return Report(experiment, settings, verdicts, figures, out, context)
+    return report
 
 
 def build_comparison(
@@ -187,45 +192,57 @@ def _judge(
     return data, judge_cells(data, settings)
 
 
-def _context(
-    tracker: Tracker,
-    experiment: str,
-    parent: str | None,
-    settings: VerdictSettings,
-    verdicts: Sequence[CellVerdict],
-    select: Selection,
-) -> dict[str, str]:
-    """What the report is about, in label -> text lines: the runs, the sweep, the code, the thresholds."""
-    exp_id = tracker.experiment_id(experiment, create=False) or ""
-    out = {"experiment": f"{experiment} (id {exp_id})", "runs judged": select.describe()}
-    if parent:
-        tags, start = tracker.run_tags_and_start(parent)
-        out["sweep"] = f"{tags.get(TAG_SWEEP, '?')} (parent run {parent})"
-        out["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(start / 1000))
-        commit = tags.get(TAG_GIT_COMMIT) or tags.get("mlflow.source.git.commit")
-        if commit:
-            dirty = tags.get(TAG_GIT_DIRTY)
-            out["commit"] = commit + (" (with uncommitted changes)" if dirty == "true" else "")
-    if verdicts and verdicts[0].window:
-        first, last = verdicts[0].window
-        out["budget"] = f"{verdicts[0].epochs - 1} epochs after epoch 0"
-        out["window"] = f"epochs {first}-{last} (warm-up: the first {verdicts[0].warmup})"
-    out["thresholds"] = (
-        f"min change {settings.min_change:.0%}, {settings.confidence:.0%} bootstrap interval, "
-        f"at least {settings.min_seeds} seeds and {settings.min_window} window epochs"
-    )
-    uri = tracker.uri
-    if uri.startswith("http"):
-        out["MLflow"] = f"{uri.rstrip('/')}/#/experiments/{exp_id}"
-    else:
-        out["MLflow"] = f"mlflow ui --backend-store-uri {uri}   (experiment {exp_id})"
-    return out
+def report_label(settings: VerdictSettings, select: Selection) -> str:
+    """A folder name a user reads, for the settings, selection and view of a report: the metric, every
+    verdict setting that is not the default, then the selection (``cross-warmup8-min_change0.1``,
+    ``cross-cells-a+b-by-lr-code-3f2a``). Equal inputs give equal labels and different ones different
+    labels; a label longer than :data:`_LABEL_MAX`, or with characters a folder name should not have (they
+    become ``_``), keeps its start and ends in a hash of the whole."""
+    defaults = VerdictSettings().model_dump(mode="json")
+    parts = [settings.metric]
+    for name, value in settings.model_dump(mode="json").items():
+        if name == "metric" or value == defaults[name]:
+            continue
+        if name == "guards":
+            parts += [f"guard-{_guard_label(g)}" for g in value] or ["no-guards"]
+            continue
+        parts.append(f"{name}{_label_value(value)}")
+    if select.cells:
+        parts.append("cells-" + "+".join(select.cells))
+    for axis, value in sorted((select.where or {}).items()):
+        parts.append(f"where-{axis}={value}")
+    if select.group_by:
+        parts.append(f"by-{select.group_by}")
+    if select.code:
+        parts.append(f"code-{select.code}")
+    if select.sweep:
+        parts.append(f"sweep-{select.sweep}")
+    spelled = "-".join(parts)
+    label = re.sub(r"[^A-Za-z0-9._=+-]+", "_", spelled)
+    if len(label) > _LABEL_MAX or label != spelled:  # a hash keeps apart what the short form would not
+        whole = json.dumps(
+            {**_provenance(settings, select), **select.view()},
+            sort_keys=True,
+        )
+        label = f"{label[: _LABEL_MAX - 9]}-{hashlib.sha256(whole.encode()).hexdigest()[:8]}"
+    return label
 
 
-def _label(settings: VerdictSettings, select: Selection) -> str:
-    """A short name for the settings, selection and view of a report (equal inputs, equal label)."""
-    text = json.dumps({**_provenance(settings, select), **select.view()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+#: Longest :func:`report_label` spelled out in full.
+_LABEL_MAX = 80
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "" if value else "-off"
+    if value is None:
+        return "-none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _guard_label(guard: dict[str, Any]) -> str:
+    bounds = [f"{side}{_label_value(guard[side])}" for side in ("min", "max") if guard.get(side) is not None]
+    return "-".join([guard["metric"], *bounds])
 
 
 def _provenance(settings: VerdictSettings, select: Selection) -> dict[str, Any]:
@@ -276,7 +293,7 @@ def _figures(
     shown = [c for c in cells if c.run_ids]
     png = out / "x_a_from_b_last_epoch.png"
     clean = {v.cell: v.floor is not None for v in verdicts}
-    labels = {c.name: IMAGE_COLUMNS[: 4 if clean.get(c.name) else 3] for c in shown}
+    labels = {c.name: image_columns("x_a_from_b", clean=bool(clean.get(c.name))) for c in shown}
     captions = {c.name: f"seed {c.seeds[0]}, last epoch" for c in shown}
     digest = _digest([[c.name, c.run_ids[0]] for c in shown])  # ended runs' images do not change
     if shown and _unchanged(png, digest):
@@ -299,7 +316,14 @@ def _forget(png: Path, *, keep: bool) -> None:
 
 
 def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    """The digest of a figure's inputs and of the code that draws it (a new drawing redraws it)."""
+    text = json.dumps([data, _drawing_code()], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _drawing_code() -> str:
+    return hashlib.sha256(Path(inspect.getfile(plot_curves)).read_bytes()).hexdigest()
 
 
 def _unchanged(png: Path, digest: str) -> bool:
@@ -312,7 +336,3 @@ def _unchanged(png: Path, digest: str) -> bool:
 
 def _remember(png: Path, digest: str) -> None:
     png.with_suffix(".digest").write_text(digest)
-
-
-#: The columns of an ``x_a_from_b`` grid (``model.trainer.Trainer.sample_images``), one row per pair.
-IMAGE_COLUMNS = ("source (b)", "a from b", "noisy target (a)", "clean target")

@@ -8,8 +8,9 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
-from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags
-from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
+from orchestrator.report.grouping import Grouping, logged_keys
+from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags, flatten
+from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EPOCHS, TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
 
@@ -32,7 +33,8 @@ class Selection:
     (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
     select runs of the matrix's configs made by other code or by one sweep, for comparison. ``cells`` and
     ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value of that axis
-    (:mod:`~orchestrator.report.views`).
+    (:mod:`~orchestrator.report.views`). ``grouping`` makes the cells of an experiment's runs from their
+    params or tags instead of orch's tags (:mod:`~orchestrator.report.grouping`).
     """
 
     code: str | None = None
@@ -40,10 +42,14 @@ class Selection:
     cells: Sequence[str] = ()
     where: Mapping[str, str] | None = None
     group_by: str | None = None
+    grouping: Grouping | None = None
 
     def view(self) -> dict[str, Any]:
         """The cells shown, as a report's label records them."""
-        return {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
+        view = {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
+        if self.grouping is not None:  # only then: the labels of reports made before grouping stay theirs
+            view["grouping"] = self.grouping.describe()
+        return view
 
     @property
     def current(self) -> bool:
@@ -56,6 +62,8 @@ class Selection:
 
     def describe(self) -> str:
         parts = [f"code {self.code}" if self.code else "", f"sweep {self.sweep}" if self.sweep else ""]
+        if self.grouping is not None:
+            parts.append(f"every run, {self.grouping.describe()}")
         return ", ".join(p for p in parts if p) or "the current code and data"
 
 
@@ -72,18 +80,22 @@ def collect_cells(
     With ``specs`` (a matrix's expansion) exactly those runs count, in the matrix's order, with the
     matrix's axis values, expectations and guards: by default the runs of the current code and data
     (the specs' run keys), else those ``select`` picks among the runs of the specs' configs. Without
-    ``specs``, every run tagged ``orch.cell`` and ``orch.seed`` that ``select`` admits counts, with axes
-    and expectations read from its tags.
+    ``specs``, every run tagged ``orch.cell`` and ``orch.seed`` that ``select`` admits counts, whoever
+    logged it, with axes and expectations read from its tags; with ``select.grouping``, every run of the
+    experiment, its cell and seed made from its params or tags.
 
     Raises:
         ReportError: unknown experiment, no runs, ``metric`` in none of them, or every run failed.
     """
     by_config = not select.current
     keys = {(s.config_key if by_config else s.run_key) for s in specs} if specs else None
+    grouping = None if specs else select.grouping
     try:
-        records = tracker.records(experiment, [metric], keys=keys, by_config=by_config)
+        records = tracker.records(experiment, [metric], keys=keys, by_config=by_config, every=bool(grouping))
     except TrackingError as exc:
         raise ReportError(str(exc)) from None
+    if grouping is not None:
+        records = grouping.group(records, experiment)
     records = [r for r in records if select.admits(r)]
     _check_records(tracker, records, experiment, metric, specs, select)
     cells: dict[str, CellData] = {}
@@ -92,9 +104,13 @@ def collect_cells(
         for r in records:
             by_key.setdefault(r.config_key if by_config else r.run_key, []).append(r)
         for spec in specs:
-            cell = cells.setdefault(
-                spec.cell, CellData(spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards))
-            )
+            if spec.cell not in cells:
+                raw = spec.config if isinstance(spec.config, dict) else spec.config.to_dict()
+                config = flatten(raw)
+                cells[spec.cell] = CellData(
+                    spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards), config=config
+                )
+            cell = cells[spec.cell]
             runs = by_key.get(spec.config_key if by_config else spec.run_key)
             if not runs:
                 cell.missing += 1
@@ -106,7 +122,10 @@ def collect_cells(
             by_cell_seed.setdefault((r.cell, r.seed), []).append(r)
         for (name, seed), runs in sorted(by_cell_seed.items()):
             rec = _pick(runs)
-            cell = cells.setdefault(name, CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)))
+            cell = cells.setdefault(
+                name,
+                CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT), config=dict(rec.params)),
+            )
             _add(cell, rec, seed, metric)
     return list(cells.values())
 
@@ -132,6 +151,14 @@ def _check_records(
         ):
             stale = " (its runs were made by other code or data: `orch sweep` runs them again, "
             stale += "`orch report --code FINGERPRINT` judges the old ones)"
+        if not specs and select.current:  # runs another tool made: they can be grouped by their params
+            others = tracker.records(experiment, [], every=True)
+            if others:
+                raise ReportError(
+                    f"experiment {experiment!r} has {len(others)} runs, none tagged orch.cell and orch.seed: "
+                    "group them into cells by their params or tags, e.g. --cell-by params.lr --seed-by "
+                    f"params.seed (the runs log: {logged_keys(others)})"
+                )
         raise ReportError(
             f"experiment {experiment!r} has no runs tagged orch.cell and orch.seed{which}"
             + (f" for this matrix{stale or ': run `orch sweep` first'}" if specs else "")
@@ -169,7 +196,7 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
     cell.seeds.append(seed)
     cell.curves.append(curve)
     cell.run_ids.append(rec.run_id)
-    budget = rec.params.get("trainer.epochs")
+    budget = rec.params.get("trainer.epochs") or rec.tags.get(TAG_EPOCHS)  # a function's runs: the tag
     if rec.status is RunStatus.STOPPED and budget is not None:  # judged over the budget's window
         cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
     for name, points in rec.history.items():

@@ -15,14 +15,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.report.render import (
-    FIELD_BY_HEADER,
+    UNDECIDED_NOTE,
     axis_text,
     change_text,
+    end_text,
     headline,
     ranked,
+    seen_text,
     split_axes,
     text_rows,
     verdict_text,
+    vs_text,
 )
 from orchestrator.verdict import CellVerdict
 
@@ -40,9 +43,12 @@ FIGURE_CAPTIONS = {
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}"
-    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;"
-    "text-align:left;vertical-align:top}th{background:#f3f3f3}td.num{text-align:right}"
-    "tr.why td{border-top:none;color:#444;font-size:.9em}"
+    ".scroll{overflow-x:auto;max-width:100%;margin:1em 0}"  # a wide table scrolls, the page does not
+    "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;"
+    "text-align:left;vertical-align:top}th{background:#f3f3f3}"
+    "td.num,th.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}"
+    "table.verdicts td{white-space:nowrap}"  # a verdict or "pass → fail ✗" on one line; the box scrolls
+    "tr.why td{border-top:none;color:#444;font-size:.9em;white-space:normal}"
     ".falls{color:#17803d}.flat{color:#a36a00}.rises{color:#b3261e}.diverged{color:#b3261e;"
     "font-weight:bold}.inconclusive{color:#777}.agree-false{color:#b3261e;font-weight:bold}"
     ".agree-true{color:#17803d}.answer{font-size:1.1em;line-height:1.5}dl{display:grid;"
@@ -109,30 +115,33 @@ def _summary_table(verdicts: Sequence[CellVerdict]) -> list[str]:
     has_baseline = any(v.vs_baseline is not None for v in verdicts)
     heads = ["cell", *(["vs constant"] if has_baseline else []), "verdict", f"change [{conf} CI]", "end"]
     heads.append("expected → seen")
+    numeric = ("vs constant", f"change [{conf} CI]", "end")
     out = [
-        '<table class="verdicts">',
-        "<thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead>",
+        '<div class="scroll"><table class="verdicts">',
+        "<thead><tr>"
+        + "".join(f'<th class="num">{h}</th>' if h in numeric else f"<th>{h}</th>" for h in heads)
+        + "</tr></thead>",
     ]
     out.append("<tbody>")
     for v in verdicts:
         cells = [f"<td><b>{esc(v.cell)}</b></td>"]
         if has_baseline:
-            cells.append(f'<td class="num">{esc(FIELD_BY_HEADER["vs constant"].text(v))}</td>')
+            cells.append(f'<td class="num">{esc(vs_text(v))}</td>')
         cells.append(f'<td class="{v.verdict.value}">{esc(verdict_text(v))}</td>')
         cells.append(f'<td class="num">{esc(change_text(v))}</td>')
-        cells.append(f'<td class="num">{"–" if v.end is None else f"{v.end:.3g}"}</td>')
-        mark = {True: " ✓", False: " ✗"}.get(v.agrees, "") if v.expected else ""
-        seen = f"{v.expected or '–'} → {v.observed or '?'}{mark}"
-        cells.append(f'<td class="agree-{str(v.agrees).lower()}">{esc(seen)}</td>')
+        cells.append(f'<td class="num">{esc(end_text(v))}</td>')
+        cells.append(f'<td class="agree-{str(v.agrees).lower()}">{esc(seen_text(v, " → "))}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
         axes = "  ".join(f"{a}={axis_text(v.axes[a])}" for a in differ if a in v.axes)
         notes = "".join(f"<br><small>{esc(n)}</small>" for n in v.notes)
         why = (f"<small>{esc(axes)}</small><br>" if axes else "") + esc(v.reason) + notes
         out.append(f'<tr class="why"><td colspan="{len(heads)}">{why}</td></tr>')
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     if same:
         out.append("<p><small>Every cell: " + esc(", ".join(f"{a}={axis_text(x)}" for a, x in same.items())))
         out.append("</small></p>")
+    if any(v.undecided for v in verdicts):
+        out.append(f"<p><small>{esc(UNDECIDED_NOTE)}</small></p>")
     return out
 
 
@@ -140,8 +149,11 @@ def _full_table(verdicts: Sequence[CellVerdict]) -> list[str]:
     """Every column, folded away under a summary line."""
     esc = html.escape
     fields, rows = text_rows(verdicts)
-    out = ["<details><summary>All columns</summary>", "<table>"]
-    out.append("<thead><tr>" + "".join(f"<th>{esc(f.header)}</th>" for f in fields) + "</tr></thead><tbody>")
-    out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
-    out.append("</tbody></table></details>")
+    num = [' class="num"' if f.numeric else "" for f in fields]
+    out = ["<details><summary>All columns</summary>", '<div class="scroll"><table class="columns">']
+    heads = "".join(f"<th{n}>{esc(f.header or '')}</th>" for f, n in zip(fields, num, strict=True))
+    out.append(f"<thead><tr>{heads}</tr></thead><tbody>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td{n}>{esc(c)}</td>" for c, n in zip(row, num, strict=True)) + "</tr>")
+    out.append("</tbody></table></div></details>")
     return out

@@ -1,9 +1,11 @@
-"""Verdict renderers: a rich table, markdown, CSV, JSON and a self-contained HTML page.
+"""Verdict renderers: the field table and texts every format shares, the answer in words, markdown, CSV
+and JSON.
 
 Pure functions over ``CellVerdict`` objects (see :mod:`orchestrator.verdict`); nothing here reads a
 tracking store. Every flat format comes from one field table, :data:`FIELDS`: each field has its CSV name
 and value, and the fields shown in the table, markdown and HTML also have a header and a display text. The
-JSON format is :meth:`CellVerdict.to_dict`, the verdict JSON contract.
+JSON format is :meth:`CellVerdict.to_dict`, the verdict JSON contract. The terminal's views are in
+:mod:`~orchestrator.report.terminal`, the HTML page in :mod:`~orchestrator.report.html`.
 """
 
 from __future__ import annotations
@@ -12,33 +14,31 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from rich import box
-from rich.console import Group
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
 
 from orchestrator.verdict import CellVerdict, GuardResult, Verdict
 
 __all__ = [
     "FIELDS",
     "FIELD_BY_HEADER",
+    "UNDECIDED",
+    "UNDECIDED_NOTE",
     "axis_text",
     "change_text",
+    "end_text",
+    "seen_text",
     "split_axes",
     "text_rows",
     "verdict_text",
+    "vs_text",
+    "why_text",
     "REPORTED_FINALS",
     "VERDICT_SYMBOLS",
     "Field",
     "headline",
     "ranked",
-    "render_summary",
-    "render_table",
     "to_csv",
     "to_json",
     "to_markdown",
@@ -56,14 +56,9 @@ VERDICT_SYMBOLS: dict[Verdict, str] = {
     Verdict.INCONCLUSIVE: "?",
 }
 
-_STYLES: dict[Verdict, str] = {
-    Verdict.FALLS: "green",
-    Verdict.FLAT: "yellow",
-    Verdict.RISES: "red",
-    Verdict.DIVERGED: "bold red",
-    Verdict.INCONCLUSIVE: "dim",
-}
-
+#: Marks a level or change that a cell measured but has too few seeds or epochs to decide on.
+UNDECIDED = "*"
+UNDECIDED_NOTE = f"{UNDECIDED} measured, but too few seeds or epochs to decide (the verdict: inconclusive)"
 
 # ---------------------------------------------------------------------------------------------------------
 # The field table
@@ -96,14 +91,44 @@ def _ci(i: int) -> Callable[[CellVerdict], Any]:
     return lambda v: v.ci[i] if v.ci else None
 
 
-def change_text(v: CellVerdict) -> str:
-    if v.rel_change is None or v.ci is None:
+def _mark(v: CellVerdict) -> str:
+    return UNDECIDED if v.undecided else ""
+
+
+def change_text(v: CellVerdict, *, interval: bool = True) -> str:
+    """The change over the window, with its interval (in %) unless ``interval`` is False; an undecided
+    cell's measured change is marked :data:`UNDECIDED` (it has no interval)."""
+    if v.rel_change is None or (v.ci is None and not v.undecided):
         return "–"
+    if v.ci is None or not interval:
+        return f"{v.rel_change:+.1%}{_mark(v)}"
     return f"{v.rel_change:+.1%} [{100 * v.ci[0]:+.1f}, {100 * v.ci[1]:+.1f}]"
 
 
-def verdict_text(v: CellVerdict) -> str:
-    return f"{VERDICT_SYMBOLS[v.verdict]} {v.verdict.value}" + (f" ({v.state})" if v.state else "")
+def vs_text(v: CellVerdict) -> str:
+    """Where the cell ends against the constant prediction (``-56%``: 56% below it)."""
+    return "–" if v.vs_baseline is None else f"{v.vs_baseline:+.0%}{_mark(v)}"
+
+
+def end_text(v: CellVerdict) -> str:
+    return "–" if v.end is None else f"{v.end:.3g}{_mark(v)}"
+
+
+def verdict_text(v: CellVerdict, *, state: bool = True) -> str:
+    return f"{VERDICT_SYMBOLS[v.verdict]} {v.verdict.value}" + (f" ({v.state})" if v.state and state else "")
+
+
+def seen_text(v: CellVerdict, arrow: str = "→") -> str:
+    """Expected → observed, with ✓ or ✗ when the cell has an expectation and it can tell."""
+    mark = {True: " ✓", False: " ✗"}.get(v.agrees, "") if v.expected else ""
+    return f"{v.expected or '–'}{arrow}{v.observed or '?'}{mark}"
+
+
+def why_text(v: CellVerdict) -> str:
+    """The cell's reason, after its verdict word unless the reason starts with it (``flat: ...``,
+    ``falls -12% ...``): the verdict is never said twice."""
+    word = v.verdict.value
+    return v.reason if v.reason.startswith(word) else f"{word}: {v.reason}"
 
 
 #: Every field of the flat formats, in CSV order; axis and final-metric columns are added around them
@@ -120,9 +145,9 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs", lambda v: v.epochs),
     Field("window_first", _window(0)),
     Field("window_last", _window(1)),
-    Field("start_mean", lambda v: v.start, "start", lambda v: _pm(v.start, v.start_sd), numeric=True),
+    Field("start_mean", lambda v: v.start, "start", lambda v: _pm(v.start, v.start_sd, _mark(v)), True),
     Field("start_sd", lambda v: v.start_sd),
-    Field("end_mean", lambda v: v.end, "end", lambda v: _pm(v.end, v.end_sd), numeric=True),
+    Field("end_mean", lambda v: v.end, "end", lambda v: _pm(v.end, v.end_sd, _mark(v)), True),
     Field("end_sd", lambda v: v.end_sd),
     Field("rel_change", lambda v: v.rel_change, "change [CI]", change_text, numeric=True),
     Field("ci_low", _ci(0)),
@@ -147,11 +172,12 @@ FIELDS: tuple[Field, ...] = (
         "vs_baseline",
         lambda v: v.vs_baseline,
         "vs constant",
-        lambda v: "–" if v.vs_baseline is None else f"{v.vs_baseline:+.0%}",
+        vs_text,
         numeric=True,
     ),
     Field("beats_baseline", lambda v: v.beats_baseline),
     Field("state", lambda v: v.state),
+    Field("undecided", lambda v: v.undecided),
     Field("verdict", lambda v: v.verdict.value, "verdict", verdict_text),
     Field(
         "expected",
@@ -197,9 +223,9 @@ def _columns(verdicts: Sequence[CellVerdict]) -> list[Field]:
 
 def ranked(verdicts: Sequence[CellVerdict]) -> list[CellVerdict]:
     """The cells in the order the displayed formats show them: lowest end level against the
-    constant-prediction baseline first (the answer to "which one learns"), unknown ones last in the
-    matrix's order."""
-    return sorted(verdicts, key=lambda v: (v.vs_baseline is None, v.vs_baseline or 0.0))
+    constant-prediction baseline first (the answer to "which one learns"), then the undecided cells' measured
+    levels (:attr:`CellVerdict.undecided`) likewise, unknown ones last in the matrix's order."""
+    return sorted(verdicts, key=lambda v: (v.vs_baseline is None, v.undecided, v.vs_baseline or 0.0))
 
 
 def text_rows(verdicts: Sequence[CellVerdict]) -> tuple[list[Field], list[list[str]]]:
@@ -221,7 +247,7 @@ def headline(verdicts: Sequence[CellVerdict]) -> list[str]:
         return ["No cell to judge."]
     n = len(verdicts)
     lines = []
-    known = [v for v in ranked(verdicts) if v.vs_baseline is not None]
+    known = [v for v in ranked(verdicts) if v.vs_baseline is not None and not v.undecided]
     if known:
         beats = [v for v in known if v.beats_baseline]
         best = known[0]
@@ -248,67 +274,13 @@ def headline(verdicts: Sequence[CellVerdict]) -> list[str]:
         undecided = sum(v.agrees is None for v in expected)
         more = f" ({undecided} cannot tell yet)" if undecided else ""
         lines.append(f"{agree} of {len(expected)} cells agree with their expectation{more}.")
+    undecided = [v.cell for v in verdicts if v.undecided]
+    if undecided:
+        lines.append(
+            f"{len(undecided)} of {n} cells have too few seeds or epochs to decide ({', '.join(undecided)}): "
+            f"what they measured is shown, marked {UNDECIDED}."
+        )
     return lines
-
-
-def render_summary(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Group:
-    """The verdicts as a terminal reads them at 100 columns: one short row per cell, then why.
-
-    The table has the cell, where it ends against the constant prediction, the verdict with its state,
-    the change over the window with its interval, the end level and expected → seen; cells are ranked by
-    :func:`ranked`. Under it, each cell's axis values (only those that differ between cells; the others
-    are said once) and its one-line reason, wrapped to the console's width rather than cut. The full
-    table is :func:`render_table` (``orch report --wide``).
-    """
-    verdicts = ranked(verdicts)
-    differ, same = split_axes(verdicts)
-    conf = f"{verdicts[0].confidence:.0%}" if verdicts else "95%"
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
-    has_baseline = any(v.vs_baseline is not None for v in verdicts)
-    longest = max((len(v.cell) for v in verdicts), default=4)
-    table.add_column("cell", overflow="fold", min_width=min(20, longest))
-    if has_baseline:
-        table.add_column("vs const", justify="right", overflow="fold")
-    table.add_column("verdict", overflow="fold")  # narrower than 100 columns, fold: never cut a value
-    table.add_column(f"change [{conf} CI]", justify="right", overflow="fold")
-    table.add_column("end", justify="right", overflow="fold")
-    table.add_column("expected→seen", overflow="fold")
-    for v in verdicts:
-        row: list[str | Text] = [v.cell]
-        if has_baseline:
-            row.append(FIELD_BY_HEADER["vs constant"].text(v))
-        row.append(Text(verdict_text(v), style=_STYLES[v.verdict]))
-        row.append(change_text(v).replace(", ", ","))
-        row.append("–" if v.end is None else f"{v.end:.3g}")
-        mark = {True: " ✓", False: " ✗"}.get(v.agrees, "") if v.expected else ""
-        style = {True: "green", False: "bold red"}.get(v.agrees, "")
-        row.append(Text(f"{v.expected or '–'}→{v.observed or '?'}{mark}", style=style))
-        table.add_row(*row)
-    why: list[Any] = [Text("")]
-    for v in verdicts:
-        head = Text(v.cell, style="bold")
-        shown = "  ".join(f"{a}={axis_text(v.axes[a])}" for a in differ if a in v.axes)
-        head.append(f"  {shown}" if shown else "", style="dim")
-        why += [_para(head, 2), _para(Text(v.reason), 6)]
-    foot = []
-    if same:
-        foot.append("every cell: " + ", ".join(f"{a}={axis_text(x)}" for a, x in same.items()))
-    if verdicts and verdicts[0].window:
-        first, last = verdicts[0].window
-        foot.append(f"change: over the window, epochs {first}-{last} (after the warm-up)")
-    if has_baseline:
-        foot.append("vs const: where the cell ends against predicting the target domain's mean image")
-    answer = [_para(Text(line, style="bold"), 2) for line in headline(verdicts)]
-    foot_lines = [_para(Text(f, style="dim"), 2) for f in foot]
-    return Group(table, *answer, *why, Text(""), *foot_lines)
-
-
-def _para(text: Text, indent: int) -> Padding:
-    """``text`` indented, wrapped at words to the width, never cut (even on a console that soft-wraps)."""
-    text.no_wrap, text.overflow = False, "fold"
-    return Padding(text, (0, 0, 0, indent))
 
 
 def split_axes(verdicts: Sequence[CellVerdict]) -> tuple[list[str], dict[str, Any]]:
@@ -323,51 +295,19 @@ def split_axes(verdicts: Sequence[CellVerdict]) -> tuple[list[str], dict[str, An
     return differ, same
 
 
-def render_table(verdicts: Sequence[CellVerdict], *, title: str = "Verdicts") -> Table:
-    """A rich table with one row per cell, ranked by where each ends against the constant prediction.
-
-    Columns: cell, its end level against the constant-prediction baseline (when known), its axis values, seeds
-    finished/failed, the metric at the window's start and end (mean ± spread over seeds), the relative change
-    over the window with its interval (in %), the trend p-value, the verdict (symbol, word and, where the
-    floor is known, converged / stalled / approaching), expected → observed outcome, whether they agree,
-    ``cross_psnr_clean`` / ``noise_leak`` at the end when present, and failed guards. Long cells fold rather
-    than truncate.
-
-    Args:
-        verdicts: Cell verdicts, in display order.
-        title: Table title.
-
-    Returns:
-        The table (print it with a rich console).
-    """
-    verdicts = ranked(verdicts)
-    fields, rows = text_rows(verdicts)
-    table = Table(title=title, title_justify="left", show_lines=False)
-    keep_whole = ("cell", "start", "end", "verdict", "expected → seen")  # never folded below their content
-    for i, f in enumerate(fields):
-        widest = max((len(r[i]) for r in rows), default=0) if f.header in keep_whole else None
-        table.add_column(
-            f.header,
-            justify="right" if f.numeric else "left",
-            overflow="fold",
-            min_width=min(widest, 32) if widest else None,
-        )
-    vi = [f.header for f in fields].index("verdict")
-    ai = [f.header for f in fields].index("agrees")
-    for v, row in zip(verdicts, rows, strict=True):
-        cells: list[str | Text] = list(row)
-        cells[vi] = Text(row[vi], style=_STYLES[v.verdict])
-        cells[ai] = Text(row[ai], style={True: "green", False: "bold red"}.get(v.agrees, "dim"))
-        table.add_row(*cells)
-    return table
-
-
-def to_markdown(verdicts: Sequence[CellVerdict], *, title: str | None = None) -> str:
-    """A markdown table (same columns as ``render_table``) followed by one line of reasoning per cell.
+def to_markdown(
+    verdicts: Sequence[CellVerdict],
+    *,
+    title: str | None = None,
+    context: Mapping[str, str] | None = None,
+) -> str:
+    """The answer, the context, a markdown table (same columns as ``render_table``), then each cell's
+    reason (after its verdict word unless it starts with it) and notes.
 
     Args:
-        verdicts: Cell verdicts, in display order.
+        verdicts: Cell verdicts (shown ranked, as the terminal shows them).
         title: Optional heading.
+        context: Label -> value lines of the report's context (data, budget, commit...).
 
     Returns:
         Markdown text ending in a newline.
@@ -375,13 +315,20 @@ def to_markdown(verdicts: Sequence[CellVerdict], *, title: str | None = None) ->
     verdicts = ranked(verdicts)
     fields, rows = text_rows(verdicts)
     lines = [f"## {title}", ""] if title else []
+    for sentence in headline(verdicts):
+        lines += [f"**{_md(sentence)}**", ""]
+    if context:
+        lines += [f"- {_md(label)}: {_md(value)}" for label, value in context.items()]
+        lines.append("")
     lines.append("| " + " | ".join(_md(f.header) for f in fields) + " |")
-    lines.append("|" + "|".join("---" for _ in fields) + "|")
+    lines.append("|" + "|".join("---:" if f.numeric else "---" for f in fields) + "|")
     lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows]
     lines.append("")
     for v in verdicts:
-        lines.append(f"- **{_md(v.cell)}** ({v.verdict.value}): {_md(v.reason)}")
+        lines.append(f"- **{_md(v.cell)}**: {_md(why_text(v))}")
         lines += [f"  - note: {_md(n)}" for n in v.notes]
+    if any(v.undecided for v in verdicts):
+        lines += ["", _md(UNDECIDED_NOTE)]
     return "\n".join(lines) + "\n"
 
 
@@ -412,17 +359,33 @@ def to_csv(verdicts: Sequence[CellVerdict]) -> str:
     return buf.getvalue()
 
 
-def to_json(verdicts: Sequence[CellVerdict], *, indent: int | None = 2) -> str:
+def to_json(
+    verdicts: Sequence[CellVerdict],
+    *,
+    indent: int | None = 2,
+    title: str | None = None,
+    context: Mapping[str, str] | None = None,
+) -> str:
     """The Verdict JSON contract: a list of ``CellVerdict.to_dict()`` objects (strict JSON, no NaN).
+
+    With ``title`` or ``context`` each object also carries ``report``: the report's ``title``, its
+    ``answer`` (:func:`headline`'s sentences) and its ``context`` (label -> text), the same in every
+    object, so that the JSON says what the other formats say while staying a list of cells.
 
     Args:
         verdicts: Cell verdicts.
         indent: JSON indentation (None for one line).
+        title: The report's title.
+        context: Label -> value lines of the report's context.
 
     Returns:
         JSON text that ``json.loads`` reads back.
     """
-    return json.dumps([v.to_dict() for v in verdicts], indent=indent, allow_nan=False, ensure_ascii=False)
+    objects = [v.to_dict() for v in verdicts]
+    if title is not None or context is not None:
+        report = {"title": title, "answer": headline(verdicts), "context": dict(context or {})}
+        objects = [{**o, "report": report} for o in objects]
+    return json.dumps(objects, indent=indent, allow_nan=False, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -446,10 +409,10 @@ def _guard_label(g: GuardResult) -> str:
     return f"{g.metric}={value} (needs {' '.join(bound)})"
 
 
-def _pm(mean: float | None, sd: float | None) -> str:
+def _pm(mean: float | None, sd: float | None, mark: str = "") -> str:
     if mean is None:
         return "–"
-    return f"{mean:.3g}" + (f"±{sd:.1g}" if sd is not None else "")
+    return f"{mean:.3g}" + (f"±{sd:.1g}" if sd is not None else "") + mark
 
 
 def _num(x: float | None) -> str:
@@ -465,7 +428,8 @@ def axis_text(x: Any) -> str:
 
 
 def _md(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
+    """Text as markdown shows it literally in a table cell or a line (``|`` and ``*`` escaped)."""
+    return str(s).replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
 
 
 def _csv_value(x: Any) -> Any:

@@ -78,7 +78,7 @@ def group_cells(cells: Sequence[CellData], axis: str) -> list[CellData]:
             continue
         value = cell.axes[axis]
         name = f"{axis}={_value_text(value)}"
-        group = groups.setdefault(name, CellData(name, {axis: value}))
+        group = groups.setdefault(name, CellData(name, {axis: value}, config=cell.config))
         n = len(group.curves)
         group.seeds += list(range(n, n + len(cell.curves)))  # (cell, seed) pairs renumbered
         group.curves += cell.curves

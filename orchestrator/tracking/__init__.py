@@ -5,6 +5,7 @@
   (:mod:`~orchestrator.tracking.sqlite_store`: an SQLite store built whole or not at all).
 - :mod:`~orchestrator.tracking.errors`: :class:`TrackingError` (no MLflow import).
 - :mod:`~orchestrator.tracking.tracker`: :class:`Tracker`, the writes and reads of runs.
+- :mod:`~orchestrator.tracking.records`: runs as read back (:class:`Attempt`, :class:`RunRecord`).
 
 The vocabulary is imported at once; the names that need MLflow on first use, so that a worker process can
 read the vocabulary without importing MLflow.
@@ -20,7 +21,8 @@ _LAZY, __getattr__ = lazy_attributes(
     {
         "errors": ("TrackingError",),
         "store": ("check_reachable", "normalize_uri", "prepare_store"),
-        "tracker": ("Attempt", "RunRecord", "Tracker", "check_experiment_name", "flatten", "open_single_run"),
+        "records": ("Attempt", "RunRecord"),
+        "tracker": ("Tracker", "check_experiment_name", "flatten", "open_single_run"),
     },
 )
 __all__ = ["RunKind", "RunStatus", "axes_from_tags", "run_tags", *_LAZY]

@@ -19,7 +19,6 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,9 @@ from model.trainer import EpochResult
 from orchestrator.identity import code_context, identify
 from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.errors import first_line
+from orchestrator.tracking.images import label_grids, read_layout, unlabel
 from orchestrator.tracking.integrity import StoreFile, log_whole_checkpoint, unwritten
+from orchestrator.tracking.records import Attempt, RunRecord
 from orchestrator.tracking.store import (
     TrackingError,
     artifact_root,
@@ -48,12 +49,11 @@ from orchestrator.tracking.store import (
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
     TAG_CHECKPOINT,
-    TAG_CODE,
     TAG_CONFIG_KEY,
-    TAG_DATA,
     TAG_FAILURE,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
+    TAG_IMAGE_LAYOUT,
     TAG_KEY,
     TAG_KIND,
     TAG_SEED,
@@ -106,64 +106,6 @@ def versions() -> dict[str, str]:
     if context["git_commit"] != "unknown":
         tags["mlflow.source.git.commit"] = context["git_commit"]
     return tags
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One run of a (cell, seed) as the store holds it: how it ended and which code and data it ran."""
-
-    run_id: str
-    status: RunStatus
-    run_key: str
-    config_key: str
-    code: str | None
-    data: str | None
-    git_commit: str | None
-    start_time: int
-
-    @classmethod
-    def of(cls, run: Any) -> Attempt:
-        tags = run.data.tags
-        key = tags.get(TAG_KEY, "")
-        return cls(
-            run_id=run.info.run_id,
-            status=RunStatus.of(run.info.status, tags),
-            run_key=key,
-            # runs logged before code fingerprints had their config key as their run key
-            config_key=tags.get(TAG_CONFIG_KEY, key),
-            code=tags.get(TAG_CODE),
-            data=tags.get(TAG_DATA),
-            git_commit=tags.get(TAG_GIT_COMMIT) or tags.get("mlflow.source.git.commit"),
-            start_time=run.info.start_time or 0,
-        )
-
-
-@dataclass
-class RunRecord:
-    """A child run as read back from the store."""
-
-    run_id: str
-    cell: str
-    seed: int
-    run_key: str
-    config_key: str
-    status: RunStatus
-    sweep: str
-    tags: dict[str, str]
-    params: dict[str, str]
-    start_time: int = 0
-    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-
-    def curve(self, metric: str) -> np.ndarray:
-        """Values of ``metric`` by step (epoch), NaN where an epoch is missing."""
-        points = self.history.get(metric, [])
-        if not points:
-            return np.array([], dtype=float)
-        last = max(s for s, _ in points)
-        out = np.full(last + 1, np.nan)
-        for step, value in points:
-            out[step] = value
-        return out
 
 
 class Tracker:
@@ -233,17 +175,19 @@ class Tracker:
     def start_run(
         self,
         experiment: str,
-        config: RunConfig,
+        config: RunConfig | dict[str, Any],
         *,
         name: str,
         tags: dict[str, str],
         parent_id: str | None = None,
     ) -> str:
-        """Create a run with the resolved config as params and ``config.json``; returns its id.
+        """Create a run with the resolved config (or a function's params) as params and ``config.json``;
+        returns its id.
 
         Args:
             tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
         """
+        data = config if isinstance(config, dict) else config.to_dict()
         exp_id = self.experiment_id(experiment)
         all_tags = {**versions(), **tags}
         if parent_id:
@@ -251,22 +195,24 @@ class Tracker:
         run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
         params = [
-            Param(k, json.dumps(v) if isinstance(v, list) else str(v))
-            for k, v in flatten(config.to_dict()).items()
+            Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in flatten(data).items()
         ]
         for i in range(0, len(params), 100):
             retry(self.client.log_batch, run_id, params=params[i : i + 100])
-        retry(self.client.log_dict, run_id, config.to_dict(), "config.json")
+        retry(self.client.log_dict, run_id, data, "config.json")
         return run_id
 
     def log_epoch(self, run_id: str, result: EpochResult) -> None:
-        """One batched call for the epoch's metrics (step = epoch), then its image grids, whole or none."""
+        """One batched call for the epoch's metrics (step = epoch) and the image layout tag, then its image
+        grids, each column named above it (:func:`~orchestrator.tracking.images.label_grids`), each whole or
+        none."""
         self.store_file.check()
         ts = int(time.time() * 1000)
         metrics = [Metric(k, float(v), ts, result.epoch) for k, v in result.metrics.items()]
-        retry(self.client.log_batch, run_id, metrics=metrics)
-        for name, grid in result.images.items():
-            img = (np.clip(grid, 0, 1) * 255).astype(np.uint8)
+        images, layout = label_grids(result.images, clean="cross_clean" in result.metrics)
+        tags = [RunTag(TAG_IMAGE_LAYOUT, layout)] if layout else []
+        retry(self.client.log_batch, run_id, metrics=metrics, tags=tags)
+        for name, img in images.items():
             with unwritten(self.client, run_id, "images", f"{name}[+%]step[+%]{result.epoch}[+%]"):
                 retry(self.client.log_image, run_id, img, key=name, step=result.epoch)
 
@@ -334,15 +280,18 @@ class Tracker:
     # -------------------------------------------------------------------------------------- reads
 
     def _search(
-        self, experiment: str, filter_string: str = "", *, kinds: tuple[RunKind, ...] = (RunKind.RUN,)
+        self, experiment: str, filter_string: str = "", *, kinds: tuple[RunKind, ...] | None = (RunKind.RUN,)
     ) -> list[Any]:
-        """Runs of ``experiment`` of the given kinds matching ``filter_string``, every page of them."""
+        """Runs of ``experiment`` of the given kinds (None: every run, whatever logged it) matching
+        ``filter_string``, every page of them."""
         exp_id = self.experiment_id(experiment, create=False)
         if exp_id is None:
             return []
         runs = []
-        for kind in kinds:
-            flt = f"tags.`{TAG_KIND}` = '{kind.value}'" + (f" and {filter_string}" if filter_string else "")
+        for kind in kinds or (None,):
+            flt = " and ".join(
+                f for f in (f"tags.`{TAG_KIND}` = '{kind.value}'" if kind else "", filter_string) if f
+            )
             token = None
             while True:
                 page = retry(self.client.search_runs, [exp_id], flt, max_results=1000, page_token=token)
@@ -389,6 +338,18 @@ class Tracker:
             return None
         return max(runs, key=lambda r: r.info.start_time).info.run_id
 
+    def sweep_matrix(self, experiment: str) -> tuple[str, str, dict[str, str]] | None:
+        """The matrix file that the newest sweep or search of ``experiment`` holding one logged to its
+        parent run: (the parent's run id, the file's text, the parent's tags); None when no parent has one."""
+        for run_id, _, tags in reversed(self.sweep_parents(experiment)):
+            files = [f.path for f in retry(self.client.list_artifacts, run_id) if not f.is_dir]
+            files = [f for f in files if f.endswith((".yaml", ".yml"))]
+            if files:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = retry(self.client.download_artifacts, run_id, files[0], tmp)
+                    return run_id, Path(local).read_text(encoding="utf-8"), tags
+        return None
+
     def run_tags_and_start(self, run_id: str) -> tuple[dict[str, str], int]:
         """A run's tags and its start time (ms since the epoch)."""
         run = retry(self.client.get_run, run_id)
@@ -404,24 +365,32 @@ class Tracker:
         *,
         keys: set[str] | None = None,
         by_config: bool = False,
+        every: bool = False,
     ) -> list[RunRecord]:
-        """Child runs of ``experiment`` (all of them, or those whose run key, or with ``by_config`` whose
-        config key, is in ``keys``) with the per-step history of ``metrics`` and the final value of every
-        other metric."""
+        """Runs of ``experiment`` with the per-step history of ``metrics`` and the final value of every other
+        metric: with ``keys``, its sweeps' child runs whose run key (with ``by_config``, config key) is in
+        ``keys``; else every run tagged ``orch.cell`` and ``orch.seed``, whoever logged it (a sweep, a
+        search, another script); with ``every``, every run, those without these tags as cell ``""`` and seed
+        -1 (a report groups them by their params: :mod:`orchestrator.report.grouping`).
+
+        Raises:
+            TrackingError: no experiment ``experiment``, or a run whose ``orch.seed`` is not an integer.
+        """
         if self.experiment_id(experiment, create=False) is None:
             raise TrackingError(f"no experiment named {experiment!r} in {self.uri}")
         wanted = list(dict.fromkeys(metrics))
         chosen = []
-        kinds = (RunKind.RUN,) if keys is not None else (RunKind.RUN, RunKind.TRIAL)  # trials: no matrix's
-        for run in self._search(experiment, kinds=kinds):
+        # a matrix's runs are its sweeps' (search trials are judged by --experiment); without keys, any run
+        # with the two tags counts, whatever its kind (DESIGN: "runs orch did not make")
+        for run in self._search(experiment, kinds=(RunKind.RUN,) if keys is not None else None):
             tags = run.data.tags
-            if TAG_CELL not in tags or TAG_SEED not in tags:
+            if not every and (TAG_CELL not in tags or TAG_SEED not in tags):
                 continue
             key = tags.get(TAG_KEY, run.info.run_id)
             config_key = tags.get(TAG_CONFIG_KEY, key)  # before code fingerprints, the run key was this
             matched = config_key if by_config else key
             if keys is not None and (matched not in keys or tags.get(TAG_KIND) == RunKind.TRIAL):
-                continue  # a matrix's runs are its sweeps' (search trials are judged by --experiment)
+                continue
             chosen.append((run, key, config_key))
         curves = fetch_curves(self.client, self.uri, [run for run, _, _ in chosen], wanted)
         out = []
@@ -429,8 +398,8 @@ class Tracker:
             tags = run.data.tags
             rec = RunRecord(
                 run_id=run.info.run_id,
-                cell=tags[TAG_CELL],
-                seed=int(tags[TAG_SEED]),
+                cell=tags.get(TAG_CELL, ""),
+                seed=_seed(run.info.run_id, tags) if TAG_SEED in tags else -1,
                 run_key=key,
                 config_key=config_key,
                 status=RunStatus.of(run.info.status, tags),
@@ -446,7 +415,7 @@ class Tracker:
         return out
 
     def images(self, run_id: str, key: str) -> np.ndarray | None:
-        """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]), or None."""
+        """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]) without column names, or None."""
         try:
             files = retry(self.client.list_artifacts, run_id, "images")
         except MlflowException:
@@ -463,16 +432,26 @@ class Tracker:
         from PIL import Image
 
         path = steps[max(steps)]
-        root = retry(self.client.get_run, run_id).info.artifact_uri
+        run = retry(self.client.get_run, run_id)
+        layout, root = read_layout(run.data.tags.get(TAG_IMAGE_LAYOUT), key), run.info.artifact_uri
         if root.startswith("file://"):  # a local store: read the file where it is
             with Image.open(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path) as img:
-                return np.asarray(img)
+                return unlabel(np.asarray(img), layout)
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
             )
             with Image.open(local) as img:
-                return np.asarray(img)
+                return unlabel(np.asarray(img), layout)
+
+
+def _seed(run_id: str, tags: dict[str, str]) -> int:
+    """A run's ``orch.seed`` as an integer (a run another script tagged may hold anything)."""
+    try:
+        return int(tags[TAG_SEED])
+    except ValueError:
+        value = tags[TAG_SEED]
+        raise TrackingError(f"run {run_id}: its tag {TAG_SEED} is {value!r}, not an integer") from None
 
 
 class _SingleRun:

@@ -12,8 +12,10 @@ commands'), ``orch.sweep``, ``orch.cell``, ``orch.seed``, ``orch.run_key``, ``or
 ``nan: ...`` for a diverged run, else the exception), ``orch.early_stop`` (why it stopped early), the
 run's identity (``orch.config_key``, ``orch.code``, ``orch.data``; :mod:`orchestrator.identity`), the
 code it ran (``orch.git_commit``, ``orch.git_dirty``, ``orch.version.<package>``), the verdict of its
-cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``) and the epoch of its resumable
-checkpoint (``orch.checkpoint_epoch``, artifact ``checkpoint/last.pt``).
+cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``), the epoch of its resumable
+checkpoint (``orch.checkpoint_epoch``, artifact ``checkpoint/last.pt``), how its image grids were
+labelled (``orch.image_layout``; :mod:`orchestrator.tracking.images`); a run of the user's own training
+function also carries ``orch.entrypoint`` and its budget ``orch.epochs`` (docs/own_training.md).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ TAG_GIT_DIRTY = "orch.git_dirty"
 TAG_VERDICT = "orch.verdict"  # the cell's verdict, set on its runs by the sweep's report
 TAG_VERDICT_CHANGE = "orch.verdict_change"
 TAG_CHECKPOINT = "orch.checkpoint_epoch"  # the epoch its logged checkpoint ends (checkpoint/last.pt)
+TAG_IMAGE_LAYOUT = "orch.image_layout"  # JSON: image key -> the label band and scale of its logged grids
+TAG_ENTRYPOINT = "orch.entrypoint"  # a run of the user's own training function: its module:function
+TAG_EPOCHS = "orch.epochs"  # ... and its budget (the built-in model's is its param trainer.epochs)
 
 #: ``orch.failure`` of a diverged run starts with this (the MLflow contract: "why: nan, or the exception").
 _NAN = "nan"

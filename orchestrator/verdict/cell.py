@@ -45,6 +45,8 @@ class CellData:
         crashed: Runs that failed for other reasons (counted in ``seeds_failed`` only).
         missing: Runs of the matrix not in the store (not judged).
         run_ids: The MLflow runs of ``curves``.
+        config: The cell's flat resolved config (``"data.size": 32``) or a foreign run's params, for the
+            report's context (not judged).
         planned_epochs: The runs' budget in recorded epochs (epoch 0 included), set when some runs stopped
             early (``budget.early_stop``). The window is then the budget's, and each shorter curve's line over
             its own window epochs is extended to the budget's last epoch (its interval widens accordingly),
@@ -70,6 +72,7 @@ class CellData:
     planned_epochs: int | None = None
     floor: float | None = None
     baseline: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # flat resolved config ("data.size": 32) or params
 
 
 def judge_cell(cell: CellData, settings: VerdictSettings) -> CellVerdict:
@@ -117,7 +120,14 @@ def judge_cell(cell: CellData, settings: VerdictSettings) -> CellVerdict:
     )
     refusal = _refusal(len(good), n_diverged, n_total, span, settings)
     if refusal is not None:
-        return _finish(base, dict(_EMPTY), *refusal, settings)
+        seen = (
+            _measured_only(span, floor_value, baseline_value, settings)
+            if refusal[0] is Verdict.INCONCLUSIVE
+            else None
+        )
+        if seen is None:
+            return _finish(base, dict(_EMPTY), *refusal, settings)
+        return _finish(base, seen, Verdict.INCONCLUSIVE, f"{refusal[1]}; {_measured_text(seen)}", settings)
 
     fit, measured, stats_ = _trend(span, floor_value, baseline_value, settings)
     if not math.isfinite(fit.estimate):
@@ -232,6 +242,53 @@ def _refusal(
     return None
 
 
+#: What a cell too small to judge (too few seeds or window epochs) still reports as measured: its levels,
+#: their change over the window and where it ends against the constant; no interval, trend test or
+#: reading of them (``undecided``).
+_MEASURED = ("start", "start_sd", "end", "end_sd", "start_per_seed", "end_per_seed", "rel_change")
+_MEASURED += ("whole_run_change", "progress", "vs_baseline")
+
+
+def _measured_only(
+    span: _Span, floor: float | None, baseline: float | None, settings: VerdictSettings
+) -> dict[str, Any] | None:
+    """The trend fields of a cell that cannot be judged, with what its seeds measured filled in: over a
+    window of two epochs or more its levels and their change, else (a run shorter than the warm-up) the
+    last epoch's level; None when there is nothing to measure (no usable seed, seeds that stopped early)."""
+    if not span.curves or span.extend or span.common < 1:
+        return None
+    if span.window is not None and span.window[1] - span.window[0] >= 1:
+        try:
+            _, _, stats_ = _trend(span, floor, baseline, settings)
+        except ValueError:
+            return None
+        if stats_["rel_change"] is None or not math.isfinite(stats_["rel_change"]):
+            return None
+        return {**_EMPTY, **{k: stats_[k] for k in _MEASURED}, "undecided": True}
+    y = span.y  # (S, common): no window to fit a line over; the last epoch every seed has
+    last, epoch0 = y[:, -1], float(y[:, 0].mean())
+    end = float(last.mean())
+    seen = dict(end=end, end_sd=_sd(last), end_per_seed=[float(v) for v in last], undecided=True)
+    seen["whole_run_change"] = (end - epoch0) / abs(epoch0) if epoch0 != 0 and y.shape[1] > 1 else None
+    seen["vs_baseline"] = _baseline_position(end, baseline, settings.min_change)[0]
+    return {**_EMPTY, **seen}
+
+
+def _measured_text(seen: dict[str, Any]) -> str:
+    """What an undecided cell measured, in words."""
+    if seen["rel_change"] is None:
+        text = f"measured, not enough to decide: ending at {seen['end']:.3g}"
+    else:
+        text = (
+            f"measured, not enough to decide: {seen['rel_change']:+.1%} over the window "
+            f"({seen['start']:.3g} to {seen['end']:.3g})"
+        )
+    if seen["vs_baseline"] is not None:
+        text += f"{', ' if seen['rel_change'] is None else ', ending '}{seen['vs_baseline']:+.0%}"
+        text += " against the constant prediction"
+    return text
+
+
 def _trend(
     span: _Span, floor: float | None, baseline: float | None, settings: VerdictSettings
 ) -> tuple[Fit, Fit | None, dict[str, Any]]:
@@ -298,7 +355,8 @@ def _baseline_position(
     rel = end / baseline - 1.0
     levels = f"{end:.3g} vs {baseline:.3g}"
     if rel < -margin:
-        return rel, True, f"learns beyond the constant: {-rel:.0%} below it ({levels})"
+        below = f"{-rel:.0%} below the constant-prediction level ({levels})"
+        return rel, True, f"{below}: learns beyond a fixed image"
     if rel <= margin:
         return rel, False, f"at the constant-prediction level ({levels}): no better than a fixed image"
     return rel, False, f"above the constant-prediction level ({levels}, {rel:+.0%}): worse than a fixed image"

@@ -44,6 +44,10 @@ class CellVerdict:
     ``baseline`` is what a model gets for free (the constant-prediction level of the metric);
     ``vs_baseline`` the measured end level relative to it (-0.35: 35% below), ``beats_baseline`` whether
     that is below it by more than ``min_change``, and ``level`` says it in words.
+
+    ``undecided``: the cell has too few seeds or window epochs to be judged (``inconclusive``), and its
+    levels, their change over the window and ``vs_baseline`` are what its seeds measured, with no interval,
+    trend test or reading of them (``ci``, ``p_value``, ``beats_baseline``, ``level`` stay None).
     """
 
     cell: str
@@ -86,6 +90,7 @@ class CellVerdict:
     observed: Expectation | None
     agrees: bool | None
     notes: list[str] = field(default_factory=list)
+    undecided: bool = False
 
     @property
     def failed_guards(self) -> list[GuardResult]:
@@ -139,6 +144,7 @@ class CellVerdict:
             "observed": self.observed,
             "agrees": self.agrees,
             "notes": list(self.notes),
+            "undecided": self.undecided,
         }
 
 

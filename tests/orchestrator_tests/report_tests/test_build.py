@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,10 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.cli.common import console
+from tests.browser import chromium, page_layout
+
+REPO = Path(__file__).resolve().parents[3]
 
 runner = CliRunner()
 
@@ -122,3 +130,120 @@ def test_report_without_a_store_exits_2(tmp_path: Path, monkeypatch) -> None:
     res = runner.invoke(app, ["report", "--experiment", "x"])
     assert res.exit_code == 2 and "no tracking store" in res.output
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a reader sees: tables at 80 and 100 columns, one answer in every format, one file (issue 29)
+
+
+def _answer_and_context(swept: Path) -> tuple[list[str], dict[str, str]]:
+    res = _report(swept, str(swept / "m.yaml"), "--format", "json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)[0]["report"]
+    return report["answer"], report["context"]
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_table_keeps_names_verdicts_changes_and_marks_at_80_and_100_columns(
+    swept: Path, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    monkeypatch.setattr(console, "width", width)
+    res = _report(swept, str(swept / "m.yaml"))
+    assert res.exit_code == 0, res.output
+    lines = res.output.split("\nfigures: ")[0].splitlines()  # the figures' paths are printed whole
+    assert max(len(line) for line in lines) <= width and not [ln for ln in lines if ln.endswith(" ")]
+    verdicts = {
+        v["cell"]: v for v in json.loads(_report(swept, str(swept / "m.yaml"), "--format", "json").output)
+    }
+    rows: dict[str, str] = {}
+    for line in lines:  # a cell's row in the table comes first (its reason comes under the table)
+        if line.split()[:1] and line.split()[0] in verdicts:
+            rows.setdefault(line.split()[0], line)
+    for cell, v in verdicts.items():
+        row = rows[cell]
+        assert v["verdict"] in row and "✓" in row  # every cell here agrees with its expectation
+        assert v["rel_change"] is None or f"{v['rel_change']:+.1%}" in row
+
+
+def test_piped_output_follows_columns_and_ends_no_line_with_spaces(swept: Path) -> None:
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(REPO)}
+    uri = f"sqlite:///{swept}/runs/mlflow.db"
+    for wide in ([], ["--wide"]):
+        res = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "report", "m.yaml", *wide, "--tracking-uri", uri],
+            cwd=swept, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.split("\nfigures: ")[0].splitlines()
+        assert lines and not [line for line in lines if line != line.rstrip()]
+        assert max(len(line) for line in lines) <= 80, res.stdout  # --wide too: one block a cell
+    assert "guards failed" in res.stdout and "cross_psnr_clean" in res.stdout  # every column, named
+
+
+def test_every_format_carries_the_same_answer_and_context(
+    swept: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer, context = _answer_and_context(swept)
+    assert context["data"] == "synthetic phantoms 16x16, noise 0.05, 48 pairs"  # the default noise
+    assert context["budget"] == "12 epochs after epoch 0, 12 steps of 8 pairs an epoch"
+    assert context["commit"].endswith(("(clean tree)", "(with uncommitted changes)"))
+    monkeypatch.setattr(console, "width", 100)
+    texts = {"table": " ".join(_report(swept, str(swept / "m.yaml")).output.split())}
+    for fmt in ("markdown", "html"):
+        res = _report(swept, str(swept / "m.yaml"), "--format", fmt, "--out", str(swept / f"same.{fmt}"))
+        assert res.exit_code == 0, res.output
+        texts[fmt] = html.unescape((swept / f"same.{fmt}").read_text()).replace("\\*", "*")
+    for fmt, text in texts.items():
+        for line in [*answer, *context.values()]:
+            assert " ".join(line.split()) in (text if fmt == "table" else " ".join(text.split())), (fmt, line)
+    md = texts["markdown"]
+    assert "- **frozen**: flat: " in md and "(flat): flat" not in md  # the verdict said once
+
+
+def test_html_out_is_one_self_contained_file(swept: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mail" / "report.html"
+    res = _report(swept, str(swept / "m.yaml"), "--format", "html", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]  # no PNG or .digest beside it
+    assert out.read_text().count('src="data:image/png;base64,') == 2
+
+
+def test_the_default_report_folder_has_a_name_a_user_reads(swept: Path) -> None:
+    def written(*args: str) -> Path:
+        res = _report(swept, str(swept / "m.yaml"), "--format", "html", *args)
+        assert res.exit_code == 0, res.output
+        return Path(res.output.split("wrote ", 1)[1].strip())
+
+    first = written()
+    assert first.parent.name == "cross-warmup5" and first.parent.parent.name == "constructed"
+    assert written() == first  # stable
+    recon = written("--metric", "recon", "--cells", "learns", "--cells", "frozen")
+    assert recon.parent.name == "recon-warmup5-cells-learns+frozen"  # another view, its own folder
+    assert {p.name for p in first.parent.iterdir()} >= {"report.html", "cross_curves.png"}
+
+
+def test_the_html_tables_scroll_within_the_page_in_chromium(swept: Path, tmp_path: Path) -> None:
+    browser = chromium()
+    if browser is None:
+        pytest.skip("headless Chromium not installed (Debian's chromium package; .ci/run installs it)")
+    out = tmp_path / "report.html"
+    assert _report(swept, str(swept / "m.yaml"), "--format", "html", "--out", str(out)).exit_code == 0
+    layout = page_layout(browser, out, tmp_path, width=700)
+    assert layout["page"] <= layout["window"]  # the page itself never scrolls sideways
+    wide = [t for t in layout["tables"] if t["width"] > layout["window"]]
+    assert wide  # every column does not fit 700 pixels: it scrolls in its box
+    for table in layout["tables"]:
+        assert table["scroller"] is not None and table["scroller"]["right"] <= layout["window"]
+        assert table["numeric"] and set(table["numeric"]) == {"right"}
+
+
+def test_per_epoch_images_in_mlflow_name_their_columns(swept: Path) -> None:
+    from orchestrator.tracking import Tracker
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{swept}/runs/mlflow.db")
+    exp = client.get_experiment_by_name("constructed")
+    run = client.search_runs([exp.experiment_id], "tags.`orch.cell` = 'learns'")[0]
+    layout = json.loads(run.data.tags["orch.image_layout"])
+    assert set(layout) == {"x_a_from_b", "x_b_from_a"} and layout["x_a_from_b"]["scale"] > 1
+    grid = Tracker(client.tracking_uri).images(run.info.run_id, "x_a_from_b")
+    assert grid is not None and grid.shape == (2 * 16, 4 * 16)  # two pairs; source, output, target, clean

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from rich.console import Console
 
 from orchestrator.report.html import to_html
-from orchestrator.report.plots import plot_curves, plot_images
-from orchestrator.report.render import (
-    VERDICT_SYMBOLS,
-    render_table,
-    to_csv,
-    to_json,
-    to_markdown,
-)
+from orchestrator.report.plots import PALETTE, curves_figure, images_figure, plot_curves, plot_images
+from orchestrator.report.render import VERDICT_SYMBOLS, change_text, headline, to_csv, to_json, to_markdown
+from orchestrator.report.terminal import render_summary, render_table, render_wide
 from orchestrator.verdict import CellData, CellVerdict, Guard, Verdict, VerdictSettings, judge_cell
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -142,8 +140,11 @@ def test_markdown(verdicts: list[CellVerdict]) -> None:
     table = [ln for ln in lines if ln.startswith("|")]
     assert len(table) == 2 + len(verdicts)
     assert len({ln.count(" | ") for ln in table if not ln.startswith("|---")}) == 1  # same column count
-    assert "**no_skip** (flat)" in md and "stalled" in md
-    assert "diverged" in md
+    assert (
+        "- **no_skip**: flat: " in md and "stalled" in md
+    )  # the reason says "flat" once, not "(flat): flat"
+    assert "- **pure_n2n**: diverged: 2 of 3 seeds" in md  # a reason without its verdict word gets it
+    assert "(flat): flat" not in md and ": falls: falls" not in md
 
 
 def test_csv_parses(verdicts: list[CellVerdict]) -> None:
@@ -223,3 +224,163 @@ def test_plot_curves_edge_cases(tmp_path: Path) -> None:
     assert plot_curves({}, "cross", tmp_path / "empty.png").read_bytes().startswith(PNG_MAGIC)
     with pytest.raises(ValueError):
         plot_images({"bad": np.zeros((2, 2, 2, 2, 2))}, tmp_path / "bad.png")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One answer in every format, tables that fit, what an undecided cell measured (issue 29)
+
+CONTEXT = {
+    "commit": "0123abcd (with uncommitted changes)",
+    "data": "synthetic phantoms 32x32, noise 0.1, 512 pairs",
+    "budget": "11 epochs after epoch 0, 6 steps of 16 pairs an epoch",
+}
+
+
+def _printed(renderable: object, width: int) -> str:
+    console = Console(record=True, width=width, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _table_lines(text: str) -> list[str]:
+    """The header, rule and rows of the first table in ``text`` (up to the first blank line after it)."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.strip().startswith("cell "))
+    end = next(i for i in range(head, len(lines)) if not lines[i].strip())
+    return lines[head:end]
+
+
+def test_every_format_carries_the_same_answer_and_context(verdicts: list[CellVerdict]) -> None:
+    answer = headline(verdicts)
+    assert len(answer) >= 2
+    md = to_markdown(verdicts, title="t", context=CONTEXT)
+    page = to_html(verdicts, title="t", context=CONTEXT)
+    table = _flat(_printed(render_summary(verdicts, title="t", context=CONTEXT), 100))
+    data = json.loads(to_json(verdicts, title="t", context=CONTEXT))
+    for sentence in answer:
+        assert sentence in md and html.escape(sentence) in page and _flat(sentence) in table
+    for label, value in CONTEXT.items():
+        assert f"- {label}: {value}" in md and html.escape(value) in page and _flat(value) in table
+    for cell in data:  # the contract stays a list of cells; each carries the report's answer and context
+        assert cell["report"] == {"title": "t", "answer": answer, "context": CONTEXT}
+    assert [{k: v for k, v in c.items() if k != "report"} for c in data] == json.loads(to_json(verdicts))
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_summary_keeps_names_verdicts_changes_and_marks_at_80_and_100_columns(
+    verdicts: list[CellVerdict], width: int
+) -> None:
+    text = _printed(render_summary(verdicts, title="test_matrix: does cross fall?"), width)
+    table = _table_lines(text)
+    assert max(len(line) for line in table) <= width
+    rows = {line.split()[0]: line for line in table[2:]}
+    assert set(rows) == {v.cell for v in verdicts}  # every full name, one row each (nothing folded)
+    for v in verdicts:
+        row = rows[v.cell]
+        assert v.verdict.value in row and (v.rel_change is None or f"{v.rel_change:+.1%}" in row)
+        assert {True: "✓", False: "✗"}.get(v.agrees, "?") in row
+    if width == 100:  # room for the interval, as wide as it is
+        assert all(change_text(v).replace(", ", ",") in rows[v.cell] for v in verdicts)
+
+
+def test_wide_folds_into_one_block_a_cell_where_every_column_does_not_fit(
+    verdicts: list[CellVerdict],
+) -> None:
+    wide = _printed(render_wide(verdicts, title="t"), 400)
+    header = next(line for line in wide.splitlines() if "guards failed" in line)
+    assert "same_domain_skip" in header and "expected → seen" in header  # one table, every column
+    narrow = _printed(render_wide(verdicts, title="t"), 100)
+    assert max(len(line) for line in narrow.splitlines()) <= 100
+    blocks = narrow.split("\n" + verdicts[1].cell + "\n")[1]  # no_skip's block, after its name's line
+    assert "guards failed" in narrow and "change [CI]" in blocks.split("\n\n")[0]
+    assert "│" not in narrow and "┃" not in narrow  # no table wrapped into noise
+
+
+def test_a_cell_with_too_few_seeds_shows_what_it_measured_marked_undecided() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(12)
+    curves = [0.2 + 0.3 * np.exp(-t / 4) + rng.normal(0, 0.003, 12) for _ in range(2)]
+    v = judge_cell(
+        CellData("two_seeds", curves=curves, finals={"cross_baseline": [0.5, 0.5]}, expect="pass"),
+        VerdictSettings(),
+    )
+    assert (
+        v.verdict is Verdict.INCONCLUSIVE and v.undecided and v.reason.startswith("too few seeds: 2 usable")
+    )
+    assert "measured, not enough to decide" in v.reason
+    assert v.rel_change is not None and v.rel_change < -0.1 and v.end is not None and v.vs_baseline < 0
+    assert v.ci is None and v.p_value is None and v.beats_baseline is None and v.agrees is None  # no claim
+    data = v.to_dict()
+    assert data["undecided"] is True and data["rel_change"] == pytest.approx(v.rel_change)
+    text = _printed(render_summary([v]), 100)
+    row = next(line for line in text.splitlines() if line.strip().startswith("two_seeds"))
+    assert "? inconclusive" in row and f"{v.rel_change:+.1%}*" in row and f"{v.vs_baseline:+.0%}*" in row
+    assert "* measured, but too few seeds or epochs to decide" in text
+    assert "have too few seeds or epochs to decide (two_seeds)" in _flat(text)
+    assert f"{v.rel_change:+.1%}\\*" in to_markdown([v]) and f"{v.rel_change:+.1%}*" in to_html([v])
+
+
+def test_html_tables_scroll_in_their_box_with_numbers_right_aligned(verdicts: list[CellVerdict]) -> None:
+    page = to_html(verdicts, title="t", context=CONTEXT)
+    assert page.count('<div class="scroll"><table') == 2  # the short table and every column
+    assert ".scroll{overflow-x:auto" in page and "td.num,th.num{text-align:right" in page
+    columns = page.split('<table class="columns">')[1]
+    heads = re.findall(r"<th( class=\"num\")?>([^<]*)</th>", columns)
+    numeric = {h for cls, h in heads if cls}
+    assert {"start", "end", "change [CI]", "p", "cross_psnr_clean", "noise_leak"} <= numeric
+    assert "cell" not in numeric and "verdict" not in numeric
+
+
+def test_the_curves_figure_has_its_title_inside_its_legend_outside_the_data_and_eight_colours() -> None:
+    t = np.arange(13)
+    curves = {f"cell_{k}_with_a_name": [1 + 0.1 * k + 0.5 * np.exp(-t / 3)] * 2 for k in range(8)}
+    fig = curves_figure(curves, "cross", warmup=4, baseline_by_cell={"cell_0_with_a_name": 1.2}, title="t")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    title = fig._suptitle.get_window_extent(renderer)
+    assert canvas.x0 <= title.x0 and title.x1 <= canvas.x1 and canvas.y0 <= title.y0 and title.y1 <= canvas.y1
+    (ax,) = fig.axes
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert not box.overlaps(ax.get_window_extent(renderer))  # beside the axes: over no curve, band or warm-up
+    assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1
+    colours = [to_rgb(line.get_color()) for line in ax.get_lines() if line.get_label().startswith("cell_")]
+    assert len(colours) == 8
+    closest = min(np.abs(np.subtract(a, b)).sum() for i, a in enumerate(colours) for b in colours[i + 1 :])
+    assert closest > 0.3  # no two cells in near-identical colours (three reds were: issue 29)
+    assert [to_rgb(c) for c in PALETTE] == colours
+
+
+@pytest.mark.parametrize(("h", "w", "samples"), [(128, 96, 4), (32, 32, 4), (16, 16, 2), (96, 128, 2)])
+def test_image_grids_fill_the_canvas_with_titles_inside_and_column_names_apart(
+    h: int, w: int, samples: int
+) -> None:
+    labels = ["source (b)", "a from b", "noisy target (a)", "clean target (a)"]
+    rng = np.random.default_rng(0)
+    grids = {f"cell_{k}": rng.random((samples * h, 4 * w)) for k in range(3)}
+    captions = {c: "seed 0, last epoch" for c in grids}
+    fig = images_figure(grids, column_labels={c: labels for c in grids}, captions=captions)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    image_area = 0.0
+    for ax in fig.axes:
+        title = ax.title.get_window_extent(renderer)
+        assert (
+            canvas.y0 <= title.y0 and title.y1 <= canvas.y1 and canvas.x0 <= title.x0 <= title.x1 <= canvas.x1
+        )
+        names = [t.get_window_extent(renderer) for t in ax.get_xticklabels()]
+        assert [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()] == labels
+        assert all(not a.overlaps(b) for i, a in enumerate(names) for b in names[i + 1 :])
+        assert all(canvas.y0 <= n.y0 and n.y1 <= canvas.y1 for n in names)
+        assert not any(n.overlaps(title) for n in names)
+        image_area += (
+            ax.get_images()[0].get_window_extent(renderer).width
+            * ax.get_images()[0].get_window_extent(renderer).height
+        )
+    assert image_area / (canvas.width * canvas.height) > 0.4  # the images, not an empty canvas

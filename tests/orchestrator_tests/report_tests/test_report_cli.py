@@ -122,14 +122,25 @@ def test_csv_and_json_write_nothing_but_their_output(crossed: Path) -> None:
     assert state() == before
 
 
-def test_a_matrix_with_experiment_judges_with_the_matrixs_settings(crossed: Path) -> None:
+def test_a_matrix_with_experiment_judges_with_the_matrixs_settings(
+    crossed: Path,
+) -> None:
     res = _report(crossed, str(crossed / "m.yaml"), "--experiment", "crossed", "--format", "json")
     assert res.exit_code == 0, res.output
     assert {v["warmup"] for v in json.loads(res.output)} == {3}  # the matrix's, not the default
+    # by name alone: the settings of the matrix its sweep recorded on its parent run, not the defaults (2)
     bare = runner.invoke(
         app, ["report", "--experiment", "crossed", "--format", "json", "--tracking-uri", _uri(crossed)]
     )
-    assert bare.exit_code == 0 and {v["warmup"] for v in json.loads(bare.output)} == {2}  # the default
+    assert bare.exit_code == 0 and {v["warmup"] for v in json.loads(bare.output)} == {3}, bare.output
+    args = ["report", "--experiment", "crossed", "--set", "verdict.warmup=2", "--format", "json"]
+    told = runner.invoke(app, [*args, "--tracking-uri", _uri(crossed)])
+    assert told.exit_code == 0 and {v["warmup"] for v in json.loads(told.output)} == {2}, told.output
+    bad = runner.invoke(
+        app,
+        ["report", "--experiment", "crossed", "--set", "budget.epochs=3", "--tracking-uri", _uri(crossed)],
+    )
+    assert bad.exit_code == 2 and "only verdict settings can be set here" in bad.output, bad.output
 
 
 def test_a_sweep_compared_with_itself_changes_nothing(crossed: Path) -> None:
@@ -168,3 +179,35 @@ def test_a_name_too_long_for_a_folder_still_gets_its_report(
     (folder,) = (tmp_path / "runs" / "reports").iterdir()
     assert folder.name == folder_name(name) and len(folder.name) < 100
     assert (folder / "cross_curves.png").exists()
+
+
+def test_cells_with_too_few_seeds_show_what_they_measured_marked_undecided(
+    crossed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two seeds a cell, judged needing three (--set over the sweep's recorded settings): inconclusive, but
+    every run measured its levels, and the report shows them, marked."""
+    from orchestrator.cli.common import console
+
+    bare = ["report", "--experiment", "crossed", "--tracking-uri", _uri(crossed), "--set", "verdict.min_seeds=3"]
+    res = runner.invoke(app, [*bare, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    verdicts = json.loads(res.output)
+    assert len(verdicts) == 4
+    for v in verdicts:
+        assert v["verdict"] == "inconclusive" and v["undecided"] is True and len(v["seeds"]) == 2
+        assert v["reason"].startswith("too few seeds: 2 usable, need 3; measured, not enough to decide")
+        assert v["rel_change"] is not None and v["end"]["mean"] is not None and v["vs_baseline"] is not None
+        assert (
+            v["ci"] is None and v["p_value"] is None and v["beats_baseline"] is None and v["agrees"] is None
+        )
+    monkeypatch.setattr(console, "width", 100)
+    table = runner.invoke(app, bare)
+    assert table.exit_code == 0, table.output
+    for v in verdicts:
+        row = next(line for line in table.output.splitlines() if line.split()[:1] == [v["cell"]])
+        assert (
+            "? inconclusive" in row
+            and f"{v['rel_change']:+.1%}*" in row
+            and f"{v['end']['mean']:.3g}*" in row
+        )
+    assert "* measured, but too few seeds or epochs to decide" in table.output

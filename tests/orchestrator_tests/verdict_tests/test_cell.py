@@ -585,7 +585,9 @@ def test_a_fall_to_the_constant_prediction_is_no_pass() -> None:
     assert "but only ends at the constant-prediction level" in at_constant.reason
     below = judge_cell(CellData("x", curves=curves, expect="pass", baseline=end * 2), SETTINGS)
     assert below.beats_baseline is True and below.agrees is True and below.vs_baseline == pytest.approx(-0.5)
-    assert "learns beyond the constant" in below.reason
+    # "ends <level>" reads as a sentence (it read "ends learns beyond the constant: 50% below it")
+    assert "; ends 50% below the constant-prediction level (" in below.reason
+    assert below.reason.endswith("): learns beyond a fixed image")
     flat_above = judge_cell(
         CellData("x", curves=_stalled(), expect="fail", finals={"cross_baseline": [0.5] * 4}), SETTINGS
     )
@@ -595,3 +597,40 @@ def test_a_fall_to_the_constant_prediction_is_no_pass() -> None:
 def test_a_guard_on_a_metric_never_logged_says_why() -> None:
     v = judge_cell(CellData("x", curves=_stalled(), guards=[Guard(metric="noise_leak", max=0.1)]), SETTINGS)
     assert any("guard noise_leak: not judged" in n and "no clean images" in n for n in v.notes)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "epochs", "why"),
+    [(2, 20, "too few seeds: 2 usable"), (1, 20, "too few seeds: 1"), (4, 6, "too short: 6 epochs leave 4")],
+)
+def test_a_cell_too_small_to_judge_keeps_what_it_measured_undecided(
+    seeds: int, epochs: int, why: str
+) -> None:
+    settings = VerdictSettings(min_window=5)
+    curves = _falling(seeds=seeds, epochs=epochs)
+    v = judge_cell(CellData("x", curves=curves, expect="pass", baseline=1.0), settings)
+    assert v.verdict is Verdict.INCONCLUSIVE and v.undecided and v.reason.startswith(why)
+    first, last = v.window
+    t = np.arange(first, last + 1)
+    lines = [np.polyfit(t, c[first : last + 1], 1) for c in curves]  # each seed's line over the window
+    assert v.end == pytest.approx(np.mean([np.polyval(f, last) for f in lines]))  # the levels measured
+    assert v.start == pytest.approx(np.mean([np.polyval(f, first) for f in lines])) and v.start > v.end
+    assert v.rel_change == pytest.approx(v.end / v.start - 1, abs=0.02) and v.vs_baseline == pytest.approx(
+        v.end - 1
+    )
+    assert "measured, not enough to decide" in v.reason and f"{v.rel_change:+.1%}" in v.reason
+    for claim in (v.ci, v.p_value, v.beats_baseline, v.level, v.state, v.agrees, v.observed):
+        assert claim is None  # nothing read from too little
+    decided = judge_cell(CellData("x", curves=_falling()), settings)
+    assert v.to_dict()["undecided"] is True and decided.undecided is False
+
+
+def test_a_run_shorter_than_its_warm_up_shows_its_last_level_and_a_diverged_cell_nothing() -> None:
+    curves = [c[:6] for c in _falling()]  # epochs 0-5 under a warm-up of 8: no window at all
+    short = judge_cell(CellData("x", curves=curves, baseline=0.5), VerdictSettings(warmup=8))
+    assert short.verdict is Verdict.INCONCLUSIVE and short.undecided and short.window is None
+    assert short.end == pytest.approx(np.mean([c[-1] for c in curves])) and short.rel_change is None
+    assert short.vs_baseline == pytest.approx(short.end / 0.5 - 1) and short.start is None
+    assert "measured, not enough to decide: ending at" in short.reason
+    diverged = judge_cell(CellData("x", curves=[np.full(20, np.nan)] * 3), SETTINGS)
+    assert diverged.verdict is Verdict.DIVERGED and not diverged.undecided and diverged.end is None
