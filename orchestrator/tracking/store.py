@@ -38,7 +38,7 @@ from mlflow import MlflowClient  # noqa: E402
 from orchestrator.tracking.errors import LOCKED, TrackingError, fault_of, first_line, os_reason  # noqa: E402
 from orchestrator.tracking.reach import database_unreachable, redact_url  # noqa: E402
 from orchestrator.tracking.relocate import detect_move, relocate  # noqa: E402
-from orchestrator.tracking.sqlite_store import ensure_store, set_wal  # noqa: E402
+from orchestrator.tracking.sqlite_store import ensure_store, refuse_folder, set_wal  # noqa: E402
 
 for _name in ("mlflow", "alembic"):  # mlflow resets its loggers on import
     logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
@@ -84,6 +84,7 @@ def prepare_store(uri: str) -> str:
         check_reachable(uri)
         _open_store(uri)
         return uri
+    refuse_folder(db)  # before the lock file beside it: nothing written
     # processes on this machine (a coordinator and `orch worker`s started at once) take turns: the
     # first creates the schema, the others find it
     with _store_lock(db):
