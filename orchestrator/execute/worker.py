@@ -83,6 +83,17 @@ def worker_main(
             if fault is None:
                 raise
             events.put(("fault", None, fault.kind, str(fault)))  # the queue's disk is full...
+        finally:
+            _flush(events)
+
+
+def _flush(events: Any) -> None:
+    """Wait until every message put on ``events`` is in the pipe, while SIGTERM and SIGHUP are still handled:
+    one that came after the handlers are restored (a second signal to the group, the coordinator's SIGTERM)
+    killed the worker half-way through its last message, and the coordinator waited for the rest forever."""
+    if hasattr(events, "join_thread"):  # a multiprocessing queue: its feeder thread writes the messages
+        events.close()
+        events.join_thread()
 
 
 class _Worker:
