@@ -3,7 +3,9 @@
 Every library error that means "this input cannot be used" (a matrix, a store, a queue, a search, a report)
 derives from :class:`UserError`; the command line turns each one into that message and exit 2 in one place
 (:class:`orchestrator.cli.common.OrchTyper`). The model library knows nothing of orch: its input errors
-are named in :data:`MODEL_ERRORS` instead.
+are named in :data:`MODEL_ERRORS` instead. A :class:`Fault` is the machine's, not the input's (a full
+disk, a folder turned read-only, a store another program holds locked or that was deleted): the work in
+flight stops as on SIGTERM, and the command line says what happened and what to do, with exit 1.
 
 This module imports nothing, so that the command line can map errors before any heavy library is loaded.
 """
@@ -12,11 +14,22 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["MODEL_ERRORS", "UserError", "is_user_error"]
+__all__ = ["MODEL_ERRORS", "Fault", "UserError", "is_user_error"]
 
 
 class UserError(Exception):
     """Input orch refuses; the message names what and why (nothing was started)."""
+
+
+class Fault(Exception):
+    """The machine stopped the work (a full disk, a read-only folder, a locked or vanished store); the
+    message names the cause and what to do. What was recorded before it is kept.
+
+    Attributes:
+        sweep_started: a sweep's parent run was written before it (False: the store was not changed).
+    """
+
+    sweep_started = False
 
 
 #: The model library's input errors, as (defining module, class name).

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,48 @@ def tiny() -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(TINY)
+
+
+class Mounts:
+    """File systems mounted for a fault test (root on Linux), each undone when the test ends; a mount that is
+    not permitted here skips the test, saying why."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def _mount(self, folder: Path, *args: str) -> None:
+        res = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount here ({res.stderr.strip() or res.returncode}): needs root on Linux")
+        self.mounted.append(folder)
+
+    def tmpfs(self, folder: Path, size: str) -> Path:
+        """A file system of ``size`` (``3m``) at ``folder`` (created): a disk that fills."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._mount(folder, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
+        return folder
+
+    def read_only(self, folder: Path) -> None:
+        """``folder`` mounted over itself read-only: from now on nothing can be created or opened for
+        writing in it (what is open already stays writable), as a folder turned read-only mid-run."""
+        self._mount(folder, "--bind", str(folder), str(folder))
+        self._mount(folder, "-o", "remount,bind,ro", str(folder))
+
+    def undo(self) -> None:
+        for folder in reversed(self.mounted):
+            if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+        self.mounted.clear()
+
+
+@pytest.fixture
+def mounts() -> Iterator[Mounts]:
+    """:class:`Mounts` for the test, all undone at its end, whatever happened."""
+    done = Mounts()
+    try:
+        yield done
+    finally:
+        done.undo()
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> Path:

@@ -85,6 +85,7 @@ LAYERS = {
     "model": 0,
     "orchestrator.errors": 0,
     "orchestrator.lazy": 0,
+    "orchestrator.names": 0,
     "orchestrator.identity": 1,
     "orchestrator.verdict": 1,
     "orchestrator.target": 1,

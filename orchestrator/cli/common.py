@@ -20,7 +20,8 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from orchestrator.errors import is_user_error
+from orchestrator.cli.output import Stream
+from orchestrator.errors import Fault, is_user_error
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -63,9 +64,10 @@ class _Console(Console):
 
 
 # messages are never broken inside a path or a value (soft wrap); tables and the verdict summary are laid
-# out to the width
-console = _Console(width=_width(sys.stdout.isatty()), soft_wrap=True)
-err_console = _Console(stderr=True, width=_width(sys.stderr.isatty()), soft_wrap=True)
+# out to the width; every line reaches any stream in its encoding, and a stream that went away stops
+# nothing (:mod:`~orchestrator.cli.output`)
+console = _Console(file=Stream("stdout"), width=_width(sys.stdout.isatty()), soft_wrap=True)
+err_console = _Console(file=Stream("stderr"), width=_width(sys.stderr.isatty()), soft_wrap=True)
 
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 
@@ -133,7 +135,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 class OrchTyper(typer.Typer):
     """A Typer app of the CLI (help when called bare, no traceback) whose commands exit 2 with one message
-    on an input error (:func:`orchestrator.errors.is_user_error`), whatever library function raised it."""
+    on an input error (:func:`orchestrator.errors.is_user_error`), whatever library function raised it,
+    and 1 on a fault of the machine (:class:`orchestrator.errors.Fault`: a full disk, a locked store)."""
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**{**_TYPER, **settings})
@@ -153,6 +156,8 @@ def _exits_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except Fault as exc:  # the machine's (a full disk, a locked store): what was done is kept
+            raise fail(str(exc), code=1) from None
         except Exception as exc:
             if is_user_error(exc):
                 raise fail(str(exc)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -11,7 +12,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from orchestrator.cli.common import LiveDisplay
-from orchestrator.execute.context import Display, SweepEvent
+from orchestrator.execute.context import Display, SweepEvent, SweepOutcome
 from orchestrator.execute.plan import PlanItem, PlanState
 from orchestrator.tracking import RunStatus
 
@@ -34,16 +35,27 @@ class SweepDisplay(LiveDisplay, Display):
     Args:
         total: the runs to follow (until the plan says how many are left to run).
         name, store: the matrix's name and the tracking store, as the plan's line says them.
+        on_done: called once the runs are done, before the parent run ends (:meth:`Display.on_done`).
     """
 
-    def __init__(self, console: Console, total: int, *, name: str = "", store: str = "") -> None:
+    def __init__(
+        self,
+        console: Console,
+        total: int,
+        *,
+        name: str = "",
+        store: str = "",
+        on_done: Callable[[SweepOutcome], None] | None = None,
+    ) -> None:
         self.console, self.total, self.name, self.store = console, total, name, store
+        self._on_done = on_done
         self.done = 0
         self.phase = "starting"
         self.running: dict[int, SweepEvent] = {}
         self.epochs: dict[int, int] = {}
         self.started: dict[int, float] = {}
         self.epoch_seconds: dict[str, list[float]] = {}  # cell -> measured seconds per epoch
+        self.killed: list[SweepEvent] = []  # the runs that ended KILLED (interrupted), as recorded
         self.t0 = time.monotonic()
 
     def on_plan(self, plan: list[PlanItem]) -> None:
@@ -56,6 +68,11 @@ class SweepDisplay(LiveDisplay, Display):
             highlight=False,
         )
         say_stale(self.console, plan)
+
+    def on_done(self, outcome: SweepOutcome) -> None:
+        """The runs are done and the parent run is still open: the constructor's ``on_done``."""
+        if self._on_done is not None:
+            self._on_done(outcome)
 
     def on_phase(self, text: str) -> None:
         """What the sweep does before its runs start (preparing the store, planning, starting workers)."""
@@ -129,6 +146,8 @@ class SweepDisplay(LiveDisplay, Display):
                 elapsed = time.monotonic() - self.started[event.item]
                 self.epoch_seconds.setdefault(event.spec.cell, []).append(elapsed / (event.epoch + 1))
         elif event.kind == "end":
+            if event.status is RunStatus.KILLED:
+                self.killed.append(event)
             self.running.pop(event.item, None)
             self.done += 1
             self.started.pop(event.item, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestrator.cli.common import TrackingUri, console, fail, paths, tracking_uri
-from orchestrator.errors import is_user_error
+from orchestrator.errors import Fault, is_user_error
 
 if TYPE_CHECKING:
     from orchestrator.matrix import RunSpec
@@ -125,12 +124,13 @@ def report(
         _verdicts(uri, name, settings, specs, select, fmt, out, wide)
         if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
             _budgets(uri, matrix, overrides or [], settings, select, view)
-    except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
-        if is_user_error(exc):
-            raise
-        raise fail(
-            f"cannot read the tracking store {uri}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-        ) from None
+    except Exception as exc:  # an unreachable or broken store, whatever MLflow raises
+        from orchestrator.tracking.errors import first_line, from_the_store
+        from orchestrator.tracking.reach import redact_url
+
+        if isinstance(exc, typer.Exit | Fault) or is_user_error(exc) or not from_the_store(exc):
+            raise  # said already (an unwritable --out), a fault (a locked store), or not the store's
+        raise fail(f"cannot read the tracking store {redact_url(uri)}: {first_line(exc)}") from None
 
 
 def _subject(
@@ -229,7 +229,7 @@ def _verdicts(
     if out is None and fmt is ReportFormat.html:
         out = rep.out_dir / "report.html"
     if out is None:
-        sys.stdout.write(text)
+        console.file.write(text)
         return
     _write(out, text)
     console.print(f"wrote {out}")
@@ -278,7 +278,7 @@ def _comparison(
     rows = build_comparison(uri, name, settings, before=before, after=after, specs=specs)
     labels = (before.describe(), after.describe())
     if fmt is ReportFormat.json:
-        sys.stdout.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")
+        console.file.write(json.dumps(comparison_json(rows, labels), indent=2) + "\n")
         return
     changed = sum(r.changed for r in rows)
     console.print(comparison_table(rows, title=f"{name}: {labels[0]} vs {labels[1]}", labels=labels))
@@ -291,6 +291,6 @@ def _write(out: Path, text: str) -> None:
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot write the report to {out}: {os_reason(exc)}") from None

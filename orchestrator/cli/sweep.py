@@ -6,16 +6,19 @@ takes it too.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
+from orchestrator.tracking.errors import GONE
 
 if TYPE_CHECKING:
+    from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.errors import Fault
     from orchestrator.execute.context import SweepOutcome, SweepRequest
     from orchestrator.execute.slurm import SlurmLauncher
     from orchestrator.matrix import Matrix, RunSpec
@@ -136,11 +139,13 @@ def sweep_matrix(
 ) -> None:
     """The sweep command's path: check that the runs can start, then print the plan (``dry_run``) or run
     them with a live view (:func:`~orchestrator.execute.sweep.run_sweep`, ``where`` its workers, queue and
-    launcher), say what ran, ``report`` the verdicts, and exit 1 when runs crashed or were interrupted, 130
-    when the sweep itself is (Ctrl-C, SIGTERM)."""
+    launcher), say what ran, ``report`` the verdicts while the sweep's parent run is still open (a sweep
+    killed while it reports is resumed and reports again, under the same parent), and exit 1 when runs
+    crashed or were interrupted, 130 when the sweep itself is (Ctrl-C, SIGTERM, SIGHUP)."""
     from orchestrator.cli.progress import SweepDisplay
+    from orchestrator.errors import Fault
     from orchestrator.execute.plan import preflight
-    from orchestrator.execute.signals import Preempted, handle_signals
+    from orchestrator.execute.signals import STOP_SIGNALS, Preempted, handle_signals
     from orchestrator.execute.sweep import run_sweep
 
     preflight(specs)
@@ -148,9 +153,19 @@ def sweep_matrix(
     if dry_run:
         _dry_run(mx.name, specs, uri, request)
         return
-    display = SweepDisplay(console, len(specs), name=mx.name, store=uri)
-    # SIGTERM (preemption, `timeout`) takes Ctrl-C's path: exit 130
-    with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
+
+    def done(outcome: SweepOutcome) -> None:  # the runs are done: say so, and record the verdicts
+        stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
+        console.print(
+            f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
+            f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
+            f"finished; sweep {outcome.sweep_id}"
+        )
+        report(outcome)
+
+    display = SweepDisplay(console, len(specs), name=mx.name, store=uri, on_done=done)
+    # SIGTERM (preemption, `timeout`) and SIGHUP (a closed terminal) take Ctrl-C's path: exit 130
+    with handle_signals(STOP_SIGNALS, raise_as=Preempted.by):
         try:
             with display.live():
                 outcome = run_sweep(
@@ -162,15 +177,10 @@ def sweep_matrix(
                     display=display,
                     **where,
                 )
-            stopped = f", interrupted {outcome.interrupted}" if outcome.interrupted else ""
-            console.print(
-                f"ran {outcome.ran} (finished {outcome.finished + outcome.stopped}, diverged "
-                f"{outcome.diverged}, crashed {outcome.crashed}{stopped}), skipped {outcome.skipped} already "
-                f"finished; sweep {outcome.sweep_id}"
-            )
-            report(outcome)
         except KeyboardInterrupt:
-            raise _interrupted() from None
+            raise _stopped(display) from None
+        except Fault as exc:  # a full disk, a read-only folder, a locked or vanished store
+            raise _stopped(display, exc) from None
     if outcome.crashed:
         for cell, seed, reason in outcome.failures:
             err_console.print(f"  {cell} seed {seed}: {reason}", highlight=False)
@@ -183,12 +193,36 @@ def sweep_matrix(
         raise typer.Exit(1)
 
 
-def _interrupted() -> typer.Exit:
-    """Ctrl-C or SIGTERM: what was done is kept, and the same command finishes the rest (exit 130)."""
+def _stopped(display: SweepDisplay, fault: Fault | None = None) -> typer.Exit:
+    """Ctrl-C, SIGTERM, SIGHUP (exit 130) or a fault (a full disk, a locked store: exit 1, or 2 when no run
+    had started): what happened to the runs in flight, as the store recorded it, and what to do."""
+    killed = len(display.killed)
+    resumable = sum("resumable from epoch" in (e.reason or "") for e in display.killed)
+    said = []
+    if killed:
+        said.append(f"{killed} run(s) in flight marked KILLED")
+        said[0] += f" ({resumable} resumable from their last epoch)" if resumable else " (none resumable)"
+    if display.running:  # started, and no end recorded: the store refused it
+        said.append(
+            f"{len(display.running)} run(s) left RUNNING (the store could not record their end): "
+            "the next sweep ends them"
+        )
+    started = bool(said or display.done)
+    if fault is None:
+        said = said or ["no run was in flight"]
+        err_console.print(
+            f"interrupted: {'; '.join(said)}; run the same command to finish the rest", highlight=False
+        )
+        return typer.Exit(130)
+    if getattr(fault, "kind", None) == GONE:  # their records went with the store
+        said = [f"{killed + len(display.running)} run(s) in flight stopped"] if started else []
+    if not said:
+        said = ["no run was in flight" if started else "no run was started"]
+        said += [] if started or fault.sweep_started else ["nothing was changed"]
     err_console.print(
-        "interrupted: runs in flight were marked KILLED; run the same command to finish the rest"
+        f"[bold red]error:[/] {escape(str(fault))}\n  the sweep stopped: {'; '.join(said)}", highlight=False
     )
-    return typer.Exit(130)
+    return typer.Exit(1 if started else 2)
 
 
 def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:

@@ -28,6 +28,8 @@ from orchestrator.execute.resume import open_parent
 from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunKind, RunStatus, Tracker, check_experiment_name, prepare_store, run_tags
+from orchestrator.tracking.errors import StoreFault
+from orchestrator.tracking.integrity import SpaceReserve
 from orchestrator.tracking.vocabulary import TAG_STATUS
 
 if TYPE_CHECKING:
@@ -108,6 +110,10 @@ class Display:
     def on_event(self, event: SweepEvent) -> None:
         """A run started, made steps, ended an epoch, or ended."""
 
+    def on_done(self, outcome: SweepOutcome) -> None:
+        """The sweep's runs are done and its parent run is still open: what is recorded now (the verdicts)
+        is part of the sweep (a sweep killed meanwhile is resumed, not followed by a second parent)."""
+
 
 @dataclass(frozen=True)
 class QueueSettings:
@@ -172,6 +178,7 @@ class SweepContext:
         self.outcome = SweepOutcome(None)
         self.work: WorkQueue | None = None
         self._lease: Lease | None = None
+        self.reserve = SpaceReserve("")  # room on the store's disk for the last writes (open() keeps some)
 
     @classmethod
     @contextlib.contextmanager
@@ -204,10 +211,10 @@ class SweepContext:
         uri = prepare_store(tracking_uri)
         where = {"storage": queue.storage, "queue_dir": QUEUE_DIR, "matrix_path": matrix_path}
         held = hold_lease(experiment, tracking_uri=uri, **where) if exclusive else contextlib.nullcontext()
-        with held as lease:
+        with held as lease, SpaceReserve(uri) as reserve:
             ctx = cls(Tracker(uri), experiment, queue=queue, display=display, matrix_path=matrix_path)
             ctx.tracker.experiment_id(experiment)
-            ctx._lease = lease
+            ctx._lease, ctx.reserve = lease, reserve
             yield ctx
 
     # ----------------------------------------------------------------------------------- parent run
@@ -221,8 +228,9 @@ class SweepContext:
         With ``resume``, the newest parent run of the experiment is reopened when it was interrupted and
         ``tags`` describe the same sweep (:func:`~orchestrator.execute.resume.open_parent`); else a new one,
         named ``<label>-<time>``, tagged ``tags`` and its sweep id (``sweep_id``, default a new one), holds
-        the matrix file. A block stopped by an exception ends it KILLED: "interrupted" (Ctrl-C, SIGTERM), else
-        the error, unless it has ended already (a failed submission says so itself).
+        the matrix file. A block stopped by an exception ends it KILLED: "interrupted" (Ctrl-C, SIGTERM), the
+        fault (a full disk...), else the error, unless it has ended already (a failed submission says so
+        itself).
         """
         reopened = open_parent(self.tracker, self.experiment, tags) if resume else None
         if reopened is not None:
@@ -259,7 +267,14 @@ class SweepContext:
     def _end_stopped(self, exc: BaseException) -> None:
         """End the parent run of a sweep stopped by ``exc`` KILLED, unless it has ended already. ``exc`` is
         raised again by the caller, whatever happens here."""
-        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"coordinator failed: {exc}"
+        if isinstance(exc, KeyboardInterrupt):
+            why = "interrupted"
+        elif isinstance(exc, StoreFault):  # a full disk, a read-only folder, a locked or vanished store
+            why = f"stopped ({exc.kind}): {exc}"
+            exc.sweep_started = True
+            self.reserve.release()
+        else:
+            why = f"coordinator failed: {exc}"
         try:
             assert self.parent_run_id is not None
             if TAG_STATUS not in self.tracker.run_tags_and_start(self.parent_run_id)[0]:

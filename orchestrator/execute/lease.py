@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.execute.workqueue import QueueError, redact_url
+from orchestrator.names import hashed_name
 
 __all__ = ["Holder", "Lease", "SweepBusy", "hold_lease", "lease_path"]
 
@@ -65,12 +65,6 @@ class SweepBusy(QueueError):
             who = f"pid {holder.pid} on host {holder.host} since {holder.when()}{sweep}"
         hint = hint.replace("PID", str(holder.pid) if holder is not None else "PID")
         super().__init__(f"matrix {matrix!r} is being swept by {who}: wait for it, or {hint}")
-
-
-def _slug(matrix: str) -> str:
-    """A file name for ``matrix``: its safe characters and a hash of the whole name."""
-    digest = hashlib.sha256(matrix.encode()).hexdigest()[:10]
-    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', matrix)[:60]}-{digest}"
 
 
 # ------------------------------------------------------------------------------------------ file lock
@@ -219,9 +213,9 @@ def lease_path(matrix: str, tracking_uri: str, queue_dir: Path) -> Path:
 
     db = sqlite_path(tracking_uri)
     if db is not None:
-        return db.parent / f"{db.name}.leases" / f"{_slug(matrix)}.lock"
+        return db.parent / f"{db.name}.leases" / f"{hashed_name(matrix)}.lock"
     store = hashlib.sha256(tracking_uri.encode()).hexdigest()[:10]
-    return queue_dir / "leases" / f"{_slug(matrix)}-{store}.lock"
+    return queue_dir / "leases" / f"{hashed_name(matrix)}-{store}.lock"
 
 
 class Lease:

@@ -12,7 +12,6 @@ run.
 from __future__ import annotations
 
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from model.data import PairedSource, SourceShape, open_source
 from model.preflight import check_data_fits
 from model.trainer import EpochResult, fit, resolve_device
 from orchestrator.execute.run_dir import RunDirectory
-from orchestrator.execute.signals import handle_signals
+from orchestrator.execute.signals import STOP_SIGNALS, handle_signals
 from orchestrator.tracking import RunStatus, TrackingError
 from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.vocabulary import TAG_CHECKPOINT
@@ -195,7 +194,7 @@ def _train(
             on_epoch(result)
 
     # SIGTERM and Ctrl-C stop training at the next step, not half-way through an epoch
-    with handle_signals([signal.SIGTERM, signal.SIGINT]) as received:
+    with handle_signals(STOP_SIGNALS) as received:
         try:
             result = fit(
                 config,

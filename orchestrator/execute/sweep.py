@@ -12,7 +12,7 @@ shares (its store, parent run, queue, outcome and display) is its
 
 from __future__ import annotations
 
-import signal
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from orchestrator.execute.launcher import Launcher, submit_workers
 from orchestrator.execute.plan import plan_sweep
 from orchestrator.execute.resources import WorkerSlot, plan_workers
 from orchestrator.execute.resume import settle_dead_sweeps
-from orchestrator.execute.signals import Preempted, handle_signals
+from orchestrator.execute.signals import STOP_SIGNALS, Preempted, handle_signals
 from orchestrator.execute.workers import run_workers
 from orchestrator.execute.workqueue import PREFIX, open_storage
 from orchestrator.matrix import Matrix, RunSpec
@@ -59,17 +59,18 @@ def run_sweep(
     then only coordinates. With a ``launcher`` (e.g. :class:`~orchestrator.execute.slurm.SlurmLauncher`,
     ``queue.storage`` required) this process only coordinates: the launcher submits the workers once the
     queue holds its items; a failed submission abandons the queue and ends the parent run KILLED. The call
-    returns once every item is done, wherever it ran, or once no submitted worker is left. SIGTERM is taken
-    as Ctrl-C (:class:`~.signals.Preempted`): the parent run ends KILLED "interrupted", whatever stopped
-    the sweep. ``display`` hears the phases, the plan and every run's events.
+    returns once every item is done, wherever it ran, or once no submitted worker is left. SIGTERM and
+    SIGHUP are taken as Ctrl-C (:class:`~.signals.Preempted`), and a second signal does not disturb the
+    shutdown the first started: the parent run ends KILLED "interrupted", whatever stopped the sweep.
+    ``display`` hears the phases, the plan and every run's events.
 
     Raises:
         orchestrator.execute.lease.SweepBusy: another coordinator sweeps the matrix (nothing written).
         orchestrator.tracking.TrackingError: the tracking store cannot be opened, the matrix's experiment
             was deleted in it or its name is refused (nothing started).
         orchestrator.execute.workqueue.QueueError: the queue storage cannot be opened (nothing started).
-        KeyboardInterrupt: interrupted (Ctrl-C, or :class:`~.signals.Preempted` on SIGTERM); in-flight
-            runs and the parent run are marked KILLED.
+        KeyboardInterrupt: interrupted (Ctrl-C, or :class:`~.signals.Preempted` on SIGTERM or SIGHUP);
+            in-flight runs and the parent run are marked KILLED.
         Exception: what ``launcher.check()`` or ``launcher.submit()`` raises (nothing runs).
     """
     if launcher is not None:
@@ -77,7 +78,7 @@ def run_sweep(
             raise ValueError("a launcher needs a queue storage that its workers reach (queue.storage=...)")
         launcher.check()
         workers = 0
-    with handle_signals([signal.SIGTERM], raise_as=Preempted.by):
+    with handle_signals(STOP_SIGNALS, raise_as=Preempted.by):
         queue_storage = open_storage(queue.storage, heartbeat=queue.heartbeat) if queue.storage else None
         with SweepContext.open(
             matrix.name, tracking_uri, exclusive=True, queue=queue, display=display, matrix_path=matrix_path
@@ -101,6 +102,7 @@ def run_sweep(
                         )
                     )  # fmt: skip
                     _run_items(ctx, specs, todo, slots, launcher, queue_storage)
+                ctx.display.on_done(outcome)  # its report, recorded under the parent run still open
                 ctx.finish({"orch.ran": str(outcome.ran), "orch.crashed": str(outcome.crashed)})
     return outcome
 
@@ -132,10 +134,12 @@ def _run_items(
             run_workers(ctx, specs, slots)
         lost = _left_over(ctx, launcher)
     except BaseException:
-        work.abandon()  # remote workers must not start what is left
+        with contextlib.suppress(Exception):  # a queue on a full disk: the next coordinator closes it
+            work.abandon()  # remote workers must not start what is left
         raise
     finally:
-        work.close()
+        with contextlib.suppress(Exception):  # bookkeeping: a queue left active is closed by the next one
+            work.close()
         if launcher is not None:
             launcher.release()
     if work.heartbeats:

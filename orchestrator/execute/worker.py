@@ -27,6 +27,7 @@ from orchestrator.execute.early_stop import EarlyStopRule
 from orchestrator.execute.signals import handle_signals
 from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.target.base import RunControl, RunOutcome, RunTarget
+from orchestrator.tracking.errors import fault_of, fault_writing
 from orchestrator.tracking.vocabulary import RunStatus
 
 __all__ = ["worker_main"]
@@ -63,18 +64,36 @@ def worker_main(
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torch, when a run imports it, starts with this share
-    work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
-    with handle_signals([signal.SIGTERM]) as preempted:  # stop at the next step, nothing in the handler
-        worker = _Worker(work, payloads, events, (parent, threads), device, preempted)
-        while not worker.orphaned() and not preempted:
-            claimed = work.claim()
-            if claimed is None:
-                if work.heartbeats and work.pending():
-                    time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
-                    continue
-                return
-            trial_id, item = claimed
-            worker.train(trial_id, worker.by_key[item["run_key"]])
+    # stop at the next step, nothing in the handler; SIGHUP (a closed terminal) as SIGTERM
+    with handle_signals([signal.SIGTERM, signal.SIGHUP]) as preempted:
+        try:
+            work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
+            worker = _Worker(work, payloads, events, (parent, threads), device, preempted)
+            while not worker.orphaned() and not preempted and not worker.faulted:
+                claimed = work.claim()
+                if claimed is None:
+                    if work.heartbeats and work.pending():
+                        time.sleep(min(1.0, heartbeat / 2))  # others still run items: one may come back
+                        continue
+                    return
+                trial_id, item = claimed
+                worker.train(trial_id, worker.by_key[item["run_key"]])
+        except Exception as exc:
+            fault = fault_of(exc, storage_url)
+            if fault is None:
+                raise
+            events.put(("fault", None, fault.kind, str(fault)))  # the queue's disk is full...
+        finally:
+            _flush(events)
+
+
+def _flush(events: Any) -> None:
+    """Wait until every message put on ``events`` is in the pipe, while SIGTERM and SIGHUP are still handled:
+    one that came after the handlers are restored (a second signal to the group, the coordinator's SIGTERM)
+    killed the worker half-way through its last message, and the coordinator waited for the rest forever."""
+    if hasattr(events, "join_thread"):  # a multiprocessing queue: its feeder thread writes the messages
+        events.close()
+        events.join_thread()
 
 
 class _Worker:
@@ -94,6 +113,7 @@ class _Worker:
         self.preempted = preempted  # the signals received (SIGTERM): stop at the next step boundary
         self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
         self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
+        self.faulted = False  # a write failed for the machine's reason (a full disk): claim nothing more
 
     def orphaned(self) -> bool:
         return os.getppid() != self.parent
@@ -121,7 +141,7 @@ class _Worker:
                 status, reason = result.status, result.reason
                 if status == "interrupted":
                     status = RunStatus.KILLED.value
-                    reason = "interrupted (SIGTERM): " + (
+                    reason = f"interrupted ({self.preempted[0] if self.preempted else 'SIGTERM'}): " + (
                         f"resumable from epoch {saved[1]}" if saved else "before its first epoch"
                     )
                 final = result.epochs[-1].metrics.get("cross") if result.epochs else None
@@ -133,6 +153,13 @@ class _Worker:
                     ok = status not in (RunStatus.DIVERGED, RunStatus.KILLED)
                     self.work.done(trial_id, ok=ok, value=final)
             except Exception as exc:  # noqa: BLE001 - a crash in one run must not stop the others
+                fault = fault_writing(exc, payload.get("checkpoint") or ".")
+                if fault is not None:  # a full disk, a read-only folder: the sweep stops, as on SIGTERM
+                    why = f"stopped ({fault.kind}): no checkpoint saved; it runs again from epoch 0"
+                    events.put(("end", index, RunStatus.KILLED.value, why, None, None))
+                    events.put(("fault", index, fault.kind, str(fault)))
+                    self.faulted = True
+                    return
                 why = f"{type(exc).__name__}: {exc}"
                 events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
                 self.work.done(trial_id, ok=False)

@@ -11,11 +11,16 @@ and its MLflow run is reopened, so that its curve holds every epoch once.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import shutil
+import signal
 import time
+from collections.abc import Callable, Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +28,18 @@ from orchestrator.execute.context import SweepContext, SweepEvent
 from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
 from orchestrator.execute.run_dir import checkpoint_root
+from orchestrator.execute.signals import deferred
 from orchestrator.execute.worker import worker_main
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import RunKind, RunStatus, run_tags
+from orchestrator.tracking.errors import StoreFault
 
-__all__ = ["run_workers"]
+__all__ = ["GRACE", "run_workers"]
+
+_log = logging.getLogger(__name__)
+
+#: Seconds a stopping coordinator waits for its workers to report their runs' ends (with checkpoints).
+GRACE = 20.0
 
 
 # -------------------------------------------------------------------------------------- coordinator
@@ -46,10 +58,13 @@ class _Coordinator:
         self.resume: dict[int, ResumePoint] = {}  # item -> the interrupted run it continues
         self.last_epoch: dict[int, int] = {}  # item -> the last epoch logged in its run
         self.checkpoints: Path | None = None  # where workers write checkpoints (<run_key>/last.pt)
+        self.stopping: str | None = None  # why the sweep stops, when a fault stops it ("stopped (disk full)")
 
     def handle(self, msg: tuple[Any, ...]) -> None:
         """One message of a worker (see :func:`~orchestrator.execute.worker.worker_main`)."""
         kind, index = msg[0], msg[1]
+        if kind == "fault":  # a worker could not write (a full disk...): the sweep stops
+            raise StoreFault(msg[2], msg[3])
         spec = self.specs[index]
         if kind == "start":
             device = msg[4] if len(msg) > 4 else None
@@ -103,17 +118,21 @@ class _Coordinator:
         self.run_ids[index] = point.run_id
         self.last_epoch[index] = point.epoch  # it keeps the tags it was started with (cell, seed, identity)
 
-    def _log_checkpoint(self, index: int, saved: tuple[str, int] | None) -> None:
+    def _log_checkpoint(self, index: int, saved: tuple[str, int] | None) -> int | None:
         """Log the item's checkpoint when it ends the run's last logged epoch (else it would resume a
-        curve that already holds later epochs), then drop the worker's copy."""
+        curve that already holds later epochs), then drop the worker's copy, logged or of no use (on a full
+        disk its space is needed); returns the epoch logged."""
         if saved is None:
-            return
+            return None
         path, epoch = Path(saved[0]), saved[1]
-        if not path.exists() or epoch != self.last_epoch.get(index):
-            return
-        self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].target.describe())
-        path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
-        shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
+        try:
+            if not path.exists() or epoch != self.last_epoch.get(index):
+                return None
+            self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].target.describe())
+            shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
+            return epoch
+        finally:
+            path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
 
     def end(
         self,
@@ -125,10 +144,22 @@ class _Coordinator:
         *,
         preempted: bool = False,
     ) -> None:
+        """End item ``index``'s run: its checkpoint logged (when it ends the last logged epoch), its status
+        and reason recorded, counted, told. A KILLED run's reason says what the next sweep does with it, as
+        recorded (:meth:`_resumable`). A checkpoint the store cannot take (a full disk) is never recorded
+        as written: the run ends without it, and the fault is raised once it has ended."""
         if index not in self.open_items:  # already buried as its worker's death was seen first
             return
         spec = self.specs[index]
-        self._log_checkpoint(index, saved)
+        fault = None
+        if preempted or (self.stopping and status is RunStatus.KILLED):
+            cause, _, said = (reason or "interrupted").partition(": ")
+            reason, fault = self._resumable(index, self.stopping or cause, saved, said)
+        else:
+            try:
+                self._log_checkpoint(index, saved)
+            except StoreFault as exc:
+                fault = exc
         self.tracker.finish(self.run_ids[index], status, reason, tb)
         self.open_items.discard(index)
         if preempted:
@@ -136,6 +167,26 @@ class _Coordinator:
         elif status is not RunStatus.KILLED:  # not counted: the next sweep resumes or reruns them
             self.ctx.outcome.count(spec, status, reason)
         self.emit(SweepEvent("end", index, spec, status=status, reason=reason))
+        if fault is not None and self.stopping is None:
+            raise fault
+
+    def _resumable(
+        self, index: int, cause: str, saved: tuple[str, int] | None, unsaved: str = ""
+    ) -> tuple[str, StoreFault | None]:
+        """Log a KILLED run's checkpoint and say, after ``cause``, whether the next sweep resumes it (without
+        a checkpoint: ``unsaved``, the worker's words for why, else "before its first epoch")."""
+        try:
+            logged = self._log_checkpoint(index, saved)
+        except StoreFault as fault:
+            return (
+                f"{cause}: no checkpoint saved ({fault.kind}); it runs again from epoch 0",
+                fault,
+            )
+        if logged is not None:
+            return f"{cause}: resumable from epoch {logged}", None
+        if saved is None:
+            return f"{cause}: {unsaved or 'before its first epoch'}", None
+        return f"{cause}: it runs again from epoch 0", None
 
     def bury(self, p: mp.process.BaseProcess) -> None:
         """A worker died mid-run (killed, out of memory...): record it; the others go on."""
@@ -148,17 +199,22 @@ class _Coordinator:
                 self.work.done(self.owner[index][1], ok=False)
                 self.end(index, RunStatus.CRASHED, why)
 
-    def drain(self, events: Any) -> None:
-        """Handle what is already in the pipe."""
+    def drain(self, events: Any, *, quiet: bool = False) -> None:
+        """Handle what is already in the pipe; ``quiet``: a message the store refuses is skipped (a sweep
+        that stops: what the store did not take is the next sweep's)."""
         while True:
             try:
-                self.handle(events.get(timeout=0.05))
+                msg = events.get(timeout=0.05)
             except queue_mod.Empty:
                 return
+            with contextlib.suppress(Exception) if quiet else contextlib.nullcontext():
+                self.handle(msg)
 
-    def follow(self, procs: list[mp.process.BaseProcess], events: Any) -> None:
-        """Handle messages until every worker has exited; bury those that die."""
+    def follow(self, procs: list[mp.process.BaseProcess], events: Any, check: Callable[[], None]) -> None:
+        """Handle messages until every worker has exited; bury those that die. ``check`` raises a signal
+        held meanwhile (:func:`~orchestrator.execute.signals.deferred`), between two messages."""
         while True:
+            check()
             try:
                 self.handle(events.get(timeout=0.2))
                 continue
@@ -173,29 +229,37 @@ class _Coordinator:
                 self.drain(events)  # what the last workers sent before exiting
                 return
 
-    def interrupted(self, procs: list[mp.process.BaseProcess], events: Any, grace: float = 20.0) -> None:
+    def interrupted(self, procs: list[mp.process.BaseProcess], events: Any, why: BaseException) -> None:
         """Stop the workers (SIGTERM: each ends its run at the next step and reports it with its last
-        epoch's checkpoint), log what they report for up to ``grace`` seconds (Slurm's default KillWait is
-        30 s), kill those still running, and mark the runs still in flight KILLED, with the checkpoint a
-        killed worker left when it ends the run's last logged epoch."""
+        epoch's checkpoint), log what they report for up to :data:`GRACE` seconds (Slurm's default KillWait
+        is 30 s; another signal meanwhile changes nothing: a worker killed before it reports loses its
+        run's progress since it started), kill those still running, and mark the runs still in flight
+        KILLED, with the checkpoint a killed worker left when it ends the run's last logged epoch. ``why``
+        stopped the sweep: a fault (a full disk) is the runs' reason. A run the store refuses to end is
+        left to the next sweep (no "end" event for it)."""
+        if isinstance(why, StoreFault):
+            self.stopping = f"stopped ({why.kind})"
+            self.ctx.reserve.release()  # room to end the runs (and for the workers' checkpoints)
         for p in procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + GRACE
         while self.open_items and any(p.is_alive() for p in procs) and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(Exception):  # queue.Empty, or a store that fails now
                 self.handle(events.get(timeout=0.2))
-            except queue_mod.Empty:
-                pass
-        self.drain(events)
+        self.drain(events, quiet=True)
         for p in procs:
             if p.is_alive():
                 p.kill()
             p.join(timeout=5)
         for index in list(self.open_items):
-            self._log_checkpoint(index, self._left_checkpoint(index))
-            self.tracker.finish(self.run_ids[index], RunStatus.KILLED, "sweep interrupted")
-            self.open_items.discard(index)
+            with contextlib.suppress(Exception):
+                reason, _ = self._resumable(
+                    index, self.stopping or "sweep interrupted", self._left_checkpoint(index)
+                )
+                self.tracker.finish(self.run_ids[index], RunStatus.KILLED, reason)
+                self.open_items.discard(index)
+                self.emit(SweepEvent("end", index, self.specs[index], status=RunStatus.KILLED, reason=reason))
 
     def _left_checkpoint(self, index: int) -> tuple[str, int] | None:
         """The checkpoint a worker that did not report left behind, with its epoch."""
@@ -219,6 +283,8 @@ def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]
     """
     assert ctx.work is not None
     mp_ctx = mp.get_context("spawn")
+    with _blocked(signal.SIGHUP, signal.SIGINT):  # the queue's helper process outlives a closed terminal
+        resource_tracker.ensure_running()
     events = mp_ctx.Queue()
     root = checkpoint_root(ctx.tracker.uri)
     payloads = [s.to_payload() | {"checkpoint": str(root / s.run_key / "last.pt")} for s in specs]
@@ -241,15 +307,29 @@ def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]
         )
         for i, slot in enumerate(slots)
     ]
-    for p in procs:
-        p.start()
+    with _blocked(signal.SIGINT):  # Ctrl-C is the coordinator's, even while a worker imports torch
+        for p in procs:
+            p.start()
     coordinator = _Coordinator(ctx, specs)
     coordinator.resume, coordinator.checkpoints = resumed, root
     try:
-        coordinator.follow(procs, events)
-    except BaseException:
-        coordinator.interrupted(procs, events)
+        with deferred() as check:  # a signal raised mid-message lost that message (an epoch, a checkpoint)
+            coordinator.follow(procs, events, check)
+    except BaseException as exc:
+        coordinator.interrupted(procs, events, exc)
         raise
+
+
+@contextlib.contextmanager
+def _blocked(*signals: int) -> Iterator[None]:
+    """Block ``signals`` for the block: processes started in it are born with them blocked (the signal mask
+    is inherited), so a terminal's SIGINT or SIGHUP to the whole group never reaches them; here they are
+    delivered once the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _planned_resumes(ctx: SweepContext, specs: list[RunSpec]) -> dict[str, ResumePoint]:
@@ -268,7 +348,8 @@ def _fetch_checkpoints(
     payloads: list[dict[str, Any]],
 ) -> dict[int, ResumePoint]:
     """Download each resumed run's checkpoint next to where its worker writes the next ones and name it
-    in the payload; a checkpoint that cannot be fetched means the run starts again (a new MLflow run)."""
+    in the payload; a checkpoint that cannot be fetched, or read (truncated, damaged: it is kept aside,
+    with one warning), means the run starts again from epoch 0 (a new MLflow run)."""
     resumed = {}
     for index, spec in enumerate(specs):
         point = resume.get(spec.run_key)
@@ -277,6 +358,14 @@ def _fetch_checkpoints(
         try:
             path = ctx.tracker.download_checkpoint(point.run_id, root / spec.run_key / "resume")
         except Exception:  # noqa: BLE001 - an artifact store that lost it: start again rather than stop
+            continue
+        if spec.target.checkpoint_epoch(path) is None:  # truncated, damaged: its key and config are known
+            aside = path.replace(root / spec.run_key / f"unreadable-{point.run_id}.pt")
+            _log.warning(
+                "%s seed %s: its checkpoint of epoch %d cannot be read: the run starts again from epoch 0; "
+                "the file is kept as %s",
+                spec.cell, spec.seed, point.epoch, aside,
+            )  # fmt: skip
             continue
         payloads[index]["resume"] = {"run_id": point.run_id, "epoch": point.epoch, "path": str(path)}
         resumed[index] = point

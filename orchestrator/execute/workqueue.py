@@ -27,6 +27,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from orchestrator.errors import UserError
+from orchestrator.tracking.reach import database_unreachable, redact_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # heartbeats and their stale-trial hooks are marked experimental in Optuna; we rely on them knowingly (Optuna
@@ -68,6 +69,9 @@ def open_storage(url: str | Path, *, heartbeat: float = 10.0) -> BaseStorage:
         path = Path(text.removeprefix("journal://"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    unreachable = database_unreachable(text)  # the driver would wait for the OS's TCP timeout
+    if unreachable is not None:
+        raise QueueError(f"cannot open the queue storage {redact_url(text)}: {unreachable}")
     interval = max(1, round(heartbeat))
     for attempt in range(5):
         try:
@@ -86,15 +90,6 @@ def open_storage(url: str | Path, *, heartbeat: float = 10.0) -> BaseStorage:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise QueueError(f"cannot open the queue storage {redact_url(text)}: {first}") from None
     raise AssertionError("unreachable")
-
-
-def redact_url(url: str) -> str:
-    """Hide a password in ``scheme://user:password@host``."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}" if ":" in cred else url
-    return url
 
 
 class WorkQueue:

@@ -214,6 +214,17 @@ class Matrix(_Strict):
                 raise ValueError(f"axis {quote(name)} has no values")
         return axes
 
+    @model_validator(mode="after")
+    def _warmup_within_budget(self) -> Matrix:
+        """A warm-up as long as the budget leaves no epoch to judge: refused before anything trains."""
+        warmup, epochs = self.verdict.warmup, self.budget.epochs
+        if warmup is not None and epochs is not None and warmup >= epochs:
+            raise ValueError(
+                f"verdict.warmup ({warmup}) is not shorter than budget.epochs ({epochs}): no epoch would be "
+                "left to judge; lower the warm-up or raise the budget"
+            )
+        return self
+
     def early_stop_rule(self, epochs: int, hold_until: int = 0) -> dict[str, Any] | None:
         """The early-stop rule's settings for one run of ``epochs`` epochs that must not stop before epoch
         ``hold_until`` (None when the budget does not ask for early stops)."""

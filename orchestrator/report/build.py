@@ -16,6 +16,7 @@ from rich.console import Group
 from rich.table import Table
 
 from orchestrator.matrix import RunSpec
+from orchestrator.names import folder_name
 from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
 from orchestrator.report.context import report_context
 from orchestrator.report.html import to_html
@@ -112,7 +113,7 @@ def build_report(
     tracker = Tracker(follow_move(tracking_uri) if publish else tracking_uri)
     data, verdicts = _judge(tracker, experiment, settings, specs, select)
     label = report_label(settings, select)
-    out = out_dir or reports_root(tracker.uri) / experiment.replace("/", "_") / ("" if record else label)
+    out = out_dir or reports_root(tracker.uri) / folder_name(experiment) / ("" if record else label)
     parent = parent_run_id or tracker.latest_sweep(experiment)
     context = report_context(tracker, experiment, parent, settings, verdicts, select, data)
     report = Report(experiment, settings, verdicts, {}, out, context)

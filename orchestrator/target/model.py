@@ -114,7 +114,14 @@ def _probe(data: DataConfig) -> Any:
     from model.data import DataError, probe_source
 
     if isinstance(data, HDF5Data) and not Path(data.path).exists():
-        raise DataError(f"{data.path}: no such data file")
+        raise DataError(_missing(Path(data.path), "no such data file"))
     if isinstance(data, FastMRIData) and not Path(data.directory).exists():
-        raise DataError(f"{data.directory}: no such data folder")
+        raise DataError(_missing(Path(data.directory), "no such data folder"))
     return probe_source(data)
+
+
+def _missing(path: Path, words: str) -> str:
+    """What is missing at ``path``: ``words``, or the link there whose target is gone (a dangling link)."""
+    if path.is_symlink():
+        return f"{path}: a link to {path.readlink()}, which does not exist"
+    return f"{path}: {words}"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from orchestrator.tracking.errors import TrackingError, first_line, os_reason
 
-__all__ = ["Schema", "StoreState", "ensure_store", "inspect_store", "set_wal"]
+__all__ = ["Schema", "StoreState", "ensure_store", "inspect_store", "refuse_folder", "set_wal"]
 
 _log = logging.getLogger(__name__)
 
@@ -150,6 +150,16 @@ def _sidecars(db: Path) -> tuple[Path, ...]:
     return tuple(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))
 
 
+def refuse_folder(db: Path) -> None:
+    """Raise :class:`TrackingError` when ``db`` is a folder (``sqlite:///runs``): SQLite says "unable to
+    open", which read as a read-only parent."""
+    if db.is_dir():
+        raise TrackingError(
+            f"cannot open the tracking store {db}: it is a folder, not a file: name a file in it "
+            f"(sqlite:///{db / 'mlflow.db'}) or pass another --tracking-uri"
+        )
+
+
 def ensure_store(db: Path, artifact_uri: str | None) -> None:
     """Make ``db`` a complete MLflow store: create it, or rebuild one left half-built that holds nothing.
 
@@ -157,9 +167,10 @@ def ensure_store(db: Path, artifact_uri: str | None) -> None:
         artifact_uri: where the store's default experiment keeps its artifacts.
 
     Raises:
-        TrackingError: ``db`` is not an SQLite file, is half-built and holds data, has a newer MLflow's
-            schema, holds tables that are not MLflow's, or cannot be created (no store is left then).
+        TrackingError: ``db`` is a folder or not an SQLite file, is half-built and holds data, has a newer
+            MLflow's schema, holds tables that are not MLflow's, or cannot be created (no store is left then).
     """
+    refuse_folder(db)
     _remove_builds(db)
     try:
         state = _settled(db)

@@ -5,7 +5,8 @@ migration (creation is serialised with a file lock); a creation killed half-way 
 left a store MLflow never opens again (a new store is built whole beside its path and renamed into place,
 and a half-built one that holds nothing is rebuilt: :mod:`~orchestrator.tracking.sqlite_store`);
 concurrent writers can hit "database is locked" (SQLite is put in WAL mode, and :func:`retry`); an
-unreachable tracking server kept MLflow retrying for minutes (:func:`check_reachable` fails in seconds);
+unreachable tracking server or database kept MLflow retrying for minutes (:func:`check_reachable` fails in
+seconds);
 a store moved or copied as a folder kept its artifacts' old absolute locations (they are pointed under its
 folder now when it is opened: :mod:`~orchestrator.tracking.relocate`).
 """
@@ -33,14 +34,16 @@ logging.getLogger("mlflow").setLevel(logging.ERROR)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
 
-from orchestrator.tracking.errors import TrackingError, first_line, os_reason  # noqa: E402
+from orchestrator.tracking.errors import LOCKED, TrackingError, fault_of, first_line, os_reason  # noqa: E402
+from orchestrator.tracking.reach import database_unreachable, redact_url  # noqa: E402
 from orchestrator.tracking.relocate import detect_move, relocate  # noqa: E402
-from orchestrator.tracking.sqlite_store import ensure_store, set_wal  # noqa: E402
+from orchestrator.tracking.sqlite_store import ensure_store, refuse_folder, set_wal  # noqa: E402
 
-for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
+for _name in ("mlflow", "alembic"):  # mlflow resets its loggers on import
     logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
+# it logs every database error with its traceback before raising it: orch says each once, in words
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def normalize_uri(uri: str) -> str:
@@ -81,6 +84,7 @@ def prepare_store(uri: str) -> str:
         check_reachable(uri)
         _open_store(uri)
         return uri
+    refuse_folder(db)  # before the lock file beside it: nothing written
     # processes on this machine (a coordinator and `orch worker`s started at once) take turns: the
     # first creates the schema, the others find it
     with _store_lock(db):
@@ -116,6 +120,12 @@ def _relocate(db: Path) -> None:
     try:
         moved = relocate(db)
     except sqlite3.Error as exc:
+        fault = fault_of(exc, db)  # locked by another program, read-only, a full disk
+        if fault is not None:
+            raise TrackingError(
+                f"{fault}; nothing was changed (the store was moved here: its artifact locations are "
+                "updated first)"
+            ) from None
         raise TrackingError(
             f"the tracking store {db} was moved here and its artifact locations cannot be updated: {exc}"
         ) from None
@@ -148,11 +158,16 @@ _REACHED: set[str] = set()
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
     """Fail in seconds when nothing answers at an HTTP tracking server's address (MLflow itself retries
-    for about 5 minutes before it says so). Any HTTP answer, even an error, means it is reachable.
+    for about 5 minutes before it says so), or at a database server's (``postgresql://``: about 2
+    minutes; :func:`~orchestrator.tracking.reach.database_unreachable`). Any HTTP answer, even an error,
+    means it is reachable.
 
     Raises:
         TrackingError: connection refused, unknown host, or no answer within ``timeout`` seconds.
     """
+    why = database_unreachable(uri, timeout=max(timeout, 5.0))
+    if why is not None:
+        raise TrackingError(f"cannot reach the tracking store's database {redact_url(uri)}: {why}")
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme not in ("http", "https") or uri in _REACHED:
         return
@@ -190,16 +205,48 @@ def _open_store(uri: str, attempts: int = 5) -> None:
             if "locked" in str(exc).lower() and i < attempts - 1:
                 time.sleep(0.5 * (i + 1))
                 continue
-            raise TrackingError(f"cannot open the tracking store {uri}: {first_line(exc)}") from None
+            raise TrackingError(
+                f"cannot open the tracking store {redact_url(uri)}: {first_line(exc)}"
+            ) from None
 
 
-def retry(fn, *args, attempts: int = 8, **kwargs):  # noqa: ANN001, ANN202
-    """Call ``fn`` and retry on a locked SQLite database with back-off."""
-    for i in range(attempts):
+def lock_wait() -> float:
+    """Seconds a write waits for a store another program holds locked before it gives up: 30, or
+    ``ORCH_LOCK_WAIT``."""
+    try:
+        return max(0.0, float(os.environ.get("ORCH_LOCK_WAIT", "30")))
+    except ValueError:
+        return 30.0
+
+
+def retry(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    """Call ``fn`` (a method of an :class:`MlflowClient`): a store locked by another process is tried again
+    with back-off for :func:`lock_wait` seconds, and a fault of the machine (a full disk, a read-only
+    folder, a store locked for longer, or deleted) is raised as one
+    :class:`~orchestrator.tracking.errors.StoreFault` naming the store (MLflow's own runs to three chained
+    tracebacks).
+
+    Raises:
+        StoreFault: as said; anything else ``fn`` raises, as it is.
+    """
+    deadline, delay = time.monotonic() + lock_wait(), 0.05
+    while True:
         try:
             return fn(*args, **kwargs)
-        except MlflowException as exc:
-            if "locked" not in str(exc).lower() or i == attempts - 1:
+        except Exception as exc:
+            fault = fault_of(exc, _store_of(fn))
+            if fault is None:
                 raise
-            time.sleep(0.05 * 2**i)
-    return None
+            if fault.kind == LOCKED and time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+                continue
+            raise fault from None
+
+
+def _store_of(fn: object) -> str:
+    """The store a client's bound method writes to, as a user names it (a path for SQLite)."""
+    client = getattr(getattr(fn, "__self__", None), "_tracking_client", None)
+    uri = str(getattr(client, "tracking_uri", "") or "")
+    db = sqlite_path(uri)
+    return str(db) if db is not None else uri or "(the tracking store)"

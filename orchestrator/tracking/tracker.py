@@ -36,6 +36,7 @@ from orchestrator.identity import code_context, identify
 from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.errors import first_line
 from orchestrator.tracking.images import label_grids, read_layout, unlabel
+from orchestrator.tracking.integrity import StoreFile, log_whole_checkpoint, unwritten
 from orchestrator.tracking.records import Attempt, RunRecord
 from orchestrator.tracking.store import (
     TrackingError,
@@ -119,6 +120,7 @@ class Tracker:
         self.uri = uri = normalize_uri(uri)
         check_reachable(uri)
         self.client = MlflowClient(tracking_uri=uri)
+        self.store_file = StoreFile(uri)  # a store deleted under this tracker is noticed at its next write
 
     # ------------------------------------------------------------------------------- experiments
 
@@ -202,14 +204,17 @@ class Tracker:
 
     def log_epoch(self, run_id: str, result: EpochResult) -> None:
         """One batched call for the epoch's metrics (step = epoch) and the image layout tag, then its image
-        grids, each column named above it (:func:`~orchestrator.tracking.images.label_grids`)."""
+        grids, each column named above it (:func:`~orchestrator.tracking.images.label_grids`), each whole or
+        none."""
+        self.store_file.check()
         ts = int(time.time() * 1000)
         metrics = [Metric(k, float(v), ts, result.epoch) for k, v in result.metrics.items()]
         images, layout = label_grids(result.images, clean="cross_clean" in result.metrics)
         tags = [RunTag(TAG_IMAGE_LAYOUT, layout)] if layout else []
         retry(self.client.log_batch, run_id, metrics=metrics, tags=tags)
         for name, img in images.items():
-            retry(self.client.log_image, run_id, img, key=name, step=result.epoch)
+            with unwritten(self.client, run_id, "images", f"{name}[+%]step[+%]{result.epoch}[+%]"):
+                retry(self.client.log_image, run_id, img, key=name, step=result.epoch)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         retry(self.client.log_text, run_id, text, artifact_file)
@@ -230,6 +235,7 @@ class Tracker:
         """End a run with ``status``: its tags say why (:meth:`RunStatus.end_tags`), a traceback becomes
         ``traceback.txt``, and MLflow's status follows (:attr:`RunStatus.mlflow_status`)."""
         status = RunStatus(status)
+        self.store_file.check()
         self.set_tags(run_id, status.end_tags(reason))
         if traceback:
             self.log_text(run_id, traceback, "traceback.txt")
@@ -239,12 +245,8 @@ class Tracker:
 
     def log_checkpoint(self, run_id: str, path: Path, epoch: int, config: dict[str, Any]) -> None:
         """A run's resumable checkpoint as ``checkpoint/last.pt`` with its ``checkpoint/config.json``, and
-        ``orch.checkpoint_epoch`` saying which epoch it ends."""
-        with tempfile.TemporaryDirectory() as tmp:  # the artifact's name is the file's
-            staged = Path(tmp) / "last.pt"
-            staged.symlink_to(Path(path).resolve())
-            retry(self.client.log_artifact, run_id, str(staged), "checkpoint")
-        retry(self.client.log_dict, run_id, config, "checkpoint/config.json")
+        ``orch.checkpoint_epoch`` (its epoch), set once both are whole (a copy cut short is removed)."""
+        log_whole_checkpoint(self.client, run_id, path, config)
         self.set_tags(run_id, {TAG_CHECKPOINT: str(epoch)})
 
     def checkpoint_epochs(self, experiment: str) -> dict[str, int]:

@@ -115,6 +115,10 @@ def test_base_from_config_file_next_to_matrix(tmp_path: Path) -> None:
         ({"name": "t", "axes": {"content_weight_final": [-0.1]}}, r"greater than or equal to 0"),
         ({"name": "t", "axes": {"content_variance_weight": [-1]}}, r"greater than or equal to 0"),
         ({"name": "t", "axes": {"content_ramp_epochs": [0]}}, r"greater than or equal to 1"),
+        (
+            {"name": "t", "axes": {"lr": [0.1]}, "budget": {"epochs": 3}, "verdict": {"warmup": 3}},
+            r"verdict.warmup \(3\) is not shorter than budget.epochs \(3\)",
+        ),
     ],
 )
 def test_bad_matrices(tmp_path: Path, matrix: dict, pattern: str) -> None:

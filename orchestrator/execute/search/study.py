@@ -27,6 +27,7 @@ from orchestrator.execute.search.trend import TrendPruner
 from orchestrator.execute.search.trials import TrialDisplay
 from orchestrator.execute.workqueue import open_storage
 from orchestrator.matrix import Matrix, base_config, check_axes, resolve_point
+from orchestrator.names import folder_name
 from orchestrator.tracking import RunKind, check_experiment_name, run_tags
 from orchestrator.tracking.store import sqlite_path
 from orchestrator.verdict.objective import Objective
@@ -158,7 +159,7 @@ def run_search(
         db = sqlite_path(
             tracking_uri
         )  # figures beside the store, as a sweep's report (not the working folder)
-        outcome.figures = figures(opened, (db.parent if db else Path("runs")) / "reports" / name)
+        outcome.figures = figures(opened, (db.parent if db else Path("runs")) / "reports" / folder_name(name))
         for path in outcome.figures.values():
             ctx.tracker.log_artifact(ctx.parent_run_id or "", path, "search")
         ctx.finish({"orch.best_trial": str(outcome.best_trial), "orch.best_value": str(outcome.best_value)})

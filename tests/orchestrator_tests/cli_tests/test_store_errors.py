@@ -113,6 +113,17 @@ def test_a_read_only_runs_folder_with_a_store(folder: Path, immutable: Path, com
     assert _tree(folder) == before
 
 
+@pytest.mark.parametrize("command", ["sweep", "dry-run", "train"])
+def test_a_store_uri_that_names_a_folder(folder: Path, command: str) -> None:
+    """``sqlite:///runs`` (a folder): said as such, not blamed on a read-only parent; nothing written."""
+    (folder / "runs").mkdir()
+    before = _tree(folder)
+    res = _orch("--tracking-uri", f"sqlite:///{folder}/runs", *COMMANDS[command])
+    _fails(res, f"cannot open the tracking store {folder}/runs: it is a folder, not a file")
+    assert "read-only" not in res.output
+    assert _tree(folder) == before and list((folder / "runs").iterdir()) == []
+
+
 def _forget_engines() -> None:
     """Close the connections MLflow keeps open in this process (a real command starts without them)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore

@@ -212,6 +212,30 @@ def test_kill_9_of_the_coordinator_and_its_workers_then_one_parent_finishes_the_
     assert [v["seeds"] for v in json.loads(report.output)] == [[0, 1, 2]]
 
 
+def test_kill_9_during_the_final_report_then_the_next_sweep_reports_under_the_same_parent(
+    tmp_path: Path, tiny: dict
+) -> None:
+    """The parent run ends FINISHED only once its verdicts are recorded: killed while it reports, it is
+    resumed by the next sweep (nothing left to run), which records them, rather than left FINISHED without
+    verdicts beside a second parent."""
+    path = _matrix(tmp_path, tiny, epochs=2, seeds=2)
+    proc = _orch(tmp_path, "sweep", str(path), "--workers", "2", start_new_session=True)
+    for line in proc.stdout:  # the runs are done; the report starts
+        if line.startswith("ran 2 "):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    (parent,) = _runs(tmp_path, "sweep")
+    assert parent.info.status == "RUNNING"
+    again = _orch(tmp_path, "sweep", str(path), "--workers", "2")
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0 and "ran 0 " in out, out
+    (resumed,) = _runs(tmp_path, "sweep")
+    assert resumed.info.run_id == parent.info.run_id and resumed.info.status == "FINISHED"
+    client = MlflowClient(tracking_uri=_uri(tmp_path))
+    assert "report/verdicts.json" in [f.path for f in client.list_artifacts(parent.info.run_id, "report")]
+
+
 def test_the_file_lease_names_its_holder_and_is_free_once_released(tmp_path: Path) -> None:
     where = {"tracking_uri": _uri(tmp_path), "storage": None, "queue_dir": tmp_path / "runs" / "queue"}
     with hold_lease("coord", **where) as lease:

@@ -145,3 +145,42 @@ def test_an_interrupted_run_with_a_checkpoint_is_planned_resumed_unless_fresh(
     assert item.state is PlanState.RESUME and item.why == "from epoch 1"
     (item,) = plan_sweep(specs, tracker, "preempt", fresh=True)
     assert item.state is PlanState.TODO
+
+
+def test_an_unreadable_checkpoint_restarts_its_run_from_epoch_0_with_one_warning(
+    tmp_path: Path, tiny: dict
+) -> None:
+    """A truncated ``last.pt`` (a disk that filled, a copy cut short): the run's key and config are known, so
+    the sweep runs it again from epoch 0, says so once, and keeps the unreadable file aside."""
+    from orchestrator.tracking import RunKind, RunStatus, Tracker, prepare_store, run_tags
+
+    path = _matrix(tmp_path, tiny, epochs=2, steps=2)
+    (spec,) = load_matrix(path)[1]
+    tracker = Tracker(prepare_store(f"sqlite:///{tmp_path}/runs/mlflow.db"))
+    tags = run_tags(RunKind.RUN, cell="a", seed=3, run_key=spec.run_key)
+    run_id = tracker.start_run("preempt", spec.config, name="a/seed3", tags=tags)
+    ckpt = tmp_path / "last.pt"
+    fit(
+        spec.config.model_copy(update={"trainer": spec.config.trainer.model_copy(update={"epochs": 1})}),
+        checkpoint=ckpt,
+    )
+    tracker.log_checkpoint(run_id, ckpt, 1, spec.config.to_dict())
+    tracker.finish(run_id, RunStatus.KILLED, "interrupted (SIGTERM): resumable from epoch 1")
+    logged = (
+        Path(tracker.client.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+        / "checkpoint"
+        / "last.pt"
+    )
+    logged.write_bytes(logged.read_bytes()[: logged.stat().st_size // 2])
+
+    res = subprocess.run(_sweep(tmp_path, path), cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Traceback" not in out, out
+    assert out.count("cannot be read") == 1 and "the run starts again from epoch 0" in out, out
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/runs/mlflow.db")
+    runs = {r.info.run_id: r for r in _the_run(client)}
+    assert runs.pop(run_id).info.status == "KILLED"  # the interrupted attempt, as it was
+    (again,) = runs.values()
+    assert again.info.status == "FINISHED" and "orch.resumed_from_epoch" not in again.data.tags
+    assert sorted(_curve(client, again.info.run_id, "cross")) == [0, 1, 2]
+    assert (tmp_path / "runs" / "checkpoints" / spec.run_key / f"unreadable-{run_id}.pt").exists()

@@ -147,9 +147,12 @@ def test_crash_is_recorded_with_traceback_others_go_on_exit_1(in_tmp: Path, tiny
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_missing_device_or_data_exits_2_before_anything_runs(in_tmp: Path, tiny: dict) -> None:
+    (in_tmp / "dangling.h5").symlink_to("moved_away.h5")  # a link whose file was moved: not "no such file"
+    dangling = "dangling.h5: a link to moved_away.h5, which does not exist"
     for cells, message in (
         ({"gpu": {"trainer.device": "cuda"}}, "no CUDA device"),
         ({"h5": {"data": {"source": "hdf5", "path": "nowhere.h5"}}}, "nowhere.h5: no such data file"),
+        ({"h5": {"data": {"source": "hdf5", "path": "dangling.h5"}}}, dangling),
     ):
         res = runner.invoke(app, ["sweep", str(_matrix(in_tmp, tiny, cells))])
         assert res.exit_code == 2 and message in res.output, res.output

@@ -247,3 +247,14 @@ def test_per_epoch_images_in_mlflow_name_their_columns(swept: Path) -> None:
     assert set(layout) == {"x_a_from_b", "x_b_from_a"} and layout["x_a_from_b"]["scale"] > 1
     grid = Tracker(client.tracking_uri).images(run.info.run_id, "x_a_from_b")
     assert grid is not None and grid.shape == (2 * 16, 4 * 16)  # two pairs; source, output, target, clean
+
+
+def test_an_out_that_is_a_folder_is_said_once_and_never_blamed_on_the_store(swept: Path) -> None:
+    """``--out`` a folder: one line naming it, exit 2; the catch-all added "cannot read the tracking store
+    ...: '2'" after it."""
+    out = swept / "a_folder"
+    out.mkdir(exist_ok=True)
+    res = _report(swept, str(swept / "m.yaml"), "--format", "json", "--out", str(out))
+    assert res.exit_code == 2, res.output
+    assert res.output.count("error:") == 1 and "cannot write the report to" in res.output, res.output
+    assert "tracking store" not in res.output, res.output

@@ -160,6 +160,27 @@ def _uri(tmp: Path) -> str:
     return f"sqlite:///{tmp}/runs/mlflow.db"
 
 
+def test_a_name_too_long_for_a_folder_still_gets_its_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 300-character matrix name (MLflow takes 500): its figures go to a shortened, hashed folder, the same
+    one every time, instead of failing with "File name too long" for good."""
+    from orchestrator.names import folder_name
+    from tests.conftest import TINY
+
+    monkeypatch.chdir(tmp_path)
+    name = "n" * 300
+    matrix = {"name": name, "base": TINY, "seeds": [0], "cells": {"a": {}}, "budget": {"epochs": 2}}
+    sweep_matrix(tmp_path, matrix)
+    uri = f"sqlite:///{tmp_path}/runs/mlflow.db"
+    for _ in range(2):
+        res = runner.invoke(app, ["--tracking-uri", uri, "report", str(tmp_path / "m.yaml")])
+        assert res.exit_code == 0 and "cannot write figures" not in res.output, res.output
+    (folder,) = (tmp_path / "runs" / "reports").iterdir()
+    assert folder.name == folder_name(name) and len(folder.name) < 100
+    assert (folder / "cross_curves.png").exists()
+
+
 def test_cells_with_too_few_seeds_show_what_they_measured_marked_undecided(
     crossed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

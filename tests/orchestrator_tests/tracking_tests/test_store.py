@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from orchestrator.tracking import RunKind, Tracker, TrackingError, check_reachable, prepare_store, run_tags
 from orchestrator.tracking.sqlite_store import Schema, inspect_store
-from tests.conftest import TINY
+from tests.conftest import TINY, Mounts
 
 REPO = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
@@ -260,32 +260,10 @@ def test_kill_9_of_the_first_sweep_while_it_creates_the_store(tmp_path: Path) ->
 # --------------------------------------------------------------------------- a full disk
 
 
-@pytest.fixture
-def tiny_disk(tmp_path: Path):  # noqa: ANN201
-    """Mount a small tmpfs (root only): ``mount(size)`` returns its folder."""
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        folder = tmp_path / f"disk-{size}"
-        folder.mkdir()
-        res = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
-        )
-        if res.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.decode().strip() or res.returncode})")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in mounted:
-        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def test_a_full_disk_leaves_no_store_or_a_complete_one(tiny_disk) -> None:  # noqa: ANN001
+def test_a_full_disk_leaves_no_store_or_a_complete_one(tmp_path: Path, mounts: Mounts) -> None:
     failures = []
     for size in ("96k", "320k", "640k", "900k", "1200k", "2m", "3m"):
-        db = tiny_disk(size) / "runs" / "mlflow.db"
+        db = mounts.tmpfs(tmp_path / f"disk-{size}", size) / "runs" / "mlflow.db"
         try:
             prepare_store(f"sqlite:///{db}")
         except TrackingError as exc:
@@ -338,6 +316,32 @@ def test_an_unreachable_server_fails_in_seconds(tmp_path: Path, monkeypatch: pyt
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert time.monotonic() - start < 60  # imports included (MLflow's retries took 250 s)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "tiny.json"]
+
+
+def test_an_unreachable_database_fails_in_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``postgresql://`` tracking URI or ``--storage`` that refuses connections: MLflow retried for about
+    two minutes (a driver waits for the OS's TCP timeout where a host never answers); orch says so in
+    seconds, without the password."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    matrix = {"name": "far", "base": TINY, "seeds": [0], "cells": {"a": {}}, "budget": {"epochs": 1}}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(matrix))
+    url = f"postgresql://orch:secret@127.0.0.1:{_closed_port()}/orch"
+    for args in (
+        ["--tracking-uri", url, "sweep", "m.yaml"],
+        ["--tracking-uri", url, "report", "m.yaml"],
+        ["sweep", "m.yaml", "--storage", url],
+    ):
+        start = time.monotonic()
+        res = CliRunner().invoke(app, args)
+        elapsed = time.monotonic() - start
+        assert res.exit_code == 2 and "Connection refused" in res.output, (args, res.output)
+        assert "secret" not in res.output and "Traceback" not in res.output, res.output
+        assert elapsed < 30, f"{args}: {elapsed:.1f} s"  # MLflow's retries took 107-120 s
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml"]
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
