@@ -94,11 +94,15 @@ def test_a_trial_whose_trend_cannot_beat_the_best_is_pruned(tmp_path: Path, tiny
     assert "no importances: 1 complete trial, they need 3 (1 pruned do not count)" in bad.output
     study = optuna.load_study(study_name="srch-search", storage=_journal(tmp_path))
     assert study.trials[1].state == optuna.trial.TrialState.PRUNED
-    # one worker runs seed 0 first: it stops before the budget's end and seed 1 never starts
-    (run,) = _runs(tmp_path, "trial-1")
-    assert run.data.tags["orch.status"] == "stopped" and "pruned" in run.data.tags["orch.early_stop"]
+    # one worker runs seed 0 first and stops before the budget's end; seed 1 is dropped unstarted, or (on a
+    # machine so loaded that the coordinator hears the prune only after seed 1 began) stopped as well
+    runs = _runs(tmp_path, "trial-1")
+    assert runs and all(
+        r.data.tags["orch.status"] == "stopped" and "pruned" in r.data.tags["orch.early_stop"] for r in runs
+    ), [r.data.tags.get("orch.status") for r in runs]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/runs/mlflow.db")
-    assert max(m.step for m in client.get_metric_history(run.info.run_id, "cross")) < 16
+    for run in runs:
+        assert max(m.step for m in client.get_metric_history(run.info.run_id, "cross")) < 16
 
 
 @pytest.mark.parametrize(
