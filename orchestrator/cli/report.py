@@ -137,7 +137,7 @@ def _subject(
 
 def _existing_store() -> str:
     """The tracking URI; a local store that does not exist yet exits 2 (a report never creates one)."""
-    from orchestrator.tracking.store import sqlite_path
+    from orchestrator.tracking.uri import sqlite_path
 
     uri = tracking_uri()
     db = sqlite_path(uri)

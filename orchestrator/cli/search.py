@@ -127,14 +127,16 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
-    from orchestrator.execute.search import StudySettings, run_search, search_space
     from orchestrator.matrix import parse_where, read_matrix
 
     if cells and len(cells) > 1:
         got = ", ".join(cells)
         raise fail(f"--cells: a search explores the axes around one cell, got {len(cells)}: {got}")
-    mx, root = read_matrix(matrix, overrides or ())
+    mx, root = read_matrix(matrix, overrides or ())  # the matrix first: a refusal comes before Optuna
     conditions = parse_where(where or [])
+
+    from orchestrator.execute.search import StudySettings, run_search, search_space
+
     chosen = Objective(objective or mx.search.objective)
     space = search_space(mx, cell=cells[0] if cells else None, where=conditions)
     display = SearchDisplay(console, trials, chosen)

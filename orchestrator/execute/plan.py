@@ -20,7 +20,7 @@ from model.preflight import check_data_fits
 from model.trainer import resolve_device
 from orchestrator.matrix import RunSpec
 from orchestrator.tracking import Attempt, RunStatus, Tracker, check_experiment_name, prepare_store
-from orchestrator.tracking.store import sqlite_path
+from orchestrator.tracking.uri import sqlite_path
 
 __all__ = ["PlanItem", "PlanState", "ResumePoint", "dry_run_plan", "plan_sweep", "preflight", "resume_points"]
 

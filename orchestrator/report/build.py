@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
+import importlib.util
 import json
 import re
 from collections.abc import Sequence
@@ -20,7 +20,6 @@ from orchestrator.report.collect import CellData, ReportError, Selection, collec
 from orchestrator.report.context import report_context
 from orchestrator.report.html import to_html
 from orchestrator.report.layout import Fitted
-from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import to_csv, to_json, to_markdown
 from orchestrator.report.terminal import render_summary, render_wide
 from orchestrator.report.views import Comparison, compare, group_cells, select_cells
@@ -285,6 +284,8 @@ def _figures(
         )
         digest = _digest([{k: [c.tolist() for c in v] for k, v in curves.items()}, settings.metric, args])
         if not _unchanged(figures["curves"], digest):  # the same curves draw the same figure
+            from orchestrator.report.plots import plot_curves  # matplotlib: only to draw
+
             plot_curves(curves, settings.metric, figures["curves"], **args)
             _remember(figures["curves"], digest)
     shown = [c for c in cells if c.run_ids]
@@ -300,6 +301,8 @@ def _figures(
     _forget(png, keep=bool(images))  # an older report's grid is not left beside this report's figures
     if images:
         figures["x_a_from_b"] = png
+        from orchestrator.report.plots import plot_images
+
         plot_images(images, png, column_labels=labels, captions=captions)
         _remember(png, digest)
     return figures
@@ -320,7 +323,10 @@ def _digest(data: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _drawing_code() -> str:
-    return hashlib.sha256(Path(inspect.getfile(plot_curves)).read_bytes()).hexdigest()
+    """The digest of the drawing code's file, read without importing it (and matplotlib)."""
+    spec = importlib.util.find_spec("orchestrator.report.plots")
+    assert spec is not None and spec.origin is not None
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
 
 def _unchanged(png: Path, digest: str) -> bool:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
+from orchestrator.report.selection import Selection
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags, flatten
-from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EXPECT, TAG_FAILURE
+from orchestrator.tracking.vocabulary import TAG_EXPECT, TAG_FAILURE
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
 
@@ -22,41 +22,6 @@ def _pick(runs: list[RunRecord]) -> RunRecord:
     finished = [r for r in runs if r.status.has_curve]
     pool = finished or runs
     return max(pool, key=lambda r: r.start_time)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which of a matrix's runs a report judges, and which of its cells it shows.
-
-    By default, the runs of the code and data installed now (their run keys are the matrix's). ``code``
-    (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
-    select runs of the matrix's configs made by other code or by one sweep, for comparison. ``cells`` and
-    ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value of that axis
-    (:mod:`~orchestrator.report.views`).
-    """
-
-    code: str | None = None
-    sweep: str | None = None
-    cells: Sequence[str] = ()
-    where: Mapping[str, str] | None = None
-    group_by: str | None = None
-
-    def view(self) -> dict[str, Any]:
-        """The cells shown, as a report's label records them."""
-        return {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
-
-    @property
-    def current(self) -> bool:
-        return self.code is None and self.sweep is None
-
-    def admits(self, rec: RunRecord) -> bool:
-        return (self.code is None or rec.tags.get(TAG_CODE, "").startswith(self.code)) and (
-            self.sweep is None or rec.sweep.startswith(self.sweep)
-        )
-
-    def describe(self) -> str:
-        parts = [f"code {self.code}" if self.code else "", f"sweep {self.sweep}" if self.sweep else ""]
-        return ", ".join(p for p in parts if p) or "the current code and data"
 
 
 def collect_cells(

@@ -38,29 +38,10 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from orchestrator.tracking.errors import TrackingError, first_line, os_reason  # noqa: E402
 from orchestrator.tracking.relocate import detect_move, relocate  # noqa: E402
 from orchestrator.tracking.sqlite_store import ensure_store, set_wal  # noqa: E402
+from orchestrator.tracking.uri import artifact_root, normalize_uri, sqlite_path  # noqa: E402
 
 for _name in ("mlflow", "alembic", "mlflow.store.db.utils"):  # mlflow resets its loggers on import
     logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
-
-
-def normalize_uri(uri: str) -> str:
-    """Make a relative SQLite store absolute (MLflow caches stores by URI, whatever the cwd)."""
-    db = sqlite_path(uri)
-    return f"sqlite:///{db.resolve()}" if db is not None and not db.is_absolute() else uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///"))
-
-
-def artifact_root(uri: str) -> str | None:
-    """``sqlite:///runs/mlflow.db`` keeps its artifacts in ``runs/artifacts``."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None
-    return (db.resolve().parent / "artifacts").as_uri()
 
 
 def prepare_store(uri: str) -> str:

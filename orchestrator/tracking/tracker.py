@@ -19,10 +19,9 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -32,11 +31,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
 
 from model.config import RunConfig
-from model.trainer import EpochResult
 from orchestrator.identity import code_context, identify
 from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.errors import first_line
 from orchestrator.tracking.images import label_grids, read_layout, unlabel
+from orchestrator.tracking.records import Attempt, RunRecord, flatten
 from orchestrator.tracking.store import (
     TrackingError,
     artifact_root,
@@ -48,9 +47,7 @@ from orchestrator.tracking.store import (
 from orchestrator.tracking.vocabulary import (
     TAG_CELL,
     TAG_CHECKPOINT,
-    TAG_CODE,
     TAG_CONFIG_KEY,
-    TAG_DATA,
     TAG_FAILURE,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -65,17 +62,8 @@ from orchestrator.tracking.vocabulary import (
     run_tags,
 )
 
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out |= flatten(value, f"{name}.")
-        else:
-            out[name] = value
-    return out
+if TYPE_CHECKING:
+    from model.trainer import EpochResult  # torch: not for a report
 
 
 def check_experiment_name(name: str) -> None:
@@ -107,64 +95,6 @@ def versions() -> dict[str, str]:
     if context["git_commit"] != "unknown":
         tags["mlflow.source.git.commit"] = context["git_commit"]
     return tags
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One run of a (cell, seed) as the store holds it: how it ended and which code and data it ran."""
-
-    run_id: str
-    status: RunStatus
-    run_key: str
-    config_key: str
-    code: str | None
-    data: str | None
-    git_commit: str | None
-    start_time: int
-
-    @classmethod
-    def of(cls, run: Any) -> Attempt:
-        tags = run.data.tags
-        key = tags.get(TAG_KEY, "")
-        return cls(
-            run_id=run.info.run_id,
-            status=RunStatus.of(run.info.status, tags),
-            run_key=key,
-            # runs logged before code fingerprints had their config key as their run key
-            config_key=tags.get(TAG_CONFIG_KEY, key),
-            code=tags.get(TAG_CODE),
-            data=tags.get(TAG_DATA),
-            git_commit=tags.get(TAG_GIT_COMMIT) or tags.get("mlflow.source.git.commit"),
-            start_time=run.info.start_time or 0,
-        )
-
-
-@dataclass
-class RunRecord:
-    """A child run as read back from the store."""
-
-    run_id: str
-    cell: str
-    seed: int
-    run_key: str
-    config_key: str
-    status: RunStatus
-    sweep: str
-    tags: dict[str, str]
-    params: dict[str, str]
-    start_time: int = 0
-    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-
-    def curve(self, metric: str) -> np.ndarray:
-        """Values of ``metric`` by step (epoch), NaN where an epoch is missing."""
-        points = self.history.get(metric, [])
-        if not points:
-            return np.array([], dtype=float)
-        last = max(s for s, _ in points)
-        out = np.full(last + 1, np.nan)
-        for step, value in points:
-            out[step] = value
-        return out
 
 
 class Tracker:

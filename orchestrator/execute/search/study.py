@@ -28,7 +28,7 @@ from orchestrator.execute.search.trials import TrialDisplay
 from orchestrator.execute.workqueue import open_storage
 from orchestrator.matrix import Matrix, base_config, check_axes, resolve_point
 from orchestrator.tracking import RunKind, check_experiment_name, run_tags
-from orchestrator.tracking.store import sqlite_path
+from orchestrator.tracking.uri import sqlite_path
 from orchestrator.verdict.objective import Objective
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
