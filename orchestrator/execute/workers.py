@@ -26,7 +26,7 @@ from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
 from orchestrator.execute.run_dir import checkpoint_root
 from orchestrator.execute.worker import worker_main
-from orchestrator.matrix import RunSpec
+from orchestrator.matrix import RunSpec, axis_params, varying_axes
 from orchestrator.tracking import RunKind, RunStatus, run_tags
 
 __all__ = ["run_workers"]
@@ -48,6 +48,7 @@ class _Coordinator:
         self.resume: dict[int, ResumePoint] = {}  # item -> the interrupted run it continues
         self.last_epoch: dict[int, int] = {}  # item -> the last epoch logged in its run
         self.checkpoints: Path | None = None  # where workers write checkpoints (<run_key>/last.pt)
+        self.param_axes = ctx.param_axes if ctx.param_axes is not None else varying_axes(specs)
 
     def handle(self, msg: tuple[Any, ...]) -> None:
         """One message of a worker (see :func:`~orchestrator.execute.worker.worker_main`)."""
@@ -67,6 +68,8 @@ class _Coordinator:
                     axes=spec.axes,
                     expect=spec.expect,
                     device=device,
+                    epochs=spec.config.trainer.epochs,
+                    steps_per_epoch=spec.config.trainer.steps_per_epoch,
                     **spec.identity.tags(),
                 )
                 self.run_ids[index] = self.tracker.start_run(
@@ -74,6 +77,7 @@ class _Coordinator:
                     spec.config,
                     name=f"{spec.cell}/seed{spec.seed}",
                     tags=tags,
+                    params=axis_params(spec, self.param_axes),
                     parent_id=self.ctx.parent_run_id,
                 )
             self.owner[index] = (msg[2], msg[3])

@@ -12,6 +12,7 @@ and the data (:mod:`orchestrator.identity`).
 """
 
 from orchestrator.matrix.expand import (
+    axis_params,
     axis_value,
     base_config,
     base_mapping,
@@ -20,6 +21,7 @@ from orchestrator.matrix.expand import (
     resolve_point,
     run_count,
     scaled_steps,
+    varying_axes,
 )
 from orchestrator.matrix.load import (
     edit_matrix,
@@ -53,6 +55,7 @@ __all__ = [
     "Range",
     "RunSpec",
     "SearchSettings",
+    "axis_params",
     "axis_value",
     "base_config",
     "base_mapping",
@@ -67,4 +70,5 @@ __all__ = [
     "run_count",
     "scaled_steps",
     "select_specs",
+    "varying_axes",
 ]

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from orchestrator.tracking import Tracker
 from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.images import image_columns
 from orchestrator.tracking.store import follow_move, sqlite_path
-from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE
+from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE, cell_metric
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -89,8 +90,10 @@ def build_report(
     written, in its folder now, never in the old one.
 
     With ``record`` (the sweep's own report), the verdicts and the settings that produced them are logged
-    to the sweep's parent run under ``report/`` (also as a table), and each judged run gets its cell's
-    verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by it.
+    to the sweep's parent run under ``report/`` (also as a table), the report in markdown becomes its
+    description and each cell's results its metrics (:data:`CELL_METRICS`), and each judged run gets its
+    cell's verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by
+    it.
     Without, they go to the parent run (``parent_run_id``, else the experiment's latest sweep) under
     ``reports/<label>/``, a label of the settings and selection: another report never overwrites the
     sweep's record, nor one made with other settings.
@@ -129,6 +132,7 @@ def build_report(
             parent, json.dumps(_provenance(settings, select), indent=2), f"{folder}/settings.json"
         )
     if record and parent:
+        _answer_in_mlflow(tracker, parent, report)
         tracker.log_table(parent, _table(verdicts), "report/verdicts_table.json")
         for cell, verdict in zip(data, verdicts, strict=True):
             change = "" if verdict.rel_change is None else f"{verdict.rel_change:+.1%}"
@@ -243,6 +247,27 @@ def _guard_label(guard: dict[str, Any]) -> str:
 
 def _provenance(settings: VerdictSettings, select: Selection) -> dict[str, Any]:
     return {"verdict": settings.model_dump(mode="json"), "runs": select.describe()}
+
+
+#: What the sweep's parent run logs of each cell as a metric, ``cell.<cell>.<name>`` (README "MLflow"):
+#: name -> the verdict's field (where the metric ends, its relative change over the window, and where it
+#: ends against the constant prediction).
+CELL_METRICS = {"end": "end", "change": "rel_change", "vs_const": "vs_baseline"}
+
+
+def _answer_in_mlflow(tracker: Tracker, parent: str, report: Report) -> None:
+    """The answer where `mlflow ui` shows a run first: the report in markdown as the parent run's
+    description (the answer, the table, the context), and each cell's results as its metrics."""
+    cut = "*Cut at MLflow's limit: the whole report is `report/verdicts.json`, or run `orch report`.*"
+    tracker.describe_run(parent, report.render("markdown"), cut=cut)
+    values = {
+        cell_metric(v.cell, name): value
+        for v in report.verdicts
+        for name, field in CELL_METRICS.items()
+        if (value := getattr(v, field)) is not None and math.isfinite(value)
+    }
+    if values:
+        tracker.log_values(parent, values)
 
 
 def _table(verdicts: Sequence[CellVerdict]) -> dict[str, list[Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
@@ -74,12 +75,21 @@ def collect_cells(
             by_cell_seed.setdefault((r.cell, r.seed), []).append(r)
         for (name, seed), runs in sorted(by_cell_seed.items()):
             rec = _pick(runs)
-            cell = cells.setdefault(
-                name,
-                CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT), config=dict(rec.params)),
-            )
+            if name not in cells:
+                axes, expect = axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)
+                cells[name] = CellData(name, axes, expect, config=_run_config(tracker, rec))
+            cell = cells[name]
             _add(cell, rec, seed, metric)
     return list(cells.values())
+
+
+def _run_config(tracker: Tracker, rec: RunRecord) -> dict[str, Any]:
+    """A run's flat resolved config, for the report's context (its data, its budget): its params when they
+    hold it (runs logged with their whole config as params, others' runs), else its ``config.json`` (a
+    sweep's runs log only their axes as params)."""
+    if "data.source" in rec.params:
+        return dict(rec.params)
+    return tracker.run_config(rec.run_id) or dict(rec.params)
 
 
 def _check_records(
@@ -140,7 +150,7 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
     cell.seeds.append(seed)
     cell.curves.append(curve)
     cell.run_ids.append(rec.run_id)
-    budget = rec.params.get("trainer.epochs")
+    budget = rec.budget("trainer.epochs")
     if rec.status is RunStatus.STOPPED and budget is not None:  # judged over the budget's window
         cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
     for name, points in rec.history.items():

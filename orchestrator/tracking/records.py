@@ -13,8 +13,10 @@ from orchestrator.tracking.vocabulary import (
     TAG_CODE,
     TAG_CONFIG_KEY,
     TAG_DATA,
+    TAG_EPOCHS,
     TAG_GIT_COMMIT,
     TAG_KEY,
+    TAG_STEPS,
     RunStatus,
 )
 
@@ -78,6 +80,13 @@ class RunRecord:
     params: dict[str, str]
     start_time: int = 0
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def budget(self, field: str) -> str | None:
+        """The run's ``trainer.epochs`` or ``trainer.steps_per_epoch``: its budget tag, else its param of that
+        name (runs logged with their whole config as params, and others' runs)."""
+        tag = {"trainer.epochs": TAG_EPOCHS, "trainer.steps_per_epoch": TAG_STEPS}[field]
+        value = self.tags.get(tag, self.params.get(field))
+        return None if value in (None, "None") else value
 
     def curve(self, metric: str) -> np.ndarray:
         """Values of ``metric`` by step (epoch), NaN where an epoch is missing."""

@@ -18,7 +18,7 @@ import re
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH, MAX_TAG_VAL_LENGTH
 
 from model.config import RunConfig
 from orchestrator.identity import code_context, identify
@@ -45,9 +45,11 @@ from orchestrator.tracking.store import (
     retry,
 )
 from orchestrator.tracking.vocabulary import (
+    NOTE,
     TAG_CELL,
     TAG_CHECKPOINT,
     TAG_CONFIG_KEY,
+    TAG_DESCRIPTION,
     TAG_FAILURE,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -134,6 +136,17 @@ class Tracker:
                 ) from None
             return self._active(exp)
 
+    def describe_experiment(self, name: str, text: str) -> None:
+        """Set experiment ``name``'s description in ``mlflow ui`` (tag ``mlflow.note.content``) to ``text``,
+        unless someone wrote another one there since orch last did (``orch.description`` keeps orch's)."""
+        exp_id = self.experiment_id(name)
+        tags = retry(self.client.get_experiment, exp_id).tags
+        shown = tags.get(NOTE)
+        if not text or shown == text or (shown and shown != tags.get(TAG_DESCRIPTION)):
+            return
+        for key in (NOTE, TAG_DESCRIPTION):
+            retry(self.client.set_experiment_tag, exp_id, key, text)
+
     def _active(self, exp: Any) -> str:
         """An experiment's id, unless it was deleted (MLflow keeps it, and refuses new runs in it)."""
         if exp.lifecycle_stage == LifecycleStage.DELETED:
@@ -167,12 +180,16 @@ class Tracker:
         *,
         name: str,
         tags: dict[str, str],
+        params: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> str:
-        """Create a run with the resolved config as params and ``config.json``; returns its id.
+        """Create a run with its resolved config as ``config.json``; returns its id.
 
         Args:
             tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
+            params: its MLflow params (a sweep's: the axes that differ between its cells,
+                :func:`~orchestrator.matrix.varying_axes`); None: every field of the config (``orch
+                train``, ``orch diagnose``).
         """
         exp_id = self.experiment_id(experiment)
         all_tags = {**versions(), **tags}
@@ -180,12 +197,10 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_id
         run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
-        params = [
-            Param(k, json.dumps(v) if isinstance(v, list) else str(v))
-            for k, v in flatten(config.to_dict()).items()
-        ]
-        for i in range(0, len(params), 100):
-            retry(self.client.log_batch, run_id, params=params[i : i + 100])
+        logged = flatten(config.to_dict()) if params is None else params
+        listed = [Param(k, _param_text(v, compact=params is not None)) for k, v in logged.items()]
+        for i in range(0, len(listed), 100):
+            retry(self.client.log_batch, run_id, params=listed[i : i + 100])
         retry(self.client.log_dict, run_id, config.to_dict(), "config.json")
         return run_id
 
@@ -209,6 +224,19 @@ class Tracker:
     def log_table(self, run_id: str, columns: dict[str, list[Any]], artifact_file: str) -> None:
         """A table artifact that MLflow's UI shows as one (``columns``: name -> values)."""
         retry(self.client.log_table, run_id, columns, artifact_file)
+
+    def describe_run(self, run_id: str, markdown: str, *, cut: str) -> None:
+        """Set the run's description in ``mlflow ui`` (tag ``mlflow.note.content``) to ``markdown``; text
+        over MLflow's limit for a tag (8,000 characters) is cut at a line, and ``cut`` said after it."""
+        if len(markdown) > MAX_TAG_VAL_LENGTH:
+            room = MAX_TAG_VAL_LENGTH - len(cut) - 2
+            markdown = markdown[: markdown.rfind("\n", 0, room) + 1] + "\n" + cut
+        self.set_tags(run_id, {NOTE: markdown})
+
+    def log_values(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Metrics logged once (step 0), in one call: a sweep's results on its parent run."""
+        ts = int(time.time() * 1000)
+        retry(self.client.log_batch, run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -378,6 +406,25 @@ class Tracker:
             out.append(rec)
         return out
 
+    def run_config(self, run_id: str) -> dict[str, Any] | None:
+        """A run's resolved config as its ``config.json`` holds it, flat (``{"data.size": 32}``); None when
+        it has none (a run orch did not make)."""
+        try:
+            return flatten(self._read_artifact(run_id, "config.json", lambda f: json.loads(f.read_text())))
+        except (MlflowException, OSError, ValueError, AttributeError):
+            return None
+
+    def _read_artifact(self, run_id: str, path: str, read: Callable[[Path], Any]) -> Any:
+        """``read`` of the run's artifact ``path``: in place in a local store, else downloaded first."""
+        root = retry(self.client.get_run, run_id).info.artifact_uri
+        if root.startswith("file://"):  # a local store: read the file where it is
+            return read(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
+            )
+            return read(Path(local))
+
     def images(self, run_id: str, key: str) -> np.ndarray | None:
         """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]) without column names, or None."""
         try:
@@ -395,18 +442,21 @@ class Tracker:
             return None
         from PIL import Image
 
-        path = steps[max(steps)]
-        run = retry(self.client.get_run, run_id)
-        layout, root = read_layout(run.data.tags.get(TAG_IMAGE_LAYOUT), key), run.info.artifact_uri
-        if root.startswith("file://"):  # a local store: read the file where it is
-            with Image.open(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path) as img:
+        layout = read_layout(retry(self.client.get_run, run_id).data.tags.get(TAG_IMAGE_LAYOUT), key)
+
+        def read(file: Path) -> np.ndarray:
+            with Image.open(file) as img:
                 return unlabel(np.asarray(img), layout)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
-            )
-            with Image.open(local) as img:
-                return unlabel(np.asarray(img), layout)
+
+        return self._read_artifact(run_id, steps[max(steps)], read)
+
+
+def _param_text(value: Any, *, compact: bool) -> str:
+    """A param's value as MLflow keeps it: lists as JSON (``compact``: without spaces, as a sweep's axes
+    are logged, so that an image card's param line stays short), anything else as ``str``."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":")) if compact else json.dumps(value)
+    return str(value)
 
 
 class _SingleRun:

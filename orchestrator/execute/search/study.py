@@ -143,9 +143,12 @@ def run_search(
         edits={k: v for k, v in (edits or {}).items() if v} or None,
     )
     with (
-        SweepContext.open(matrix.name, tracking_uri, matrix_path=matrix_path) as ctx,
+        SweepContext.open(
+            matrix.name, tracking_uri, matrix_path=matrix_path, description=matrix.description
+        ) as ctx,
         ctx.parent_run(tags, label="search", sweep_id=f"search-{name}"),
     ):
+        ctx.param_axes = list(space.distributions)  # what a trial samples (a round's trials may agree)
         search = SearchRounds(ctx, matrix, base, opened, space, objective, display)
         try:
             for asked in range(0, trials, size):
