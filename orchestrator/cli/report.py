@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import TrackingUri, console, fail, paths, tracking_uri
+from orchestrator.cli.common import TrackingUri, check_exists, console, fail, paths, tracking_uri
 from orchestrator.errors import is_user_error
 
 if TYPE_CHECKING:
@@ -58,9 +58,11 @@ def report(
         bool,
         typer.Option("--wide", help="every column (a block a cell where they do not fit; default: summary)"),
     ] = False,
-    cells: Annotated[list[str] | None, typer.Option("--cells", help="only this cell (repeatable)")] = None,
+    cells: Annotated[
+        list[str] | None, typer.Option("--cells", help="only these cells: a,b or repeated")
+    ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="only cells with axis=value (repeatable)")
+        list[str] | None, typer.Option("--where", help="only cells with axis=value (a=1,b=2 or repeated)")
     ] = None,
     group_by: Annotated[
         str | None,
@@ -87,6 +89,7 @@ def report(
     By default the runs of the code and data installed now are judged; --code and --sweep judge earlier
     ones (made before an edit, or by one sweep); --against-code / --against-sweep put those beside
     today's and mark the cells whose verdict changed. --format csv|json write nothing but the output."""
+    check_exists(matrix)
     from orchestrator.matrix import parse_where
     from orchestrator.report import Selection
 

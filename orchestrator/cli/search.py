@@ -12,7 +12,16 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import LiveDisplay, TrackingUri, console, err_console, fail, paths, tracking_uri
+from orchestrator.cli.common import (
+    LiveDisplay,
+    TrackingUri,
+    check_exists,
+    console,
+    err_console,
+    fail,
+    paths,
+    tracking_uri,
+)
 from orchestrator.verdict.objective import Objective
 
 if TYPE_CHECKING:
@@ -106,7 +115,8 @@ def search(
         typer.Option("--cells", help="search the axes around this named cell of the matrix (one)"),
     ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="pin an axis to one value, axis=value (repeatable)")
+        list[str] | None,
+        typer.Option("--where", help="pin an axis to one value, axis=value (a=1,b=2 or repeated)"),
     ] = None,
     objective: Annotated[
         Objective | None,
@@ -127,6 +137,7 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
+    check_exists(matrix)
     from orchestrator.matrix import parse_where, read_matrix
 
     if cells and len(cells) > 1:

@@ -30,6 +30,7 @@ from orchestrator.matrix.load import (
     parse_where,
     read_matrix,
     select_specs,
+    split_names,
 )
 from orchestrator.matrix.schema import (
     AXIS_ALIASES,
@@ -70,5 +71,6 @@ __all__ = [
     "run_count",
     "scaled_steps",
     "select_specs",
+    "split_names",
     "varying_axes",
 ]

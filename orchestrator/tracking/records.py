@@ -78,8 +78,9 @@ class RunRecord:
     sweep: str
     tags: dict[str, str]
     params: dict[str, str]
-    start_time: int = 0
+    start_time: int = 0  # ms since the epoch, as MLflow keeps it
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    end_time: int | None = None  # ms; None while it runs
 
     def budget(self, field: str) -> str | None:
         """The run's ``trainer.epochs`` or ``trainer.steps_per_epoch``: its budget tag, else its param of that

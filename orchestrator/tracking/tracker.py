@@ -399,6 +399,7 @@ class Tracker:
                 tags=dict(tags),
                 params=dict(run.data.params),
                 start_time=run.info.start_time or 0,
+                end_time=run.info.end_time,
             )
             rec.history.update(curves[run.info.run_id])
             for name, value in run.data.metrics.items():

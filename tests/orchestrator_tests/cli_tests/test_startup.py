@@ -57,6 +57,18 @@ def test_usage_errors_and_help_import_no_heavy_library(args: list[str], tmp_path
     code, heavy, out = _imported(args, tmp_path)
     assert code == (0 if "--help" in args or "--version" in args else 2), out
     assert heavy == [], out
+    if code == 2:  # orch's own errors end with the hint Click's usage errors give
+        command = " ".join(a for a in args[:2] if not a.endswith(".yaml") and not a.endswith(".json"))
+        assert f"Try 'orch {command} --help' for help." in out, out
+
+
+def test_help_shows_the_choices_of_an_option_and_no_type_for_a_flag(tmp_path: Path) -> None:
+    res = run_python(_CLI.format(heavy=HEAVY, args=["sweep", "--help"]), tmp_path, timeout=300)
+    lines = {line.split()[1]: line for line in res.stdout.splitlines() if line.startswith("│ --")}
+    assert "local|slurm" in lines["--launcher"], res.stdout
+    for flag in ("--dry-run", "--fresh", "--yes", "--retry-diverged", "--help"):
+        assert "<" not in lines[flag], lines[flag]
+    assert "<int range>" in lines["--workers"]
 
 
 def _store(folder: Path) -> None:
