@@ -97,15 +97,17 @@ def report(
     view = {"cells": cells or (), "where": parse_where(where or []), "group_by": group_by}
     uri = _existing_store()
     select = Selection(code, sweep_id, **view)
+    from orchestrator.tracking.store import shared_searches
+
     try:
-        if against_code or against_sweep:
-            _comparison(
-                uri, name, settings, specs, Selection(against_code, against_sweep, **view), select, fmt
-            )
-            return
-        _verdicts(uri, name, settings, specs, select, fmt, out, wide)
-        if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
-            _budgets(uri, matrix, overrides or [], settings, select, view)
+        with shared_searches():  # the verdicts and the budget view read the runs once
+            if against_code or against_sweep:
+                against = Selection(against_code, against_sweep, **view)
+                _comparison(uri, name, settings, specs, against, select, fmt)
+                return
+            _verdicts(uri, name, settings, specs, select, fmt, out, wide)
+            if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
+                _budgets(uri, matrix, overrides or [], settings, select, view)
     except Exception as exc:  # noqa: BLE001 - an unreachable or broken store, whatever MLflow raises
         if is_user_error(exc):
             raise

@@ -71,8 +71,10 @@ def _local(experiment: str, specs: list, metric: str) -> None:
     from orchestrator.cli.progress import clock
     from orchestrator.execute.standing import sweep_standing
     from orchestrator.tracking import Tracker
+    from orchestrator.tracking.store import shared_searches
 
-    st = sweep_standing(specs, Tracker(tracking_uri()), experiment, metric)
+    with shared_searches():  # the plan and the runs' epochs read the runs once
+        st = sweep_standing(specs, Tracker(tracking_uri()), experiment, metric)
     pace = "" if st.epoch_seconds is None else f", {st.epoch_seconds:.1f} s an epoch measured"
     eta = "" if st.eta_seconds is None or not (st.running or st.left) else f"; ETA {clock(st.eta_seconds)}"
     console.print(

@@ -13,6 +13,7 @@ folder now when it is opened: :mod:`~orchestrator.tracking.relocate`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import logging
 import os
@@ -23,7 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -184,3 +185,29 @@ def retry(fn, *args, attempts: int = 8, **kwargs):  # noqa: ANN001, ANN202
                 raise
             time.sleep(0.05 * 2**i)
     return None
+
+
+#: The searches a block of reads shares (:func:`shared_searches`): key -> runs; None outside one.
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("orch_shared_searches", default=None)
+
+
+@contextlib.contextmanager
+def shared_searches() -> Iterator[None]:
+    """Within the block, each search of a store's runs is made once and its result reused: for a command
+    that reads the same runs several times and writes none of them (`orch report`: its verdicts, then the
+    verdict at each budget; `orch status`: its plan, then the runs' epochs)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(key: tuple, search: Callable[[], list]) -> list:
+    """``search()``, or inside :func:`shared_searches` the result of the first search under ``key``."""
+    memo = _SHARED.get()
+    if memo is None:
+        return search()
+    if key not in memo:
+        memo[key] = search()
+    return memo[key]

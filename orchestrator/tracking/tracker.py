@@ -43,6 +43,7 @@ from orchestrator.tracking.store import (
     normalize_uri,
     prepare_store,
     retry,
+    shared,
 )
 from orchestrator.tracking.vocabulary import (
     NOTE,
@@ -304,14 +305,18 @@ class Tracker:
         runs = []
         for kind in kinds:
             flt = f"tags.`{TAG_KIND}` = '{kind.value}'" + (f" and {filter_string}" if filter_string else "")
-            token = None
-            while True:
-                page = retry(self.client.search_runs, [exp_id], flt, max_results=1000, page_token=token)
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    break
+            runs.extend(shared((self.uri, exp_id, flt), lambda flt=flt: self._pages(exp_id, flt)))
         return runs
+
+    def _pages(self, exp_id: str, flt: str) -> list[Any]:
+        """Every page of runs of experiment ``exp_id`` that match ``flt``."""
+        runs, token = [], None
+        while True:
+            page = retry(self.client.search_runs, [exp_id], flt, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
     def attempts(self, experiment: str) -> list[Attempt]:
         """Every child run of a sweep in ``experiment``, oldest first."""
