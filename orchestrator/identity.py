@@ -12,6 +12,10 @@ A run's key covers three things, so that an edit or new data is never mistaken f
   folder, a hash of every volume's bytes. File hashes are computed once per file and cached by path, size
   and modification time (in memory, and on disk under ``$XDG_CACHE_HOME/orch``).
 
+A run of the user's own training function (``trainer.entrypoint``) has a key of its own kind
+(:func:`function_identity`): its entrypoint, params, seed and epochs, the fingerprint of its module's or
+package's source, and no data fingerprint.
+
 The git commit and whether the working tree is dirty are recorded beside them (:func:`code_context`) but
 are not part of the key: a commit that touches only docs or the orchestrator does not rerun anything.
 """
@@ -31,11 +35,13 @@ from model.config import FastMRIData, HDF5Data, RunConfig
 
 __all__ = [
     "KEY_NEUTRAL",
+    "UNKNOWN_DATA",
     "RunIdentity",
     "code_context",
     "code_fingerprint",
     "config_key",
     "data_fingerprint",
+    "function_identity",
     "identify",
     "source_fingerprint",
 ]
@@ -209,3 +215,23 @@ class RunIdentity:
 def identify(config: RunConfig) -> RunIdentity:
     """The identity of a run of ``config`` with the code installed here and the data as it is now."""
     return RunIdentity(config_key(config), code_fingerprint(), data_fingerprint(config))
+
+
+#: The data fingerprint of a run of the user's own function: orch cannot know what data it reads.
+UNKNOWN_DATA = "none"
+
+
+def function_identity(
+    entrypoint: str, params: dict[str, Any], seed: int, epochs: int, code: str
+) -> RunIdentity:
+    """The identity of a run of the user's function ``entrypoint`` (docs/own_training.md): its config key
+    hashes the entrypoint, the params, the seed and the epochs; ``code`` is the fingerprint of its module's
+    or package's source (:func:`source_fingerprint`); its data is not fingerprinted (:data:`UNKNOWN_DATA`:
+    a data version belongs in the params)."""
+    key = json.dumps(
+        {"entrypoint": entrypoint, "params": params, "seed": seed, "epochs": epochs},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return RunIdentity(_digest(key), code, UNKNOWN_DATA)

@@ -60,6 +60,25 @@ def run_python(code: str, cwd: Path, timeout: float = 30) -> subprocess.Complete
         pytest.fail(f"still running after {timeout} s: {code}")
 
 
+def kill_9_after_the_first_run(cmd: list[str], cwd: Path, env: dict[str, str], pause: float = 1.0) -> None:
+    """Start the sweep ``cmd``, wait for its first finished run (its ``[1/`` line), ``pause`` seconds more,
+    then ``kill -9`` it (its workers are left to notice that they are orphaned)."""
+    import signal
+    import time
+
+    out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, **out)
+    deadline = time.monotonic() + 180
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("[1/"):
+            break
+        assert time.monotonic() < deadline, "the sweep finished no run in time"
+    time.sleep(pause)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def _h5(path: Path, **datasets: Any) -> Path:
     import h5py
 

@@ -70,7 +70,7 @@ class SweepDisplay(LiveDisplay, Display):
         ]
         if not per_epoch:
             return None
-        return (ev.spec.config.trainer.epochs + 1) * sum(per_epoch) / len(per_epoch)
+        return (ev.spec.epochs + 1) * sum(per_epoch) / len(per_epoch)
 
     def _eta(self) -> str:
         """The work left (running runs' remaining epochs, queued runs' whole length) over the workers."""
@@ -108,7 +108,7 @@ class SweepDisplay(LiveDisplay, Display):
         for col in ("cell", "seed", "epoch", "", "time"):
             runs.add_column(col)
         for index, ev in sorted(self.running.items()):
-            epochs = ev.spec.config.trainer.epochs
+            epochs = ev.spec.epochs
             done = self.epochs.get(index, 0)
             steps = (ev.step or 0) / ev.steps if ev.steps else 0.0
             bar = ProgressBar(total=epochs, completed=min(epochs, done + steps), width=20)

@@ -15,6 +15,7 @@ from orchestrator.errors import is_user_error
 if TYPE_CHECKING:
     from orchestrator.matrix import RunSpec
     from orchestrator.report import Selection
+    from orchestrator.report.grouping import Grouping
     from orchestrator.verdict import VerdictSettings
 
 __all__ = ["ReportFormat", "report"]
@@ -82,21 +83,42 @@ def report(
     against_sweep: Annotated[
         str | None, typer.Option("--against-sweep", help="compare with the runs of this sweep, side by side")
     ] = None,
+    cell_by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cell-by",
+            help="--experiment: one cell per value of these params or tags, e.g. params.lr,params.width",
+        ),
+    ] = None,
+    seed_by: Annotated[
+        str | None,
+        typer.Option("--seed-by", help="with --cell-by: the param or tag holding a run's seed (params.seed)"),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="a verdict setting, verdict.KEY=VALUE (repeatable): verdict.warmup=8"),
+    ] = None,
     _uri: TrackingUri = None,
 ) -> None:
     """The verdict table: per cell, does the metric really fall after the warm-up, and how far?
 
     By default the runs of the code and data installed now are judged; --code and --sweep judge earlier
     ones (made before an edit, or by one sweep); --against-code / --against-sweep put those beside
-    today's and mark the cells whose verdict changed. --format csv|json write nothing but the output."""
+    today's and mark the cells whose verdict changed. --format csv|json write nothing but the output.
+
+    --experiment NAME judges every run tagged orch.cell and orch.seed, whoever logged it, with the verdict
+    settings of the matrix its newest sweep recorded (else the defaults); --cell-by and --seed-by group the
+    runs of any MLflow experiment into cells and seeds by their params or tags instead."""
     check_exists(matrix)
     from orchestrator.matrix import parse_where
     from orchestrator.report import Selection
 
-    name, specs, settings = _subject(matrix, overrides or [], experiment, metric)
+    name, specs, settings = _subject(matrix, overrides or [], experiment)
+    grouping = _grouping(cell_by or [], seed_by, specs)
     view = {"cells": cells or (), "where": parse_where(where or []), "group_by": group_by}
     uri = _existing_store()
-    select = Selection(code, sweep_id, **view)
+    settings = _settings(uri, name, settings if matrix is not None else None, metric, sets or [], fmt)
+    select = Selection(code, sweep_id, **view, grouping=grouping)
     from orchestrator.tracking.store import shared_searches
 
     try:
@@ -117,16 +139,17 @@ def report(
 
 
 def _subject(
-    matrix: Path | None, overrides: list[str], experiment: str | None, metric: str | None
+    matrix: Path | None, overrides: list[str], experiment: str | None
 ) -> tuple[str, list[RunSpec] | None, VerdictSettings]:
-    """The experiment to judge, the runs the matrix asks for (None: every run) and the verdict settings."""
+    """The experiment to judge, the runs the matrix asks for (None: every run) and the matrix's verdict
+    settings (the defaults without a matrix)."""
     from orchestrator.matrix import load_matrix
     from orchestrator.verdict import VerdictSettings
 
     if matrix is None and experiment is None:
         raise fail("give a matrix YAML or --experiment NAME")
     if matrix is None and overrides:
-        raise fail(f"overrides ({overrides[0]}) need the matrix YAML they change")
+        raise fail(f"overrides ({overrides[0]}) need the matrix YAML they change (verdict settings: --set)")
     specs, settings, name = None, VerdictSettings(), experiment or ""
     if matrix is not None:
         mx, specs = load_matrix(matrix, overrides=overrides)
@@ -135,9 +158,45 @@ def _subject(
             name = mx.name
         else:  # the matrix's verdict settings over another experiment's runs, whatever their configs
             name, specs = experiment, None
+    return name, specs, settings
+
+
+def _grouping(cell_by: list[str], seed_by: str | None, specs: list[RunSpec] | None) -> Grouping | None:
+    """``--cell-by`` / ``--seed-by``: how an experiment judged by name is made into cells and seeds."""
+    from orchestrator.report.grouping import Grouping
+
+    if not cell_by and seed_by is None:
+        return None
+    if specs is not None:
+        raise fail("--cell-by and --seed-by group an experiment's runs judged by name: give --experiment")
+    if not cell_by:
+        raise fail("--seed-by needs --cell-by (which params or tags make a cell)")
+    return Grouping.parse(cell_by, seed_by)
+
+
+def _settings(
+    uri: str,
+    name: str,
+    settings: VerdictSettings | None,
+    metric: str | None,
+    sets: list[str],
+    fmt: ReportFormat,
+) -> VerdictSettings:
+    """The verdict settings: the matrix's (``settings``), else those its newest sweep recorded (said on a
+    table), then ``--metric`` and ``--set``."""
+    from orchestrator.matrix import verdict_settings
+
+    if settings is None:
+        from orchestrator.report.recorded import recorded_settings
+
+        settings, source = recorded_settings(uri, name)
+        if fmt is ReportFormat.table:
+            console.print(f"verdict settings: {source}", highlight=False)
     if metric:
         settings = settings.model_copy(update={"metric": metric})
-    return name, specs, settings
+    if sets:
+        settings = verdict_settings({"verdict": settings.model_dump()}, sets, "--set")
+    return settings
 
 
 def _existing_store() -> str:

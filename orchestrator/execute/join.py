@@ -69,7 +69,7 @@ def join_sweep(
     ctx = SweepContext(Tracker(prepare_store(tracking_uri)), matrix.name, queue=queue, display=display)
     ctx.joined(work.attrs.get("parent_run_id"), work.attrs.get("sweep_id", ""))
     ctx.use_queue(work, queue.storage)
-    device = specs[0].config.trainer.device
+    device = specs[0].device
     run_workers(
         ctx, specs, plan_workers(len(items), device, workers=workers, workers_per_gpu=workers_per_gpu)
     )

@@ -12,13 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
-from model.config import DataConfig, FastMRIData, HDF5Data
-from model.data import DataError, SourceShape, probe_source
-from model.preflight import check_data_fits
-from model.trainer import resolve_device
 from orchestrator.matrix import RunSpec
+from orchestrator.target.base import RunTarget
 from orchestrator.tracking import Attempt, RunStatus, Tracker, check_experiment_name, prepare_store
 from orchestrator.tracking.uri import sqlite_path
 
@@ -85,34 +81,19 @@ class PlanItem:
 
 
 def preflight(specs: list[RunSpec]) -> None:
-    """Check, before anything is written, what would make runs of a sweep fail: a device this machine
-    lacks; data that is missing or unusable (each distinct source opened once and checked as a run opens
-    it: for an HDF5 file the checks of ``orch data inspect``, NaN and Inf included); and data a run's
-    model cannot train on (:func:`model.preflight.check_data_fits`: too few pairs, images smaller than
-    the encoder's depth allows).
+    """Check, before anything is written, what would make runs of a sweep fail: each kind of run target
+    checks its own (:meth:`~orchestrator.target.base.RunTarget.preflight`; the built-in model: a device this
+    machine lacks, data that is missing or unusable, data a run's model cannot train on).
 
     Raises:
         model.config.ConfigError: a device that is not here.
         model.data.DataError: the data, naming the file, the dataset and the problem.
     """
-    for device in {s.config.trainer.device for s in specs}:
-        resolve_device(device)
-    shapes: dict[str, SourceShape] = {}
+    kinds: dict[type[RunTarget], list[RunTarget]] = {}
     for spec in specs:
-        data = spec.config.data
-        key = data.model_dump_json()
-        if key not in shapes:
-            shapes[key] = _probe(data)
-        check_data_fits(spec.config, shapes[key])
-
-
-def _probe(data: DataConfig) -> SourceShape:
-    """Open and check one data source (:func:`model.data.probe_source`); a missing path says so first."""
-    if isinstance(data, HDF5Data) and not Path(data.path).exists():
-        raise DataError(f"{data.path}: no such data file")
-    if isinstance(data, FastMRIData) and not Path(data.directory).exists():
-        raise DataError(f"{data.directory}: no such data folder")
-    return probe_source(data)
+        kinds.setdefault(type(spec.target), []).append(spec.target)
+    for kind, targets in kinds.items():
+        kind.preflight(targets)
 
 
 def _state(spec: RunSpec, runs: list[Attempt], retry_diverged: bool = False) -> PlanState:

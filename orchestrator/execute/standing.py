@@ -66,7 +66,7 @@ def sweep_standing(specs: Sequence[RunSpec], tracker: Tracker, experiment: str, 
         if item.state in (PlanState.DONE, PlanState.DIVERGED):
             done += 1
         elif rec is not None and rec.status is RunStatus.RUNNING:
-            epochs = item.spec.config.trainer.epochs
+            epochs = item.spec.epochs  # the built-in model's trainer.epochs, or a function's budget
             seconds = (now_ms - rec.start_time) / 1000
             running.append(Running(item.spec.cell, item.spec.seed, _last_epoch(rec, metric), epochs, seconds))
         else:
@@ -88,7 +88,7 @@ def _eta(
         return statistics.median(per_epoch[cell]) if per_epoch.get(cell) else overall
 
     left = sum(max(0, r.epochs - r.epoch) * pace(r.cell) for r in running)
-    left += sum((s.config.trainer.epochs + 1) * pace(s.cell) for s in waiting)
+    left += sum((s.epochs + 1) * pace(s.cell) for s in waiting)
     return left / max(1, len(running))
 
 

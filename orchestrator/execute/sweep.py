@@ -102,7 +102,7 @@ def run_sweep(
                         []
                         if workers == 0
                         else plan_workers(
-                            len(todo), specs[todo[0]].config.trainer.device, workers=workers,
+                            len(todo), specs[todo[0]].device, workers=workers,
                             workers_per_gpu=workers_per_gpu,
                         )
                     )  # fmt: skip

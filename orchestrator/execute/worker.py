@@ -1,14 +1,16 @@
-"""A sweep worker process: claims (cell, seed) items from the work queue and trains them.
+"""A sweep worker process: claims (cell, seed) items from the work queue and runs them.
 
-Kept apart from the coordinator so that a spawned worker imports torch and Optuna but not MLflow:
-everything it produces goes back to the coordinator over a pipe.
+Kept apart from the coordinator so that a spawned worker imports Optuna and what its runs train (the
+built-in model and torch, or the user's own function and whatever it imports: :mod:`orchestrator.target`)
+but not MLflow: everything it produces goes back to the coordinator over a pipe.
 
 Preemption: SIGTERM (how Slurm preempts, how ``timeout`` stops a job) sets a flag; training stops at the
-next step, the partial epoch is abandoned, and the run is reported KILLED with the checkpoint of its last
-complete epoch, kept after every epoch and written when the run ends (:mod:`model.checkpoint`); the worker
-then claims nothing more and exits. On one machine its queue item is given up, and the next sweep resumes
-the run from that checkpoint, in the same MLflow run; on a shared queue (Slurm, other machines) the item is
-left to go stale and another worker runs it again, as for a worker killed outright.
+next step (a function's run: at the next epoch), the partial epoch is abandoned, and the run is reported
+KILLED with the checkpoint of its last complete epoch, kept after every epoch and written when the run ends
+(:mod:`model.checkpoint`; a function's: its checkpoint hook's state); the worker then claims nothing more and
+exits. On one machine its queue item is given up, and the next sweep resumes the run from that checkpoint,
+in the same MLflow run; on a shared queue (Slurm, other machines) the item is left to go stale and another
+worker runs it again, as for a worker killed outright.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from model.trainer import EpochResult
 from orchestrator.execute.early_stop import EarlyStopRule
 from orchestrator.execute.signals import handle_signals
 from orchestrator.execute.workqueue import WorkQueue, open_storage
+from orchestrator.target.base import RunControl, RunOutcome, RunTarget
 from orchestrator.tracking.vocabulary import RunStatus
 
 __all__ = ["worker_main"]
@@ -42,6 +44,7 @@ def worker_main(
 ) -> None:
     """A worker process: claim items until none is left; report everything over ``events``.
 
+    Each payload names its run's ``target`` (:class:`~orchestrator.target.base.RunTarget`) and ``run_key``.
     ``device`` pins the runs whose config says ``auto`` or ``cuda`` to one GPU (``cuda:N``). A payload's
     optional ``stop_file`` (`orch search`: a pruned trial) stops its run at the next epoch once the file
     exists, the file's text being the reason (status ``stopped``).
@@ -50,20 +53,19 @@ def worker_main(
     (``{"run_id", "epoch", "path"}``: continue from that checkpoint).
 
     Messages, each a tuple: ``("start", index, pid, trial id, device)``, ``("step", index, epoch, step,
-    steps)`` (at most twice a second), ``("epoch", index, EpochResult)``, ``("end", index, status, reason,
-    traceback, checkpoint)`` with a :class:`~orchestrator.tracking.vocabulary.RunStatus` value and
-    ``checkpoint`` as ``(path, epoch)`` of the last complete epoch's checkpoint, or None.
+    steps)`` (at most twice a second), ``("epoch", index, result)`` (its ``epoch``, ``metrics`` and
+    ``images``), ``("end", index, status, reason, traceback, checkpoint)`` with a
+    :class:`~orchestrator.tracking.vocabulary.RunStatus` value and ``checkpoint`` as ``(path, epoch)`` of
+    the last complete epoch's checkpoint, or None.
 
     On a storage with heartbeats (RDB, many machines) it also waits while other workers still run
     items, so that the item of a worker that dies is retried here.
     """
-    import torch
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
-    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch, when a run imports it, starts with this share
     work = WorkQueue(open_storage(storage_url, heartbeat=heartbeat), queue_name)
     with handle_signals([signal.SIGTERM]) as preempted:  # stop at the next step, nothing in the handler
-        worker = _Worker(work, payloads, events, parent, device, preempted)
+        worker = _Worker(work, payloads, events, (parent, threads), device, preempted)
         while not worker.orphaned() and not preempted:
             claimed = work.claim()
             if claimed is None:
@@ -76,24 +78,19 @@ def worker_main(
 
 
 class _Worker:
-    """Trains claimed items one after another, sharing each data source between its runs."""
+    """Runs claimed items one after another, sharing each data source between its runs."""
 
     def __init__(
         self,
         work: WorkQueue,
         payloads: list[dict[str, Any]],
         events: Any,
-        parent: int,
+        parent_threads: tuple[int, int],
         device: str | None,
         preempted: list[str],
     ) -> None:
-        self.work, self.payloads, self.events, self.parent, self.device = (
-            work,
-            payloads,
-            events,
-            parent,
-            device,
-        )
+        self.work, self.payloads, self.events, self.device = work, payloads, events, device
+        self.parent, self.threads = parent_threads  # the coordinator's pid, CPU threads a run may use
         self.preempted = preempted  # the signals received (SIGTERM): stop at the next step boundary
         self.sources: dict[str, Any] = {}  # data loaded once per worker, shared by its runs
         self.by_key = {p["run_key"]: i for i, p in enumerate(payloads)}
@@ -101,25 +98,10 @@ class _Worker:
     def orphaned(self) -> bool:
         return os.getppid() != self.parent
 
-    def _config(self, payload: dict[str, Any]) -> tuple[Any, str]:
-        """The run's config, pinned to this worker's GPU when it says ``auto`` or ``cuda``, and its device."""
-        from model.trainer import resolve_device
-
-        config = payload["config"]  # the validated RunConfig as the coordinator built it
-        if self.device and config.trainer.device in ("auto", "cuda"):  # pinned: the run's identity stays
-            config = config.model_copy(
-                update={"trainer": config.trainer.model_copy(update={"device": self.device})}
-            )
-        try:
-            device = str(resolve_device(config.trainer.device))
-        except Exception:  # noqa: BLE001 - reported as the run's crash when it trains
-            device = config.trainer.device
-        return config, device
-
     def train(self, trial_id: int, index: int) -> None:
-        """Train item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
+        """Run item ``index`` (claimed as ``trial_id``) and report it; a crash is reported, not raised."""
         events, payload = self.events, self.payloads[index]
-        config, device = self._config(payload)
+        target, device = payload["target"].placed(self.device)
         events.put(("start", index, os.getpid(), trial_id, device))
         last_step = [0.0]
 
@@ -133,9 +115,9 @@ class _Worker:
 
         with self.work.keep_alive(trial_id):
             try:
-                result = self._fit(index, config, payload, on_step)
+                result = self._run(index, target, payload, on_step)
                 ckpt = Path(payload["checkpoint"]) if payload.get("checkpoint") else None
-                saved = (str(ckpt), result.trainer.epoch) if ckpt and ckpt.exists() else None
+                saved = (str(ckpt), result.last_epoch) if ckpt and ckpt.exists() else None
                 status, reason = result.status, result.reason
                 if status == "interrupted":
                     status = RunStatus.KILLED.value
@@ -155,14 +137,12 @@ class _Worker:
                 events.put(("end", index, RunStatus.CRASHED.value, why, traceback.format_exc()))
                 self.work.done(trial_id, ok=False)
 
-    def _fit(self, index: int, config: Any, payload: dict[str, Any], on_step: Any) -> Any:
-        """:func:`model.trainer.fit` of one item: its data shared, its last checkpoint written when it ends
-        (with its early-stop rule's bookkeeping), resumed from ``payload["resume"]`` when given."""
-        from model.checkpoint import load_checkpoint
-        from model.data import open_source
-        from model.trainer import fit
-
-        resume = load_checkpoint(payload["resume"]["path"]) if payload.get("resume") else None
+    def _run(self, index: int, target: RunTarget, payload: dict[str, Any], on_step: Any) -> RunOutcome:
+        """Run one item's target: its last checkpoint written when it ends (with its early-stop rule's
+        bookkeeping), resumed from ``payload["resume"]`` when given."""
+        if payload.get("checkpoint"):  # an earlier attempt's leftover is not this run's checkpoint
+            Path(payload["checkpoint"]).unlink(missing_ok=True)
+        resume = target.open_resume(payload["resume"]["path"]) if payload.get("resume") else None
         rule = None
         if payload.get("early_stop"):
             kept = resume.extra.get("early_stop") if resume is not None else None
@@ -170,22 +150,22 @@ class _Worker:
 
         stop_file = payload.get("stop_file")  # a search's pruned trial: the file says why its runs stop
 
-        def on_epoch(result: EpochResult) -> str | None:
+        def on_epoch(result: Any) -> str | None:
+            if self.orphaned():
+                os._exit(3)  # the coordinator was killed: stop, the next sweep re-runs this item
             self.events.put(("epoch", index, result))
             if stop_file and os.path.exists(stop_file):
                 return Path(stop_file).read_text(encoding="utf-8").strip() or "stopped by the coordinator"
             return rule(result.metrics) if rule is not None else None
 
-        data_key = config.data.model_dump_json()
-        if data_key not in self.sources:
-            self.sources[data_key] = open_source(config.data)
-        return fit(
-            config,
-            source=self.sources[data_key],
+        control = RunControl(
             on_epoch=on_epoch,
             on_step=on_step,
+            stop=lambda: bool(self.preempted),
             checkpoint=payload.get("checkpoint"),
             resume=resume,
-            stop=lambda: bool(self.preempted),
             extra=(lambda: {"early_stop": dataclasses.asdict(rule)}) if rule is not None else None,
+            threads=self.threads,
+            cache=self.sources,
         )
+        return target.run(control)

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.trainer import EpochResult
 from orchestrator.execute.context import SweepContext, SweepEvent
 from orchestrator.execute.plan import ResumePoint, resume_points
 from orchestrator.execute.resources import WorkerSlot
@@ -68,13 +66,12 @@ class _Coordinator:
                     axes=spec.axes,
                     expect=spec.expect,
                     device=device,
-                    epochs=spec.config.trainer.epochs,
-                    steps_per_epoch=spec.config.trainer.steps_per_epoch,
                     **spec.identity.tags(),
+                    **spec.target.tags(),  # its budget (orch.epochs...), a function's orch.entrypoint
                 )
                 self.run_ids[index] = self.tracker.start_run(
                     self.ctx.experiment,
-                    spec.config,
+                    spec.target.describe(),
                     name=f"{spec.cell}/seed{spec.seed}",
                     tags=tags,
                     params=axis_params(spec, self.param_axes),
@@ -86,7 +83,7 @@ class _Coordinator:
         elif kind == "step":
             self.emit(SweepEvent("step", index, spec, epoch=msg[2], step=msg[3], steps=msg[4]))
         elif kind == "epoch":
-            result: EpochResult = msg[2]
+            result = msg[2]  # the epoch's number, metrics and images
             self.tracker.log_epoch(self.run_ids[index], result)
             self.last_epoch[index] = result.epoch
             run_id = self.run_ids[index]
@@ -116,7 +113,7 @@ class _Coordinator:
         path, epoch = Path(saved[0]), saved[1]
         if not path.exists() or epoch != self.last_epoch.get(index):
             return
-        self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].config.to_dict())
+        self.tracker.log_checkpoint(self.run_ids[index], path, epoch, self.specs[index].target.describe())
         path.unlink(missing_ok=True)  # the artifact is the one the next sweep resumes from
         shutil.rmtree(path.parent / "resume", ignore_errors=True)  # the copy this attempt resumed from
 
@@ -207,10 +204,8 @@ class _Coordinator:
         if self.checkpoints is None:
             return None
         path = self.checkpoints / self.specs[index].run_key / "last.pt"
-        try:
-            return str(path), load_checkpoint(path).epoch
-        except CheckpointError:
-            return None
+        epoch = self.specs[index].target.checkpoint_epoch(path)
+        return None if epoch is None else (str(path), epoch)
 
 
 def run_workers(ctx: SweepContext, specs: list[RunSpec], slots: list[WorkerSlot]) -> None:

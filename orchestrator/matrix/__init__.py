@@ -29,8 +29,10 @@ from orchestrator.matrix.load import (
     matches,
     parse_where,
     read_matrix,
+    recorded_verdict,
     select_specs,
     split_names,
+    verdict_settings,
 )
 from orchestrator.matrix.schema import (
     AXIS_ALIASES,
@@ -67,10 +69,12 @@ __all__ = [
     "matches",
     "parse_where",
     "read_matrix",
+    "recorded_verdict",
     "resolve_point",
     "run_count",
     "scaled_steps",
     "select_specs",
     "split_names",
     "varying_axes",
+    "verdict_settings",
 ]

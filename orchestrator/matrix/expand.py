@@ -22,7 +22,9 @@ from model.config import (
 )
 from model.input_files import MAX_QUOTE, clip, quote
 from orchestrator.identity import identify
+from orchestrator.matrix.entrypoint import function_point, param_value
 from orchestrator.matrix.schema import AXIS_ALIASES, Cell, Matrix, MatrixError, RunSpec
+from orchestrator.target.model import ModelTarget
 
 
 def base_mapping(base: dict[str, Any] | str, root: Path) -> dict[str, Any]:
@@ -75,12 +77,15 @@ def _axis_paths(axis: str) -> tuple[str, ...]:
     )
 
 
-def axis_value(config: RunConfig, axis: str) -> Any:
-    """The value an axis (alias or dotted path) has in a resolved config (an alias: its first path's).
+def axis_value(config: RunConfig | dict[str, Any], axis: str) -> Any:
+    """The value an axis (alias or dotted path) has in a resolved config (an alias: its first path's), or
+    in a function's params (a key or dotted path).
 
     Raises:
         MatrixError: an unknown axis.
     """
+    if isinstance(config, dict):
+        return param_value(config, axis)
     node: Any = config.to_dict()
     for part in _axis_paths(axis)[0].split("."):
         node = node[part]
@@ -141,11 +146,14 @@ def base_config(matrix: Matrix, root: Path | None = None) -> dict[str, Any]:
 
 
 def check_axes(matrix: Matrix) -> None:
-    """Every axis name (in axes, cells and exclude) is an alias or a dotted path.
+    """Every axis name (in axes, cells and exclude) is an alias or a dotted path (a function's matrix: any
+    key of its params).
 
     Raises:
         MatrixError: an unknown axis, with the closest alias.
     """
+    if matrix.trainer is not None:
+        return
     for axis in {*matrix.axes, *(k for c in matrix.cells.values() for k in c.values)}:
         _axis_paths(axis)
     for ex in matrix.exclude:
@@ -154,14 +162,25 @@ def check_axes(matrix: Matrix) -> None:
 
 
 def resolve_point(
-    matrix: Matrix, base: dict[str, Any], name: str, values: dict[str, Any], cell: Cell | None = None
+    matrix: Matrix,
+    base: dict[str, Any],
+    name: str,
+    values: dict[str, Any],
+    cell: Cell | None = None,
+    *,
+    root: Path | None = None,
 ) -> list[RunSpec]:
     """One point (axis values) of ``matrix`` as a validated :class:`RunSpec` per seed; at a
-    ``budget.scale`` other than 1 its steps per epoch multiplied (:func:`scaled_steps`).
+    ``budget.scale`` other than 1 its steps per epoch multiplied (:func:`scaled_steps`). A matrix over the
+    user's own function (``trainer``) makes runs of it instead
+    (:func:`~orchestrator.matrix.entrypoint.function_point`, its module imported from ``root``, the
+    matrix's folder, and the working folder).
 
     Raises:
         MatrixError: a value the RunConfig schema rejects, naming cell, axis, value and the rule.
     """
+    if matrix.trainer is not None:
+        return function_point(matrix, base, name, values, cell, root)
     overrides: dict[str, Any] = {}
     if matrix.budget.epochs:
         overrides["trainer.epochs"] = matrix.budget.epochs
@@ -185,6 +204,7 @@ def resolve_point(
                 axes=dict(values),
                 config=config,
                 identity=identify(config),
+                target=ModelTarget(config),
                 expect=cell.expect if cell else None,
                 note=cell.note if cell else None,
                 guards=tuple(cell.guards) if cell else (),
@@ -232,26 +252,12 @@ def scaled_steps(steps: int | None, scale: float, cell: str) -> int:
 
 def _early_stop(matrix: Matrix, config: RunConfig) -> dict[str, Any] | None:
     """The early-stop rule's settings for one run (None when the budget does not ask for early stops)."""
-    if not matrix.budget.early_stop:
-        return None
-    v = matrix.verdict
     tc = config.trainer
     # a scheduled skip or content weight changes training until its schedule ends: no verdict before that
     # is final
     skip_end = 0 if tc.skip_schedule == "constant" else (tc.skip_decay_epochs or tc.epochs)
     content_end = 0 if tc.content_schedule == "constant" else (tc.content_ramp_epochs or tc.epochs)
-    hold_until = max(skip_end, content_end)
-    return {
-        "hold_until": hold_until,
-        "metric": v.metric,
-        "epochs": tc.epochs,
-        "min_change": v.min_change,
-        "warmup": v.warmup,
-        "min_window": v.min_window,
-        "patience": matrix.budget.early_stop_patience,
-        "confidence": v.confidence,
-        "floor_metric": v.floor_metric,
-    }
+    return matrix.early_stop_rule(tc.epochs, hold_until=max(skip_end, content_end))
 
 
 def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
@@ -267,7 +273,9 @@ def expand(matrix: Matrix, *, root: Path | None = None) -> list[RunSpec]:
         raise MatrixError(
             "the matrix has no points to run: give 'axes' or 'cells' (or 'exclude' removed all)"
         )
-    specs = [s for name, values, cell in points for s in resolve_point(matrix, base, name, values, cell)]
+    specs = [
+        s for name, values, cell in points for s in resolve_point(matrix, base, name, values, cell, root=root)
+    ]
     seen: dict[str, RunSpec] = {}
     for spec in specs:
         if spec.run_key in seen:

@@ -28,8 +28,10 @@ from model.config import (
     parse_overrides,
 )
 from model.input_files import InputFileError, parse_yaml, read_text
+from orchestrator.matrix.entrypoint import with_value
 from orchestrator.matrix.expand import base_mapping, expand, run_count
 from orchestrator.matrix.schema import Matrix, MatrixError, RunSpec
+from orchestrator.verdict.settings import VerdictSettings
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -126,8 +128,12 @@ def edit_matrix(data: dict[str, Any], overrides: Sequence[str], root: Path) -> d
             valid = ", ".join(sorted(Matrix.model_fields))
             raise MatrixError(f"override {key}: a matrix has no field '{head}'{hint} (fields: {valid})")
         if head == "base" and rest:
+            base = base_mapping(out.get("base", {}), root)
+            if out.get("trainer"):  # a function's params: any key (its own model, if any, judges them)
+                out["base"] = with_value(base, rest, value)
+                continue
             try:
-                out["base"] = apply_overrides(base_mapping(out.get("base", {}), root), {rest: value})
+                out["base"] = apply_overrides(base, {rest: value})
             except ConfigError as exc:
                 raise MatrixError(f"override {key}: {str(exc).removeprefix('--set ')}") from None
             continue
@@ -139,6 +145,45 @@ def edit_matrix(data: dict[str, Any], overrides: Sequence[str], root: Path) -> d
             node = node[part]
         node[parts[-1]] = value
     return out
+
+
+def verdict_settings(
+    data: dict[str, Any], overrides: Sequence[str] = (), where: str = "matrix"
+) -> VerdictSettings:
+    """The verdict settings of a matrix mapping ``data`` with ``verdict.KEY=VALUE`` ``overrides``, reading
+    nothing else of it but whether it names a trainer (a function's floor and baseline metrics): the verdict
+    of a matrix a sweep recorded, whose base config may not be here, or a report's ``--set``.
+
+    Raises:
+        MatrixError: an override of another section, or settings the schema refuses.
+    """
+    other = [o for o in overrides if not o.startswith("verdict.")]
+    if other:
+        raise MatrixError(f"{other[0]}: only verdict settings can be set here, e.g. verdict.warmup=8")
+    kept = {k: data[k] for k in ("verdict", "trainer") if k in data}
+    try:
+        edited = edit_matrix({"name": "-", **kept}, overrides, Path.cwd())
+        return Matrix.model_validate(edited).verdict
+    except MatrixError as exc:
+        raise MatrixError(f"{where}: {exc}") from None
+    except ValidationError as exc:
+        raise MatrixError(f"{where}: {describe_validation_error(exc, Matrix)}") from None
+
+
+def recorded_verdict(text: str, where: str, overrides: Sequence[str] = ()) -> VerdictSettings:
+    """The verdict settings of a matrix file's ``text`` (as a sweep's parent run holds it) with the
+    ``verdict.`` overrides among ``overrides`` (that sweep's command line: the others did not change them).
+
+    Raises:
+        MatrixError: the text is not a matrix mapping, or its verdict settings are refused.
+    """
+    try:
+        data = parse_yaml(text, where, unique_keys=True)
+    except InputFileError as exc:
+        raise MatrixError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise MatrixError(f"{where}: a matrix must be a mapping")
+    return verdict_settings(data, [o for o in overrides if o.startswith("verdict.")], where)
 
 
 def _text(value: Any) -> str:

@@ -15,6 +15,7 @@ from model.config import (
 from model.input_files import quote
 from orchestrator.errors import UserError
 from orchestrator.identity import RunIdentity
+from orchestrator.target.base import RunTarget
 from orchestrator.verdict.objective import Objective
 from orchestrator.verdict.settings import Guard, VerdictSettings
 
@@ -159,6 +160,17 @@ class Budget(_Strict):
     )
 
 
+class Trainer(_Strict):
+    """The ``trainer:`` section: the runs call the user's own training function instead of the built-in
+    model (docs/own_training.md); ``base`` and the cells are then that function's params."""
+
+    entrypoint: str = Field(
+        pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$",
+        description="module:function, imported from the matrix's folder, the working folder or the Python "
+        "path; called as function(params, seed, epochs), it yields a dict of metrics an epoch, epoch 0 first",
+    )
+
+
 class Matrix(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -172,6 +184,20 @@ class Matrix(_Strict):
     verdict: VerdictSettings = VerdictSettings()
     budget: Budget = Budget()
     search: SearchSettings = SearchSettings()
+    trainer: Trainer | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _function_baselines(cls, data: Any) -> Any:
+        # a function's floor and constant baseline are named after its metric: <metric>_floor and
+        # <metric>_baseline, unless the verdict names others (the built-in model's defaults stay theirs)
+        if not (isinstance(data, dict) and data.get("trainer") and isinstance(data.get("verdict"), dict)):
+            return data
+        verdict = dict(data["verdict"])
+        if isinstance(verdict.get("metric"), str):
+            verdict.setdefault("floor_metric", f"{verdict['metric']}_floor")
+            verdict.setdefault("baseline_metric", f"{verdict['metric']}_baseline")
+        return {**data, "verdict": verdict}
 
     @field_validator("seeds")
     @classmethod
@@ -187,6 +213,24 @@ class Matrix(_Strict):
             if isinstance(values, list) and not values:
                 raise ValueError(f"axis {quote(name)} has no values")
         return axes
+
+    def early_stop_rule(self, epochs: int, hold_until: int = 0) -> dict[str, Any] | None:
+        """The early-stop rule's settings for one run of ``epochs`` epochs that must not stop before epoch
+        ``hold_until`` (None when the budget does not ask for early stops)."""
+        if not self.budget.early_stop:
+            return None
+        v = self.verdict
+        return {
+            "hold_until": hold_until,
+            "metric": v.metric,
+            "epochs": epochs,
+            "min_change": v.min_change,
+            "warmup": v.warmup,
+            "min_window": v.min_window,
+            "patience": self.budget.early_stop_patience,
+            "confidence": v.confidence,
+            "floor_metric": v.floor_metric,
+        }
 
     def at_scale(self, scale: float) -> Matrix:
         """This matrix with ``budget.scale`` set to ``scale`` (its runs at ``scale`` times their steps)."""
@@ -211,13 +255,16 @@ class Matrix(_Strict):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (cell, seed) to run, with its identity (:mod:`orchestrator.identity`)."""
+    """One (cell, seed) to run, with its identity (:mod:`orchestrator.identity`) and what it computes
+    (``target``, :mod:`orchestrator.target`): ``config`` is the built-in model's resolved RunConfig, or the
+    params of a run of the user's own function."""
 
     cell: str
     seed: int
     axes: dict[str, Any]
-    config: RunConfig
+    config: RunConfig | dict[str, Any]
     identity: RunIdentity
+    target: RunTarget
     expect: str | None = None
     note: str | None = None
     guards: tuple[Guard, ...] = field(default_factory=tuple)
@@ -233,7 +280,17 @@ class RunSpec:
         """The key of its config and seed alone: the same run with other code or data has the same one."""
         return self.identity.config_key
 
+    @property
+    def epochs(self) -> int:
+        """Its budget: epochs after epoch 0."""
+        return self.target.epochs
+
+    @property
+    def device(self) -> str:
+        """The device it asks for (how many workers a machine gets)."""
+        return self.target.device
+
     def to_payload(self) -> dict[str, Any]:
-        """What a worker process needs: the validated config travels as it is (pickled), so that what the
-        user left at its default stays a default."""
-        return {"run_key": self.run_key, "config": self.config, "early_stop": self.early_stop}
+        """What a worker process needs: the target travels as it is (pickled; a validated config stays
+        as it was built, so that what the user left at its default stays a default)."""
+        return {"run_key": self.run_key, "target": self.target, "early_stop": self.early_stop}

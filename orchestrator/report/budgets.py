@@ -55,6 +55,8 @@ def budget_scales(tracker: Tracker, matrix: Matrix, root: Path | None = None) ->
     Raises:
         MatrixError: the matrix cannot be expanded at scale 1.
     """
+    if matrix.trainer is not None:  # budget.scale multiplies the built-in model's steps; a function has one
+        return []
     base = {s.cell: s.config.trainer.steps_per_epoch for s in expand(matrix.at_scale(1), root=root)}
     try:
         records = tracker.records(matrix.name, [])

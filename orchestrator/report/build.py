@@ -93,7 +93,7 @@ def build_report(
     to the sweep's parent run under ``report/`` (also as a table), the report in markdown becomes its
     description and each cell's results its metrics (:data:`CELL_METRICS`), and each judged run gets its
     cell's verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by
-    it.
+    it; the runs of an experiment with no sweep parent run (logged by another tool) get them from any report.
     Without, they go to the parent run (``parent_run_id``, else the experiment's latest sweep) under
     ``reports/<label>/``, a label of the settings and selection: another report never overwrites the
     sweep's record, nor one made with other settings.
@@ -134,6 +134,7 @@ def build_report(
     if record and parent:
         _answer_in_mlflow(tracker, parent, report)
         tracker.log_table(parent, _table(verdicts), "report/verdicts_table.json")
+    if record or parent is None:  # the sweep's own report, or runs no orch sweep records (another tool's)
         for cell, verdict in zip(data, verdicts, strict=True):
             change = "" if verdict.rel_change is None else f"{verdict.rel_change:+.1%}"
             tags = {TAG_VERDICT: verdict.verdict.value, TAG_VERDICT_CHANGE: change}

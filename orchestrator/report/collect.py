@@ -8,9 +8,10 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
+from orchestrator.report.grouping import logged_keys
 from orchestrator.report.selection import Selection
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags, flatten
-from orchestrator.tracking.vocabulary import TAG_EXPECT, TAG_FAILURE
+from orchestrator.tracking.vocabulary import TAG_EXPECT, TAG_FAILURE, TAG_KEY
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
 
@@ -38,18 +39,22 @@ def collect_cells(
     With ``specs`` (a matrix's expansion) exactly those runs count, in the matrix's order, with the
     matrix's axis values, expectations and guards: by default the runs of the current code and data
     (the specs' run keys), else those ``select`` picks among the runs of the specs' configs. Without
-    ``specs``, every run tagged ``orch.cell`` and ``orch.seed`` that ``select`` admits counts, with axes
-    and expectations read from its tags.
+    ``specs``, every run tagged ``orch.cell`` and ``orch.seed`` that ``select`` admits counts, whoever
+    logged it, with axes and expectations read from its tags; with ``select.grouping``, every run of the
+    experiment, its cell and seed made from its params or tags.
 
     Raises:
         ReportError: unknown experiment, no runs, ``metric`` in none of them, or every run failed.
     """
     by_config = not select.current
     keys = {(s.config_key if by_config else s.run_key) for s in specs} if specs else None
+    grouping = None if specs else select.grouping
     try:
-        records = tracker.records(experiment, [metric], keys=keys, by_config=by_config)
+        records = tracker.records(experiment, [metric], keys=keys, by_config=by_config, every=bool(grouping))
     except TrackingError as exc:
         raise ReportError(str(exc)) from None
+    if grouping is not None:
+        records = grouping.group(records, experiment)
     records = [r for r in records if select.admits(r)]
     _check_records(tracker, records, experiment, metric, specs, select)
     cells: dict[str, CellData] = {}
@@ -59,7 +64,8 @@ def collect_cells(
             by_key.setdefault(r.config_key if by_config else r.run_key, []).append(r)
         for spec in specs:
             if spec.cell not in cells:
-                config = flatten(spec.config.to_dict())
+                raw = spec.config if isinstance(spec.config, dict) else spec.config.to_dict()
+                config = flatten(raw)
                 cells[spec.cell] = CellData(
                     spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards), config=config
                 )
@@ -86,8 +92,8 @@ def collect_cells(
 def _run_config(tracker: Tracker, rec: RunRecord) -> dict[str, Any]:
     """A run's flat resolved config, for the report's context (its data, its budget): its params when they
     hold it (runs logged with their whole config as params, others' runs), else its ``config.json`` (a
-    sweep's runs log only their axes as params)."""
-    if "data.source" in rec.params:
+    sweep's runs log only their axes as params; a run orch did not make has no config.json)."""
+    if "data.source" in rec.params or TAG_KEY not in rec.tags:
         return dict(rec.params)
     return tracker.run_config(rec.run_id) or dict(rec.params)
 
@@ -113,6 +119,14 @@ def _check_records(
         ):
             stale = " (its runs were made by other code or data: `orch sweep` runs them again, "
             stale += "`orch report --code FINGERPRINT` judges the old ones)"
+        if not specs and select.current:  # runs another tool made: they can be grouped by their params
+            others = tracker.records(experiment, [], every=True)
+            if others:
+                raise ReportError(
+                    f"experiment {experiment!r} has {len(others)} runs, none tagged orch.cell and orch.seed: "
+                    "group them into cells by their params or tags, e.g. --cell-by params.lr --seed-by "
+                    f"params.seed (the runs log: {logged_keys(others)})"
+                )
         raise ReportError(
             f"experiment {experiment!r} has no runs tagged orch.cell and orch.seed{which}"
             + (f" for this matrix{stale or ': run `orch sweep` first'}" if specs else "")
@@ -150,7 +164,7 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
     cell.seeds.append(seed)
     cell.curves.append(curve)
     cell.run_ids.append(rec.run_id)
-    budget = rec.budget("trainer.epochs")
+    budget = rec.budget("trainer.epochs")  # its orch.epochs tag (a function's runs too), else its param
     if rec.status is RunStatus.STOPPED and budget is not None:  # judged over the budget's window
         cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
     for name, points in rec.history.items():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.tracking.vocabulary import TAG_CODE
 
 if TYPE_CHECKING:
+    from orchestrator.report.grouping import Grouping
     from orchestrator.tracking.records import RunRecord
 
 __all__ = ["Selection"]
@@ -23,7 +24,8 @@ class Selection:
     (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
     select runs of the matrix's configs made by other code or by one sweep, for comparison. ``cells`` and
     ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value of that axis
-    (:mod:`~orchestrator.report.views`).
+    (:mod:`~orchestrator.report.views`). ``grouping`` makes the cells of an experiment's runs from their
+    params or tags instead of orch's tags (:mod:`~orchestrator.report.grouping`).
     """
 
     code: str | None = None
@@ -31,10 +33,14 @@ class Selection:
     cells: Sequence[str] = ()
     where: Mapping[str, str] | None = None
     group_by: str | None = None
+    grouping: Grouping | None = None
 
     def view(self) -> dict[str, Any]:
         """The cells shown, as a report's label records them."""
-        return {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
+        view = {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
+        if self.grouping is not None:  # only then: the labels of reports made before grouping stay theirs
+            view["grouping"] = self.grouping.describe()
+        return view
 
     @property
     def current(self) -> bool:
@@ -47,4 +53,6 @@ class Selection:
 
     def describe(self) -> str:
         parts = [f"code {self.code}" if self.code else "", f"sweep {self.sweep}" if self.sweep else ""]
+        if self.grouping is not None:
+            parts.append(f"every run, {self.grouping.describe()}")
         return ", ".join(p for p in parts if p) or "the current code and data"

@@ -6,6 +6,7 @@
 - :mod:`~orchestrator.tracking.errors`: :class:`TrackingError` (no MLflow import).
 - :mod:`~orchestrator.tracking.uri`: where a store's URI points (no MLflow import).
 - :mod:`~orchestrator.tracking.tracker`: :class:`Tracker`, the writes and reads of runs.
+- :mod:`~orchestrator.tracking.single`: ``orch train``'s tracked run (:func:`open_single_run`).
 - :mod:`~orchestrator.tracking.records`: the runs as read back (:class:`RunRecord`, no MLflow import).
 
 The vocabulary is imported at once; the names that need MLflow on first use, so that a worker process can
@@ -24,7 +25,8 @@ _LAZY, __getattr__ = lazy_attributes(
         "store": ("check_reachable", "prepare_store"),
         "uri": ("normalize_uri", "sqlite_path"),
         "records": ("Attempt", "RunRecord", "flatten"),
-        "tracker": ("Tracker", "check_experiment_name", "open_single_run"),
+        "tracker": ("Tracker", "check_experiment_name"),
+        "single": ("open_single_run",),
     },
 )
 __all__ = ["RunKind", "RunStatus", "axes_from_tags", "run_tags", *_LAZY]

@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH, MAX_TAG_VAL_LENGTH
 
 from model.config import RunConfig
-from orchestrator.identity import code_context, identify
+from orchestrator.identity import code_context
 from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.errors import first_line
 from orchestrator.tracking.images import label_grids, read_layout, unlabel
@@ -41,7 +41,6 @@ from orchestrator.tracking.store import (
     artifact_root,
     check_reachable,
     normalize_uri,
-    prepare_store,
     retry,
     shared,
 )
@@ -177,14 +176,14 @@ class Tracker:
     def start_run(
         self,
         experiment: str,
-        config: RunConfig,
+        config: RunConfig | dict[str, Any],
         *,
         name: str,
         tags: dict[str, str],
         params: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> str:
-        """Create a run with its resolved config as ``config.json``; returns its id.
+        """Create a run with its resolved config (or a function's params) as ``config.json``; returns its id.
 
         Args:
             tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
@@ -192,17 +191,18 @@ class Tracker:
                 :func:`~orchestrator.matrix.varying_axes`); None: every field of the config (``orch
                 train``, ``orch diagnose``).
         """
+        data = config if isinstance(config, dict) else config.to_dict()
         exp_id = self.experiment_id(experiment)
         all_tags = {**versions(), **tags}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
-        logged = flatten(config.to_dict()) if params is None else params
+        logged = flatten(data) if params is None else params
         listed = [Param(k, _param_text(v, compact=params is not None)) for k, v in logged.items()]
         for i in range(0, len(listed), 100):
             retry(self.client.log_batch, run_id, params=listed[i : i + 100])
-        retry(self.client.log_dict, run_id, config.to_dict(), "config.json")
+        retry(self.client.log_dict, run_id, data, "config.json")
         return run_id
 
     def log_epoch(self, run_id: str, result: EpochResult) -> None:
@@ -296,15 +296,18 @@ class Tracker:
     # -------------------------------------------------------------------------------------- reads
 
     def _search(
-        self, experiment: str, filter_string: str = "", *, kinds: tuple[RunKind, ...] = (RunKind.RUN,)
+        self, experiment: str, filter_string: str = "", *, kinds: tuple[RunKind, ...] | None = (RunKind.RUN,)
     ) -> list[Any]:
-        """Runs of ``experiment`` of the given kinds matching ``filter_string``, every page of them."""
+        """Runs of ``experiment`` of the given kinds (None: every run, whatever logged it) matching
+        ``filter_string``, every page of them."""
         exp_id = self.experiment_id(experiment, create=False)
         if exp_id is None:
             return []
         runs = []
-        for kind in kinds:
-            flt = f"tags.`{TAG_KIND}` = '{kind.value}'" + (f" and {filter_string}" if filter_string else "")
+        for kind in kinds or (None,):
+            flt = " and ".join(
+                f for f in (f"tags.`{TAG_KIND}` = '{kind.value}'" if kind else "", filter_string) if f
+            )
             runs.extend(shared((self.uri, exp_id, flt), lambda flt=flt: self._pages(exp_id, flt)))
         return runs
 
@@ -355,6 +358,18 @@ class Tracker:
             return None
         return max(runs, key=lambda r: r.info.start_time).info.run_id
 
+    def sweep_matrix(self, experiment: str) -> tuple[str, str, dict[str, str]] | None:
+        """The matrix file that the newest sweep or search of ``experiment`` holding one logged to its
+        parent run: (the parent's run id, the file's text, the parent's tags); None when no parent has one."""
+        for run_id, _, tags in reversed(self.sweep_parents(experiment)):
+            files = [f.path for f in retry(self.client.list_artifacts, run_id) if not f.is_dir]
+            files = [f for f in files if f.endswith((".yaml", ".yml"))]
+            if files:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = retry(self.client.download_artifacts, run_id, files[0], tmp)
+                    return run_id, Path(local).read_text(encoding="utf-8"), tags
+        return None
+
     def run_tags_and_start(self, run_id: str) -> tuple[dict[str, str], int]:
         """A run's tags and its start time (ms since the epoch)."""
         run = retry(self.client.get_run, run_id)
@@ -370,24 +385,32 @@ class Tracker:
         *,
         keys: set[str] | None = None,
         by_config: bool = False,
+        every: bool = False,
     ) -> list[RunRecord]:
-        """Child runs of ``experiment`` (all of them, or those whose run key, or with ``by_config`` whose
-        config key, is in ``keys``) with the per-step history of ``metrics`` and the final value of every
-        other metric."""
+        """Runs of ``experiment`` with the per-step history of ``metrics`` and the final value of every other
+        metric: with ``keys``, its sweeps' child runs whose run key (with ``by_config``, config key) is in
+        ``keys``; else every run tagged ``orch.cell`` and ``orch.seed``, whoever logged it (a sweep, a
+        search, another script); with ``every``, every run, those without these tags as cell ``""`` and seed
+        -1 (a report groups them by their params: :mod:`orchestrator.report.grouping`).
+
+        Raises:
+            TrackingError: no experiment ``experiment``, or a run whose ``orch.seed`` is not an integer.
+        """
         if self.experiment_id(experiment, create=False) is None:
             raise TrackingError(f"no experiment named {experiment!r} in {self.uri}")
         wanted = list(dict.fromkeys(metrics))
         chosen = []
-        kinds = (RunKind.RUN,) if keys is not None else (RunKind.RUN, RunKind.TRIAL)  # trials: no matrix's
-        for run in self._search(experiment, kinds=kinds):
+        # a matrix's runs are its sweeps' (search trials are judged by --experiment); without keys, any run
+        # with the two tags counts, whatever its kind (DESIGN: "runs orch did not make")
+        for run in self._search(experiment, kinds=(RunKind.RUN,) if keys is not None else None):
             tags = run.data.tags
-            if TAG_CELL not in tags or TAG_SEED not in tags:
+            if not every and (TAG_CELL not in tags or TAG_SEED not in tags):
                 continue
             key = tags.get(TAG_KEY, run.info.run_id)
             config_key = tags.get(TAG_CONFIG_KEY, key)  # before code fingerprints, the run key was this
             matched = config_key if by_config else key
             if keys is not None and (matched not in keys or tags.get(TAG_KIND) == RunKind.TRIAL):
-                continue  # a matrix's runs are its sweeps' (search trials are judged by --experiment)
+                continue
             chosen.append((run, key, config_key))
         curves = fetch_curves(self.client, self.uri, [run for run, _, _ in chosen], wanted)
         out = []
@@ -395,8 +418,8 @@ class Tracker:
             tags = run.data.tags
             rec = RunRecord(
                 run_id=run.info.run_id,
-                cell=tags[TAG_CELL],
-                seed=int(tags[TAG_SEED]),
+                cell=tags.get(TAG_CELL, ""),
+                seed=_seed(run.info.run_id, tags) if TAG_SEED in tags else -1,
                 run_key=key,
                 config_key=config_key,
                 status=RunStatus.of(run.info.status, tags),
@@ -465,22 +488,10 @@ def _param_text(value: Any, *, compact: bool) -> str:
     return str(value)
 
 
-class _SingleRun:
-    """`orch train`'s tracked run: ``log_epoch`` and ``finish`` bound to one run id."""
-
-    def __init__(self, tracker: Tracker, run_id: str) -> None:
-        self.tracker, self.run_id = tracker, run_id
-
-    def log_epoch(self, result: EpochResult) -> None:
-        self.tracker.log_epoch(self.run_id, result)
-
-    def finish(self, status: RunStatus, reason: str | None = None) -> None:
-        self.tracker.finish(self.run_id, status, reason)
-
-
-def open_single_run(uri: str, config: RunConfig, *, name: str, experiment: str = "orch-train") -> _SingleRun:
-    """A standalone tracked run for ``orch train`` (experiment ``orch-train``)."""
-    tracker = Tracker(prepare_store(uri))
-    tags = run_tags(RunKind.TRAIN, **identify(config).tags())
-    run_id = tracker.start_run(experiment, config, name=name, tags=tags)
-    return _SingleRun(tracker, run_id)
+def _seed(run_id: str, tags: dict[str, str]) -> int:
+    """A run's ``orch.seed`` as an integer (a run another script tagged may hold anything)."""
+    try:
+        return int(tags[TAG_SEED])
+    except ValueError:
+        value = tags[TAG_SEED]
+        raise TrackingError(f"run {run_id}: its tag {TAG_SEED} is {value!r}, not an integer") from None

@@ -14,8 +14,9 @@ run's budget (``orch.epochs``, ``orch.steps_per_epoch``: a sweep's runs log only
 run's identity (``orch.config_key``, ``orch.code``, ``orch.data``; :mod:`orchestrator.identity`), the
 code it ran (``orch.git_commit``, ``orch.git_dirty``, ``orch.version.<package>``), the verdict of its
 cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``), the epoch of its resumable
-checkpoint (``orch.checkpoint_epoch``, artifact ``checkpoint/last.pt``) and how its image grids were
-labelled (``orch.image_layout``; :mod:`orchestrator.tracking.images`). A sweep's parent run's description
+checkpoint (``orch.checkpoint_epoch``, artifact ``checkpoint/last.pt``), how its image grids were
+labelled (``orch.image_layout``; :mod:`orchestrator.tracking.images`); a run of the user's own training
+function also carries ``orch.entrypoint`` (docs/own_training.md). A sweep's parent run's description
 (``mlflow.note.content``) is its report in markdown; the experiment's is the matrix's ``description``.
 """
 
@@ -48,8 +49,9 @@ TAG_CHECKPOINT = "orch.checkpoint_epoch"  # the epoch its logged checkpoint ends
 TAG_IMAGE_LAYOUT = "orch.image_layout"  # JSON: image key -> the label band and scale of its logged grids
 NOTE = "mlflow.note.content"  # MLflow's description of a run or an experiment (markdown, mlflow ui shows it)
 TAG_DESCRIPTION = "orch.description"  # on the experiment: the matrix's description orch set as its note
-TAG_EPOCHS = "orch.epochs"  # the run's budget: trainer.epochs (a sweep's runs log only their axes as params)
-TAG_STEPS = "orch.steps_per_epoch"  # and trainer.steps_per_epoch (absent: one pass over the data an epoch)
+TAG_ENTRYPOINT = "orch.entrypoint"  # a run of the user's own training function: its module:function
+TAG_EPOCHS = "orch.epochs"  # the run's budget in epochs, the built-in model's and the user's function's alike
+TAG_STEPS = "orch.steps_per_epoch"  # the built-in model's trainer.steps_per_epoch (absent: one pass an epoch)
 
 #: ``orch.failure`` of a diverged run starts with this (the MLflow contract: "why: nan, or the exception").
 _NAN = "nan"

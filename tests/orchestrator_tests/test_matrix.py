@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model.config import TrainerConfig
 from orchestrator.matrix import MatrixError, load_matrix
 from tests.conftest import alias_bomb, run_python
 
@@ -467,41 +468,42 @@ def test_a_budget_scale_without_whole_steps_is_refused(
         load_matrix(_write(tmp_path, {"name": "t", "base": tiny, "axes": {"lr": [0.001]}, "budget": budget}))
 
 
-def test_the_remedies_matrices_cross_the_remedies_with_no_skip_everywhere() -> None:
-    best_matrix, best = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
-    note = next(s for s in best if s.cell == "no_skip_everywhere" and s.seed == 0)
+def test_the_remedies_matrices_are_the_note_s_cells_with_remedies_added() -> None:
+    """Each remedies cell is one of the test matrix's cells (the one with its skips, weights and widths) with
+    only remedy fields changed (norm, content loss and weight with its schedule, learning-rate schedule), and
+    the data's misregistration and every validation pair measured; the note's controls keep their run key."""
+    from orchestrator.identity import config_key
+
+    note_matrix, note_specs = load_matrix(ROOT / "matrices" / "test_matrix.yaml")
+    notes = {s.cell: s for s in note_specs if s.seed == 0}
+    trainer_remedies = ("content_loss", "content_schedule", "content_weight_final", "lr_schedule", "seed")
+    defaults = TrainerConfig()
     for name, misregistration in (("remedies", 0.0), ("remedies_misregistered", 0.5)):
         matrix, specs = load_matrix(ROOT / "matrices" / f"{name}.yaml")
-        assert matrix.verdict == best_matrix.verdict and matrix.budget.epochs == 24
+        assert matrix.verdict == note_matrix.verdict and matrix.budget.epochs == 24
         assert matrix.seeds == [0, 1, 2, 3, 4]
         for s in specs:
             c = s.config
-            assert c.data.misregistration == misregistration
-            # everything but the remedies (and the data's misregistration, and the validation pairs: the
-            # remedies measure all of them, the test matrix 64 to fit its time) is no_skip_everywhere's
-            assert c.trainer.val_pairs is None
-            same = c.model_copy(
+            assert c.data.misregistration == misregistration and c.trainer.val_pairs is None
+            bare = c.model_copy(
                 update={
                     "model": c.model.model_copy(update={"norm": "batch"}),
                     "trainer": c.trainer.model_copy(
-                        update={"content_loss": "l1", "seed": 0, "val_pairs": 64}
+                        update={
+                            **{k: getattr(defaults, k) for k in trainer_remedies},
+                            "val_pairs": 64,
+                            "loss_weights": c.trainer.loss_weights.model_copy(update={"content": 1.0}),
+                        }
                     ),
                     "data": c.data.model_copy(update={"misregistration": 0.0}),
                 }
-            )
-            assert same.to_dict() == note.config.to_dict()
-        defaults = [
-            s for s in specs if s.config.model.norm == "batch" and s.config.trainer.content_loss == "l1"
-        ]
-        assert {s.expect for s in defaults} == {"fail"}  # the note's default stalls (findings.md)
-        if name == "remedies":
-            # at the note's default the key is test_matrix's but for the validation pairs: the remedy fields
-            # are key-neutral there
-            from orchestrator.identity import config_key
-
-            seed0 = [s.config for s in defaults if s.seed == 0]
-            pairs64 = [
-                c.model_copy(update={"trainer": c.trainer.model_copy(update={"val_pairs": 64})})
-                for c in seed0
-            ]
-            assert {config_key(c) for c in pairs64} == {note.config_key}
+            ).to_dict()
+            matches = [cell for cell, n in notes.items() if n.config.to_dict() == bare]
+            assert len(matches) == 1, f"{name}/{s.cell} is no test-matrix cell with remedies added"
+        controls = [s for s in specs if s.cell in ("original", "no_skip_everywhere")]
+        assert controls and {s.expect for s in controls} == {"fail"}  # the note's defaults stall
+        for s in controls:  # the remedy fields are key-neutral at their defaults
+            if name == "remedies" and s.seed == 0:
+                c = s.config
+                c64 = c.model_copy(update={"trainer": c.trainer.model_copy(update={"val_pairs": 64})})
+                assert config_key(c64) == notes[s.cell].config_key

@@ -59,8 +59,10 @@ class SearchRounds(Display):
         space: SearchSpace,
         objective: Objective,
         display: TrialDisplay | None,
+        root: Path | None = None,
     ) -> None:
         self.ctx, self.tracker, self.matrix, self.base = ctx, ctx.tracker, matrix, base
+        self.root = root  # the folder the matrix's paths (and a function's module) are relative to
         self.study, self.space, self.objective, self.display = study, space, objective, display
         ctx.display = self  # the trials' runs report here
         self.key = uuid.uuid4().hex[:12]
@@ -78,14 +80,14 @@ class SearchRounds(Display):
         values = self.space.sample(trial)
         params = {k: values[k] for k in self.space.distributions}
         try:
-            specs = resolve_point(self.matrix, self.base, f"trial-{trial.number}", values)
+            specs = resolve_point(self.matrix, self.base, f"trial-{trial.number}", values, root=self.root)
         except MatrixError as exc:
             trial.set_user_attr("reason", str(exc))
             self.study.tell(trial, state=TrialState.FAIL)
             run = TrialRun(trial, TrialProgress(trial.number, params, len(self.matrix.seeds)), [])
             self._said(run, TrialState.FAIL, None, str(exc))
             return None
-        epochs = specs[0].config.trainer.epochs
+        epochs = specs[0].epochs
         trial.set_user_attr("epochs", epochs)
         trial.set_user_attr("seeds", [s.seed for s in specs])
         stop = self.stop_dir / f"trial-{trial.number}"
@@ -132,7 +134,7 @@ class SearchRounds(Display):
             run_workers(
                 self.ctx,
                 list(specs),
-                plan_workers(len(specs), specs[0].config.trainer.device, workers=workers),
+                plan_workers(len(specs), specs[0].device, workers=workers),
             )
         finally:
             work.abandon()
@@ -174,7 +176,7 @@ class SearchRounds(Display):
         run.progress.epoch = max(run.progress.epoch, epoch)
         if run.told or run.pruned is not None or not math.isfinite(value):
             return
-        epochs = run.specs[0].config.trainer.epochs
+        epochs = run.specs[0].epochs
         run.trial.report(value, step_of(position, epoch, epochs))
         pruned = run.trial.should_prune()
         estimate = self._estimate(run, epochs)

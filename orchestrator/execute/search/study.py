@@ -122,8 +122,8 @@ def run_search(
     objective = Objective(study.objective or matrix.search.objective)
     check_axes(matrix)
     base = base_config(matrix, root)
-    first = resolve_point(matrix, base, "check", space.first())
-    epochs = first[0].config.trainer.epochs
+    first = resolve_point(matrix, base, "check", space.first(), root=root)
+    epochs = first[0].epochs
     if matrix.verdict.window(epochs + 1) is None:
         raise SearchError(
             f"{epochs} epochs leave fewer than verdict.min_window={matrix.verdict.min_window} epochs after "
@@ -134,7 +134,7 @@ def run_search(
     check_experiment_name(matrix.name)  # before the study is written
     name = study.name or f"{matrix.name}-search"
     opened = _open_study(matrix, name, study, objective)
-    n_workers = len(plan_workers(10**6, first[0].config.trainer.device, workers=workers))
+    n_workers = len(plan_workers(10**6, first[0].device, workers=workers))
     size = round_size(n_workers, len(matrix.seeds))
     tags = run_tags(
         RunKind.SWEEP,
@@ -149,7 +149,7 @@ def run_search(
         ctx.parent_run(tags, label="search", sweep_id=f"search-{name}"),
     ):
         ctx.param_axes = list(space.distributions)  # what a trial samples (a round's trials may agree)
-        search = SearchRounds(ctx, matrix, base, opened, space, objective, display)
+        search = SearchRounds(ctx, matrix, base, opened, space, objective, display, root=root)
         try:
             for asked in range(0, trials, size):
                 search.run_round(min(size, trials - asked), workers)

@@ -119,7 +119,7 @@ class TrialRun:
             points = self.curves.get(p, {})
             curves.append([points[e] for e in sorted(points)])
         note = f"; {len(diverged)} of {n} seeds diverged, left out" if diverged else ""
-        epochs = self.specs[0].config.trainer.epochs
+        epochs = self.specs[0].epochs
         try:
             value = objective_value(objective, curves, epochs, settings, self.baseline)
         except ValueError as exc:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from orchestrator.cli import app
 from orchestrator.execute.context import SweepRequest
 from orchestrator.execute.sweep import run_sweep
 from orchestrator.matrix import load_matrix
-from tests.conftest import alias_bomb, bad_hdf5_files, small_hdf5_files
+from tests.conftest import alias_bomb, bad_hdf5_files, kill_9_after_the_first_run, small_hdf5_files
 
 runner = CliRunner()
 
@@ -168,17 +167,7 @@ def test_kill_9_then_resume_finishes_the_rest_once(in_tmp: Path, tiny: dict) -> 
     _, specs = load_matrix(path)
     cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(path), "--workers", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        cmd, cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:  # wait for the first finished run, then kill the sweep mid-way
-        if line.startswith("[1/"):
-            break
-        assert time.monotonic() < deadline, "sweep did not finish a run in time"
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_9_after_the_first_run(cmd, in_tmp, env)  # mid-way
     client = _client(in_tmp)
     before = _children(client)
     assert any(r.info.status == "RUNNING" for r in before), "kill -9 should leave a run RUNNING"

@@ -10,13 +10,16 @@ from model.config import load_config
 from orchestrator.execute.worker import worker_main
 from orchestrator.execute.workqueue import WorkQueue, open_storage
 from orchestrator.identity import identify
+from orchestrator.target.model import ModelTarget
 from orchestrator.tracking import RunStatus
 
 
 def test_worker_reports_start_epochs_and_end_then_exits(tmp_path: Path, tiny: dict) -> None:
     good = load_config(tiny)
     bad = load_config({**tiny, "data": {"source": "hdf5", "path": "/nonexistent.h5"}})
-    payloads = [{"run_key": identify(c).run_key, "config": c, "early_stop": None} for c in (good, bad)]
+    payloads = [
+        {"run_key": identify(c).run_key, "target": ModelTarget(c), "early_stop": None} for c in (good, bad)
+    ]
     path = str(tmp_path / "q.journal")
     items = [{"index": i, "run_key": p["run_key"]} for i, p in enumerate(payloads)]
     WorkQueue.create(open_storage(path), "q", items)

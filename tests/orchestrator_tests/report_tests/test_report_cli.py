@@ -122,14 +122,25 @@ def test_csv_and_json_write_nothing_but_their_output(crossed: Path) -> None:
     assert state() == before
 
 
-def test_a_matrix_with_experiment_judges_with_the_matrixs_settings(crossed: Path) -> None:
+def test_a_matrix_with_experiment_judges_with_the_matrixs_settings(
+    crossed: Path,
+) -> None:
     res = _report(crossed, str(crossed / "m.yaml"), "--experiment", "crossed", "--format", "json")
     assert res.exit_code == 0, res.output
     assert {v["warmup"] for v in json.loads(res.output)} == {3}  # the matrix's, not the default
+    # by name alone: the settings of the matrix its sweep recorded on its parent run, not the defaults (2)
     bare = runner.invoke(
         app, ["report", "--experiment", "crossed", "--format", "json", "--tracking-uri", _uri(crossed)]
     )
-    assert bare.exit_code == 0 and {v["warmup"] for v in json.loads(bare.output)} == {2}  # the default
+    assert bare.exit_code == 0 and {v["warmup"] for v in json.loads(bare.output)} == {3}, bare.output
+    args = ["report", "--experiment", "crossed", "--set", "verdict.warmup=2", "--format", "json"]
+    told = runner.invoke(app, [*args, "--tracking-uri", _uri(crossed)])
+    assert told.exit_code == 0 and {v["warmup"] for v in json.loads(told.output)} == {2}, told.output
+    bad = runner.invoke(
+        app,
+        ["report", "--experiment", "crossed", "--set", "budget.epochs=3", "--tracking-uri", _uri(crossed)],
+    )
+    assert bad.exit_code == 2 and "only verdict settings can be set here" in bad.output, bad.output
 
 
 def test_a_sweep_compared_with_itself_changes_nothing(crossed: Path) -> None:
@@ -152,11 +163,19 @@ def _uri(tmp: Path) -> str:
 def test_cells_with_too_few_seeds_show_what_they_measured_marked_undecided(
     crossed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two seeds a cell, judged with the default settings (three seeds needed): inconclusive, but every run
-    measured its levels, and the report shows them, marked."""
+    """Two seeds a cell, judged needing three (--set over the sweep's recorded settings): inconclusive, but
+    every run measured its levels, and the report shows them, marked."""
     from orchestrator.cli.common import console
 
-    bare = ["report", "--experiment", "crossed", "--tracking-uri", _uri(crossed)]
+    bare = [
+        "report",
+        "--experiment",
+        "crossed",
+        "--tracking-uri",
+        _uri(crossed),
+        "--set",
+        "verdict.min_seeds=3",
+    ]
     res = runner.invoke(app, [*bare, "--format", "json"])
     assert res.exit_code == 0, res.output
     verdicts = json.loads(res.output)
