@@ -1,8 +1,9 @@
 """How `orch report` scales with the store: a report over 60, 240 and 960 runs, cold and warm.
 
 Each store holds one matrix of 4 cells whose runs logged 25 epochs of the metrics a sweep logs (the
-judged one among them) and one image grid; the report is ``build_report`` as ``orch report MATRIX`` calls
-it: collect, judge, figures. *Cold* is the first report (every curve fetched from the store); *warm* is
+judged one among them) and one image grid, with the params and tags a sweep gives them
+(:func:`build_store`); the report is ``build_report`` as ``orch report MATRIX`` calls it: collect,
+judge, figures. *Cold* is the first report (every curve fetched from the store); *warm* is
 the next one (ended runs' curves come from the local cache, ``orchestrator/tracking/curves.py``). With
 ``--server`` the same is timed through an ``mlflow server`` on loopback over the largest store, which gives
 the cost per run against a tracking server. With ``--profile N`` the next warm report over the largest
@@ -33,11 +34,11 @@ from rich.table import Table
 
 from bench.common import wide_console
 from model.trainer import EpochResult
-from orchestrator.matrix import load_matrix
+from orchestrator.matrix import axis_params, load_matrix, varying_axes
 from orchestrator.report import build_report
 from orchestrator.tracking import RunKind, RunStatus, Tracker, prepare_store, run_tags
 
-__all__ = ["main"]
+__all__ = ["build_store", "main"]
 
 METRICS = (
     "content",
@@ -51,7 +52,7 @@ METRICS = (
 )
 
 
-def _store(folder: Path, runs: int) -> tuple[str, Path]:
+def build_store(folder: Path, runs: int) -> tuple[str, Path]:
     """A store of ``runs`` runs of a 4-cell matrix (runs / 4 seeds a cell); returns its URI and matrix."""
     seeds = max(1, runs // 4)
     matrix = {
@@ -68,9 +69,14 @@ def _store(folder: Path, runs: int) -> tuple[str, Path]:
     tracker = Tracker(uri)
     rng = np.random.default_rng(0)
     grid = rng.random((64, 48))
+    axes = varying_axes(specs)
     for spec in specs:
-        tags = run_tags(RunKind.RUN, sweep="s", cell=spec.cell, seed=spec.seed, run_key=spec.run_key)
-        run_id = tracker.start_run(mx.name, spec.config, name=spec.cell, tags=tags)
+        tags = run_tags(RunKind.RUN, sweep="s", cell=spec.cell, seed=spec.seed, run_key=spec.run_key,
+                        axes=spec.axes, epochs=spec.config.trainer.epochs)  # fmt: skip
+        # logged as a sweep logs its runs: the axes that differ between the cells as params
+        run_id = tracker.start_run(
+            mx.name, spec.config, name=spec.cell, tags=tags, params=axis_params(spec, axes)
+        )
         for epoch in range(25):
             metrics = {m: float(1.0 / (epoch + 1) + rng.normal(0, 0.01)) for m in METRICS}
             tracker.log_epoch(
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = root / f"n{n}"
         folder.mkdir()
         t0 = time.perf_counter()
-        uri, matrix = _store(folder, n)
+        uri, matrix = build_store(folder, n)
         built = time.perf_counter() - t0
         cold = _report_seconds(uri, matrix, folder / "report")
         warm = _report_seconds(uri, matrix, folder / "report")

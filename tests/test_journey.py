@@ -124,6 +124,24 @@ def test_readme_journey(tmp_path: Path) -> None:
         assert {"orch.sweep", "orch.cell", "orch.seed", "orch.run_key"} <= set(tags)
         hist = _get(f"{api}/metrics/get-history?run_id={children[0]['info']['run_id']}&metric_key=cross")
         assert [m["step"] for m in hist["metrics"]] == [0, 1, 2, 3, 4, 5, 6]
+        # the answer where mlflow ui shows it: the experiment's description is the matrix's; the sweep's
+        # parent run is named for its sweep id, its description is the report, its metrics the cells'
+        assert {t["key"]: t["value"] for t in exp.get("tags", [])}["mlflow.note.content"] == (
+            small["description"].strip()
+        )
+        (parent,) = [r for r in runs if {"key": "orch.kind", "value": "sweep"} in r["data"]["tags"]]
+        ptags = {t["key"]: t["value"] for t in parent["data"]["tags"]}
+        assert parent["info"]["run_name"] == f"sweep-{ptags['orch.sweep']}"
+        assert "journey: does cross fall" in ptags["mlflow.note.content"]
+        logged = {m["key"] for m in parent["data"].get("metrics", [])}
+        assert {f"cell.{c}.end" for c in small["cells"]} <= logged, logged
+        # a child's params are the axes that differ between the cells (latent_width is the same in all)
+        params = {p["key"] for p in children[0]["data"].get("params", [])}
+        assert (
+            params
+            and "latent_width" not in params
+            and params <= {a for c in small["cells"].values() for a in c}
+        )
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)

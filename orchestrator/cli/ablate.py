@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import TrackingUri, console, err_console, fail, tracking_uri
+from orchestrator.cli.common import TrackingUri, check_exists, console, err_console, fail, tracking_uri
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -45,6 +45,7 @@ def ablate(
     finished runs, the two ends included), and name the step whose change flips the verdict.
 
     Every step is a cell of the matrix's experiment, run as `orch sweep` runs its cells."""
+    check_exists(matrix)
     from orchestrator.execute.ablate import ablation_matrix
     from orchestrator.matrix import MatrixError, expand, read_matrix
 

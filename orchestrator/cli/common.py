@@ -19,6 +19,7 @@ from typing import Annotated, Any, Self
 import typer
 from rich.console import Console
 from rich.live import Live
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from orchestrator.cli.output import Stream
 from orchestrator.errors import Fault, is_user_error
@@ -30,6 +31,7 @@ __all__ = [
     "LiveDisplay",
     "OrchTyper",
     "TrackingUri",
+    "check_exists",
     "console",
     "err_console",
     "fail",
@@ -128,21 +130,68 @@ def paths(files: Iterable[Path | str]) -> str:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` on stderr and return the exit to raise."""
+    """Print ``message`` on stderr and return the exit to raise; an input error (exit 2) inside a command
+    ends with the hint Click's own usage errors give (``Try 'orch report --help' for help.``)."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    command = _command_path()
+    if code == 2 and command:
+        err_console.print(f"Try '{command} --help' for help.", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
+def _command_path() -> str | None:
+    """The command being run (``orch report``), or None outside one."""
+    try:
+        from typer._click.globals import get_current_context  # Typer 0.2x carries its own Click
+    except ImportError:  # pragma: no cover - older Typer runs on Click itself
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else None
+
+
+def check_exists(path: Path | None, what: str = "matrix") -> None:
+    """Exit 2 at once when the ``what`` file ``path`` is missing, before the libraries that read it load
+    (a usage error costs what ``orch --version`` does); the reader checks everything else, with the same
+    words (:func:`model.input_files.read_text`)."""
+    if path is not None and not path.exists() and not path.is_symlink():
+        raise fail(f"{path}: no such {what} file")
+
+
+class _Flag(TyperOption):
+    """A flag in help without a type (``--dry-run``, not ``--dry-run <bool>``)."""
+
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return None
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    for param in params:
+        if type(param) is TyperOption and param.is_flag and not param.count:
+            param.__class__ = _Flag
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
 class OrchTyper(typer.Typer):
-    """A Typer app of the CLI (help when called bare, no traceback) whose commands exit 2 with one message
-    on an input error (:func:`orchestrator.errors.is_user_error`), whatever library function raised it,
-    and 1 on a fault of the machine (:class:`orchestrator.errors.Fault`: a full disk, a locked store)."""
+    """A Typer app of the CLI (help when called bare, no traceback, flags shown without a type) whose
+    commands exit 2 with one message on an input error (:func:`orchestrator.errors.is_user_error`), whatever
+    library function raised it, and 1 on a fault of the machine (:class:`orchestrator.errors.Fault`: a full
+    disk, a locked store)."""
 
     def __init__(self, **settings: Any) -> None:
-        super().__init__(**{**_TYPER, **settings})
+        super().__init__(**{"cls": _Group, **_TYPER, **settings})
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        register = super().command(*args, **kwargs)
+        register = super().command(*args, **{"cls": _Command, **kwargs})
 
         def decorator(command: Callable[..., Any]) -> Callable[..., Any]:
             register(_exits_on_input_errors(command))

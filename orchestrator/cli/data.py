@@ -8,15 +8,14 @@ Mounted by ``orchestrator.cli`` as ``app.add_typer(data_app, name="data")``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.table import Table
 
-from model.config import HDF5Keys, SyntheticData
-from model.data import DataError
 from orchestrator.cli.common import OrchTyper, console, fail
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = ["data_app"]
 
@@ -58,7 +57,10 @@ def synth(
     force: Annotated[bool, typer.Option("--force", help="replace OUT if it exists")] = False,
 ) -> None:
     """Write synthetic paired PD/PDFS knee phantoms (with their clean images) to OUT."""
-    from model.data import Pairs, synthesise, write_pairs
+    from pydantic import ValidationError
+
+    from model.config import SyntheticData
+    from model.data import DataError, Pairs, synthesise, write_pairs
 
     if noise is not None and (noise_a is not None or noise_b is not None):
         raise fail("give either --noise or --noise-a/--noise-b, not both")
@@ -131,6 +133,9 @@ def inspect(
     n: Annotated[int, typer.Option("--pairs-shown", "-n", min=1, help="pairs in the preview")] = 4,
 ) -> None:
     """Print shapes, dtypes, value ranges, NaN/Inf counts, pairing checks and attributes; save a preview."""
+    from rich.table import Table
+
+    from model.config import HDF5Keys
     from model.data import inspect_file, save_preview
 
     given = {"a": key_a, "b": key_b, "clean_a": key_clean_a, "clean_b": key_clean_b}

@@ -16,7 +16,7 @@ from orchestrator.execute.context import Display, SweepEvent, SweepOutcome
 from orchestrator.execute.plan import PlanItem, PlanState
 from orchestrator.tracking import RunStatus
 
-__all__ = ["SweepDisplay", "say_stale"]
+__all__ = ["SweepDisplay", "clock", "say_stale"]
 
 
 def say_stale(console: Console, plan: list[PlanItem]) -> None:
@@ -105,20 +105,20 @@ class SweepDisplay(LiveDisplay, Display):
                 return "-"
             left += queued * sum(lengths) / len(lengths)
         seconds = left / max(1, len(self.running))
-        return _clock(seconds)
+        return clock(seconds)
 
     def __rich__(self) -> Group:
         now = time.monotonic()
         head = Table.grid(padding=(0, 2))
         left = self.total - self.done - len(self.running)
         if not self.running and not self.done:
-            head.add_row(f"[cyan]{self.phase}...[/]", f"elapsed {_clock(now - self.t0)}")
+            head.add_row(f"[cyan]{self.phase}...[/]", f"elapsed {clock(now - self.t0)}")
             return Group(head)
         head.add_row(
             f"[green]done {self.done}[/]",
             f"[cyan]running {len(self.running)}[/]",
             f"left {left}",
-            f"elapsed {_clock(now - self.t0)}",
+            f"elapsed {clock(now - self.t0)}",
             f"ETA {self._eta()}",
         )
         runs = Table(show_header=True, box=None, padding=(0, 1))
@@ -129,7 +129,7 @@ class SweepDisplay(LiveDisplay, Display):
             done = self.epochs.get(index, 0)
             steps = (ev.step or 0) / ev.steps if ev.steps else 0.0
             bar = ProgressBar(total=epochs, completed=min(epochs, done + steps), width=20)
-            elapsed = _clock(now - self.started[index])
+            elapsed = clock(now - self.started[index])
             runs.add_row(ev.spec.cell, str(ev.spec.seed), f"{done}/{epochs}", bar, elapsed)
         return Group(head, runs)
 
@@ -163,5 +163,6 @@ class SweepDisplay(LiveDisplay, Display):
             )
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """A duration as a user reads it: ``MM:SS``, or hours from one hour on."""
     return time.strftime("%M:%S", time.gmtime(seconds)) if seconds < 3600 else f"{seconds / 3600:.1f} h"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.common import TrackingUri, console, fail, paths, tracking_uri
+from orchestrator.cli.common import TrackingUri, check_exists, console, fail, paths, tracking_uri
 from orchestrator.errors import Fault, is_user_error
 
 if TYPE_CHECKING:
@@ -58,9 +58,11 @@ def report(
         bool,
         typer.Option("--wide", help="every column (a block a cell where they do not fit; default: summary)"),
     ] = False,
-    cells: Annotated[list[str] | None, typer.Option("--cells", help="only this cell (repeatable)")] = None,
+    cells: Annotated[
+        list[str] | None, typer.Option("--cells", help="only these cells: a,b or repeated")
+    ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="only cells with axis=value (repeatable)")
+        list[str] | None, typer.Option("--where", help="only cells with axis=value (a=1,b=2 or repeated)")
     ] = None,
     group_by: Annotated[
         str | None,
@@ -106,6 +108,7 @@ def report(
     --experiment NAME judges every run tagged orch.cell and orch.seed, whoever logged it, with the verdict
     settings of the matrix its newest sweep recorded (else the defaults); --cell-by and --seed-by group the
     runs of any MLflow experiment into cells and seeds by their params or tags instead."""
+    check_exists(matrix)
     from orchestrator.matrix import parse_where
     from orchestrator.report import Selection
 
@@ -115,15 +118,17 @@ def report(
     uri = _existing_store()
     settings = _settings(uri, name, settings if matrix is not None else None, metric, sets or [], fmt)
     select = Selection(code, sweep_id, **view, grouping=grouping)
+    from orchestrator.tracking.store import shared_searches
+
     try:
-        if against_code or against_sweep:
-            _comparison(
-                uri, name, settings, specs, Selection(against_code, against_sweep, **view), select, fmt
-            )
-            return
-        _verdicts(uri, name, settings, specs, select, fmt, out, wide)
-        if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
-            _budgets(uri, matrix, overrides or [], settings, select, view)
+        with shared_searches():  # the verdicts and the budget view read the runs once
+            if against_code or against_sweep:
+                against = Selection(against_code, against_sweep, **view)
+                _comparison(uri, name, settings, specs, against, select, fmt)
+                return
+            _verdicts(uri, name, settings, specs, select, fmt, out, wide)
+            if matrix is not None and specs is not None and fmt is ReportFormat.table and not group_by:
+                _budgets(uri, matrix, overrides or [], settings, select, view)
     except Exception as exc:  # an unreachable or broken store, whatever MLflow raises
         from orchestrator.tracking.errors import first_line, from_the_store
         from orchestrator.tracking.reach import redact_url
@@ -196,7 +201,7 @@ def _settings(
 
 def _existing_store() -> str:
     """The tracking URI; a local store that does not exist yet exits 2 (a report never creates one)."""
-    from orchestrator.tracking.store import sqlite_path
+    from orchestrator.tracking.uri import sqlite_path
 
     uri = tracking_uri()
     db = sqlite_path(uri)

@@ -12,7 +12,16 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import LiveDisplay, TrackingUri, console, err_console, fail, paths, tracking_uri
+from orchestrator.cli.common import (
+    LiveDisplay,
+    TrackingUri,
+    check_exists,
+    console,
+    err_console,
+    fail,
+    paths,
+    tracking_uri,
+)
 from orchestrator.verdict.objective import Objective
 
 if TYPE_CHECKING:
@@ -106,7 +115,8 @@ def search(
         typer.Option("--cells", help="search the axes around this named cell of the matrix (one)"),
     ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="pin an axis to one value, axis=value (repeatable)")
+        list[str] | None,
+        typer.Option("--where", help="pin an axis to one value, axis=value (a=1,b=2 or repeated)"),
     ] = None,
     objective: Annotated[
         Objective | None,
@@ -127,14 +137,17 @@ def search(
 ) -> None:
     """Search the matrix's axes with Optuna: each trial trains every seed, on local workers; a trial whose
     trend cannot beat the best one is pruned. Scored as the verdict judges a cell."""
-    from orchestrator.execute.search import StudySettings, run_search, search_space
+    check_exists(matrix)
     from orchestrator.matrix import parse_where, read_matrix
 
     if cells and len(cells) > 1:
         got = ", ".join(cells)
         raise fail(f"--cells: a search explores the axes around one cell, got {len(cells)}: {got}")
-    mx, root = read_matrix(matrix, overrides or ())
+    mx, root = read_matrix(matrix, overrides or ())  # the matrix first: a refusal comes before Optuna
     conditions = parse_where(where or [])
+
+    from orchestrator.execute.search import StudySettings, run_search, search_space
+
     chosen = Objective(objective or mx.search.objective)
     space = search_space(mx, cell=cells[0] if cells else None, where=conditions)
     display = SearchDisplay(console, trials, chosen)

@@ -1,4 +1,5 @@
-"""``orch status MATRIX --storage URL``: where the newest sweep of a matrix stands, and its Slurm tasks."""
+"""``orch status MATRIX``: where a matrix's runs stand in the store (done / running / left, an ETA); with
+``--storage URL``, the newest sweep's queue and its Slurm tasks."""
 
 from __future__ import annotations
 
@@ -8,23 +9,36 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import console
+from orchestrator.cli.common import TrackingUri, check_exists, console, tracking_uri
 
 __all__ = ["status"]
 
 
 def status(
     matrix: Annotated[Path, typer.Argument(help="matrix YAML, e.g. matrices/test_matrix.yaml")],
-    storage: Annotated[str, typer.Option(help="the sweep's --storage (postgresql://...)")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="the sweep's changes to the matrix, key=value")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="the sweep's --storage (postgresql://...): its queue instead")
+    ] = None,
+    _uri: TrackingUri = None,
 ) -> None:
-    """The newest sweep of a matrix: its queue (waiting / running / done / failed) and its Slurm tasks.
+    """Where a matrix's runs stand in the store: done, running (each run's epoch) and left, with an ETA
+    from the epochs measured so far.
 
-    A sweep submitted with --launcher slurm also lists its array job's tasks and their states."""
-    from orchestrator.execute.slurm import array_tasks
-    from orchestrator.execute.workqueue import open_storage, sweep_status
+    With --storage, the newest sweep's queue (waiting / running / done / failed) instead; a sweep
+    submitted with --launcher slurm also lists its array job's tasks and their states."""
+    check_exists(matrix)
     from orchestrator.matrix import load_matrix
 
-    mx, _ = load_matrix(matrix)
+    mx, specs = load_matrix(matrix, overrides=overrides or ())
+    if storage is None:
+        _local(mx.name, specs, mx.verdict.metric)
+        return
+    from orchestrator.execute.slurm import array_tasks
+    from orchestrator.execute.workqueue import open_storage, sweep_status
+
     st = sweep_status(open_storage(storage), mx.name)
     if st is None:
         console.print(f"{mx.name}: no sweep in the queue storage", highlight=False)
@@ -50,3 +64,24 @@ def status(
         console.print("  squeue and sacct no longer know the job (it ended a while ago)", highlight=False)
     for t in tasks or []:
         console.print(f"  {t.task:<14} {t.state:<12} {t.elapsed:>10}  {t.where}", highlight=False)
+
+
+def _local(experiment: str, specs: list, metric: str) -> None:
+    """Done / running / left in the tracking store, each running run's epoch, and the ETA."""
+    from orchestrator.cli.progress import clock
+    from orchestrator.execute.standing import sweep_standing
+    from orchestrator.tracking import Tracker
+    from orchestrator.tracking.store import shared_searches
+
+    with shared_searches():  # the plan and the runs' epochs read the runs once
+        st = sweep_standing(specs, Tracker(tracking_uri()), experiment, metric)
+    pace = "" if st.epoch_seconds is None else f", {st.epoch_seconds:.1f} s an epoch measured"
+    eta = "" if st.eta_seconds is None or not (st.running or st.left) else f"; ETA {clock(st.eta_seconds)}"
+    console.print(
+        f"[bold]{experiment}[/]: {st.total} runs: {st.done} done, {len(st.running)} running, "
+        f"{st.left} left{eta}{pace}",
+        highlight=False,
+    )
+    for r in st.running:
+        epoch = "starting" if r.epoch < 0 else f"epoch {r.epoch}/{r.epochs}"
+        console.print(f"  {r.cell} seed {r.seed}: {epoch}, {clock(r.seconds)}", highlight=False)

@@ -7,14 +7,26 @@ takes it too.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from orchestrator.cli.common import TrackingUri, console, err_console, fail, paths, tracking_uri
+from orchestrator.cli.common import (
+    TrackingUri,
+    check_exists,
+    console,
+    err_console,
+    fail,
+    paths,
+    tracking_uri,
+)
 from orchestrator.tracking.errors import GONE
+
+#: ``--launcher``: worker processes here, or a Slurm job array.
+Launcher = StrEnum("Launcher", {v: v for v in ("local", "slurm")})
 
 if TYPE_CHECKING:
     from orchestrator.cli.progress import SweepDisplay
@@ -35,10 +47,10 @@ def sweep(
         ),
     ] = None,
     cells: Annotated[
-        list[str] | None, typer.Option("--cells", help="run only this cell (repeatable)")
+        list[str] | None, typer.Option("--cells", help="run only these cells: a,b or repeated")
     ] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="run only cells with axis=value (repeatable)")
+        list[str] | None, typer.Option("--where", help="run only cells with axis=value (a=1,b=2 or repeated)")
     ] = None,
     workers: Annotated[
         int | None,
@@ -77,9 +89,9 @@ def sweep(
     ] = False,
     _uri: TrackingUri = None,
     launcher: Annotated[
-        str,
+        Launcher,
         typer.Option(help="local: worker processes here; slurm: a Slurm job array (needs --storage)"),
-    ] = "local",
+    ] = Launcher.local,
     partition: Annotated[str | None, typer.Option(help="slurm: the partition (default: Slurm's)")] = None,
     gpus_per_worker: Annotated[int, typer.Option(min=0, help="slurm: GPUs of each array task")] = 0,
     time_limit: Annotated[
@@ -92,6 +104,7 @@ def sweep(
 
     A run that diverged (NaN/Inf) is a result, not a failure: it is not run again unless asked
     (--retry-diverged). Overrides and selections are recorded on the sweep's parent run."""
+    check_exists(matrix)
     from orchestrator.matrix import MAX_RUNS, load_matrix, parse_where, select_specs
 
     if budget_scale is not None:
@@ -227,8 +240,6 @@ def _stopped(display: SweepDisplay, fault: Fault | None = None) -> typer.Exit:
 
 def _check_launcher(launcher: str, storage: str | None, workers: int | None, slurm: dict) -> None:
     """``--launcher`` and the options that go with it (exit 2 naming the first one that does not fit)."""
-    if launcher not in ("local", "slurm"):
-        raise fail(f"--launcher {launcher!r}: choose local or slurm")
     if launcher == "local":
         given = [f"--{k}" for k, v in _SLURM_OPTIONS.items() if slurm[v] is not None]
         if given:
@@ -319,6 +330,7 @@ def worker(
     _uri: TrackingUri = None,
 ) -> None:
     """Join a sweep started with `orch sweep --storage` and run its items until none is left."""
+    check_exists(matrix)
     from orchestrator.cli.progress import SweepDisplay
     from orchestrator.execute.context import QueueSettings
     from orchestrator.execute.join import join_sweep

@@ -44,8 +44,6 @@ def train(
     SIGTERM or Ctrl-C stops at the next step, logs the last epoch's checkpoint and exits 130; `orch train
     --resume RUN_ID` continues the run to its configured epochs."""
     from model.config import load_config
-    from orchestrator.cli.epochs import EpochPrinter
-    from orchestrator.execute.single import default_out_dir, train_single
 
     if resume is not None:
         if config or config_opt or set_ or epochs is not None or not track:
@@ -54,7 +52,6 @@ def train(
             )
         _resume(resume, out, device)
         return
-    printer = EpochPrinter(console)
     if (config is None) == (config_opt is None):
         raise fail("give the run config once: orch train CONFIG (or --config CONFIG)")
     config = config or config_opt
@@ -65,7 +62,12 @@ def train(
     if device is not None:
         overrides.append(f"trainer.device={device.value}")
     uri = tracking_uri() if track else None
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides)  # the config first: a refusal comes before torch is imported
+
+    from orchestrator.cli.epochs import EpochPrinter
+    from orchestrator.execute.single import default_out_dir, train_single
+
+    printer = EpochPrinter(console)
     with printer.live():
         outcome = train_single(
             cfg,

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -159,6 +158,8 @@ class SweepContext:
             worker that joins a sweep, as its queue says).
         queue_id: this coordinator's queue: the sweep's id, or a resumed sweep's id with a suffix.
         work, queue_url: the queue in use and its storage's URL.
+        param_axes: the axes its runs log as MLflow params (a search: the axes it samples); None: those
+            whose values differ between the cells it runs (:func:`~orchestrator.matrix.varying_axes`).
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class SweepContext:
         self.sweep_id = self.queue_id = self.queue_url = ""
         self.outcome = SweepOutcome(None)
         self.work: WorkQueue | None = None
+        self.param_axes: list[str] | None = None
         self._lease: Lease | None = None
         self.reserve = SpaceReserve("")  # room on the store's disk for the last writes (open() keeps some)
 
@@ -191,6 +193,7 @@ class SweepContext:
         queue: QueueSettings | None = None,
         display: Display | None = None,
         matrix_path: Path | None = None,
+        description: str = "",
     ) -> Iterator[SweepContext]:
         """The context of a sweep of ``experiment`` in the store at ``tracking_uri`` (created when missing,
         before any worker starts, with the experiment) for the block.
@@ -199,6 +202,8 @@ class SweepContext:
             exclusive: Hold the matrix's lease for the block: one coordinator of a matrix at a time
                 (:mod:`~orchestrator.execute.lease`); the parent run announces its sweep id to it.
             queue, display, matrix_path: As the constructor's.
+            description: The matrix's ``description``: the experiment's in ``mlflow ui``
+                (:meth:`~orchestrator.tracking.Tracker.describe_experiment`).
 
         Raises:
             orchestrator.tracking.TrackingError: a name the store refuses (nothing written), a store that
@@ -214,6 +219,7 @@ class SweepContext:
         with held as lease, SpaceReserve(uri) as reserve:
             ctx = cls(Tracker(uri), experiment, queue=queue, display=display, matrix_path=matrix_path)
             ctx.tracker.experiment_id(experiment)
+            ctx.tracker.describe_experiment(experiment, description.strip())
             ctx._lease, ctx.reserve = lease, reserve
             yield ctx
 
@@ -227,10 +233,10 @@ class SweepContext:
 
         With ``resume``, the newest parent run of the experiment is reopened when it was interrupted and
         ``tags`` describe the same sweep (:func:`~orchestrator.execute.resume.open_parent`); else a new one,
-        named ``<label>-<time>``, tagged ``tags`` and its sweep id (``sweep_id``, default a new one), holds
-        the matrix file. A block stopped by an exception ends it KILLED: "interrupted" (Ctrl-C, SIGTERM), the
-        fault (a full disk...), else the error, unless it has ended already (a failed submission says so
-        itself).
+        named ``<label>-<sweep id>`` (the id `orch report` prints), tagged ``tags`` and its sweep id
+        (``sweep_id``, default a new one), holds the matrix file. A block stopped by an exception ends it
+        KILLED: "interrupted" (Ctrl-C, SIGTERM), the fault (a full disk...), else the error, unless it has
+        ended already (a failed submission says so itself).
         """
         reopened = open_parent(self.tracker, self.experiment, tags) if resume else None
         if reopened is not None:
@@ -240,7 +246,7 @@ class SweepContext:
             self.sweep_id = self.queue_id = sweep_id or uuid.uuid4().hex[:12]
             self.parent_run_id = self.tracker.start_sweep(
                 self.experiment,
-                name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}",
+                name=self.sweep_id if self.sweep_id.startswith(f"{label}-") else f"{label}-{self.sweep_id}",
                 tags=tags | run_tags(RunKind.SWEEP, sweep=self.sweep_id),
                 artifacts=[self.matrix_path] if self.matrix_path else [],
             )

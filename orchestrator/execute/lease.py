@@ -209,7 +209,7 @@ class _PgLease:
 def lease_path(matrix: str, tracking_uri: str, queue_dir: Path) -> Path:
     """Where the file lease of ``matrix`` lives: beside an SQLite store, else (a tracking server) in the
     queue folder, keyed by the store's URI too."""
-    from orchestrator.tracking.store import sqlite_path
+    from orchestrator.tracking.uri import sqlite_path
 
     db = sqlite_path(tracking_uri)
     if db is not None:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from orchestrator.matrix import RunSpec
 from orchestrator.target.base import RunTarget
 from orchestrator.tracking import Attempt, RunStatus, Tracker, check_experiment_name, prepare_store
-from orchestrator.tracking.store import sqlite_path
+from orchestrator.tracking.uri import sqlite_path
 
 __all__ = ["PlanItem", "PlanState", "ResumePoint", "dry_run_plan", "plan_sweep", "preflight", "resume_points"]
 

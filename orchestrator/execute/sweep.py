@@ -81,7 +81,13 @@ def run_sweep(
     with handle_signals(STOP_SIGNALS, raise_as=Preempted.by):
         queue_storage = open_storage(queue.storage, heartbeat=queue.heartbeat) if queue.storage else None
         with SweepContext.open(
-            matrix.name, tracking_uri, exclusive=True, queue=queue, display=display, matrix_path=matrix_path
+            matrix.name,
+            tracking_uri,
+            exclusive=True,
+            queue=queue,
+            display=display,
+            matrix_path=matrix_path,
+            description=matrix.description,
         ) as ctx:
             live = settle_dead_sweeps(ctx.tracker, ctx.experiment, queue_storage)
             ctx.display.on_phase(f"planning {len(specs)} runs")

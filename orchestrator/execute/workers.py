@@ -30,7 +30,7 @@ from orchestrator.execute.resources import WorkerSlot
 from orchestrator.execute.run_dir import checkpoint_root
 from orchestrator.execute.signals import deferred
 from orchestrator.execute.worker import worker_main
-from orchestrator.matrix import RunSpec
+from orchestrator.matrix import RunSpec, axis_params, varying_axes
 from orchestrator.tracking import RunKind, RunStatus, run_tags
 from orchestrator.tracking.errors import StoreFault
 
@@ -59,6 +59,7 @@ class _Coordinator:
         self.last_epoch: dict[int, int] = {}  # item -> the last epoch logged in its run
         self.checkpoints: Path | None = None  # where workers write checkpoints (<run_key>/last.pt)
         self.stopping: str | None = None  # why the sweep stops, when a fault stops it ("stopped (disk full)")
+        self.param_axes = ctx.param_axes if ctx.param_axes is not None else varying_axes(specs)
 
     def handle(self, msg: tuple[Any, ...]) -> None:
         """One message of a worker (see :func:`~orchestrator.execute.worker.worker_main`)."""
@@ -81,13 +82,14 @@ class _Coordinator:
                     expect=spec.expect,
                     device=device,
                     **spec.identity.tags(),
-                    **spec.target.tags(),
+                    **spec.target.tags(),  # its budget (orch.epochs...), a function's orch.entrypoint
                 )
                 self.run_ids[index] = self.tracker.start_run(
                     self.ctx.experiment,
                     spec.target.describe(),
                     name=f"{spec.cell}/seed{spec.seed}",
                     tags=tags,
+                    params=axis_params(spec, self.param_axes),
                     parent_id=self.ctx.parent_run_id,
                 )
             self.owner[index] = (msg[2], msg[3])

@@ -12,6 +12,7 @@ and the data (:mod:`orchestrator.identity`).
 """
 
 from orchestrator.matrix.expand import (
+    axis_params,
     axis_value,
     base_config,
     base_mapping,
@@ -20,6 +21,7 @@ from orchestrator.matrix.expand import (
     resolve_point,
     run_count,
     scaled_steps,
+    varying_axes,
 )
 from orchestrator.matrix.load import (
     edit_matrix,
@@ -29,6 +31,7 @@ from orchestrator.matrix.load import (
     read_matrix,
     recorded_verdict,
     select_specs,
+    split_names,
     verdict_settings,
 )
 from orchestrator.matrix.schema import (
@@ -55,6 +58,7 @@ __all__ = [
     "Range",
     "RunSpec",
     "SearchSettings",
+    "axis_params",
     "axis_value",
     "base_config",
     "base_mapping",
@@ -70,5 +74,7 @@ __all__ = [
     "run_count",
     "scaled_steps",
     "select_specs",
+    "split_names",
+    "varying_axes",
     "verdict_settings",
 ]

@@ -7,6 +7,7 @@ import difflib
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,30 @@ def axis_value(config: RunConfig | dict[str, Any], axis: str) -> Any:
     for part in _axis_paths(axis)[0].split("."):
         node = node[part]
     return node
+
+
+def varying_axes(specs: Sequence[RunSpec]) -> list[str]:
+    """The axes (as the matrix names them, in its order) whose resolved values differ between the cells of
+    ``specs``; every axis of a single cell. What a sweep logs as its runs' MLflow params: an axis every
+    cell shares says nothing about a run, and each param pushes a run's image cards down in ``mlflow ui``.
+    """
+    first: dict[str, RunSpec] = {}
+    for spec in specs:
+        first.setdefault(spec.cell, spec)
+    axes = list(dict.fromkeys(a for spec in first.values() for a in spec.axes))
+    if len(first) <= 1:
+        return axes
+
+    def seen(axis: str) -> set[str]:
+        return {json.dumps(axis_value(s.config, axis), default=str) for s in first.values()}
+
+    return [a for a in axes if len(seen(a)) > 1]
+
+
+def axis_params(spec: RunSpec, axes: Sequence[str]) -> dict[str, Any]:
+    """``spec``'s value of each axis of ``axes`` in its resolved config (a cell that does not name an
+    axis has the base's value): the MLflow params of its run."""
+    return {axis: axis_value(spec.config, axis) for axis in axes}
 
 
 def _points(matrix: Matrix) -> list[tuple[str, dict[str, Any], Cell | None]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -196,12 +197,23 @@ def parse_where(conditions: Sequence[str]) -> dict[str, str]:
         MatrixError: a condition is not ``axis=value``.
     """
     out = {}
-    for text in conditions:
+    for text in (part for given in conditions for part in _WHERE_SPLIT.split(given)):
         axis, sep, value = text.partition("=")
         if not sep or not axis.strip():
             raise MatrixError(f"--where {text!r}: expected axis=value, e.g. recon_weight=0.05")
         out[axis.strip()] = value.strip()
     return out
+
+
+#: A comma between two conditions (``recon_weight=0.05,cross_skip=no_skip``, as Hydra users type them):
+#: one followed by ``axis=`` and outside brackets, so that a list value (``[128,64,32]``) stays whole.
+_WHERE_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w.]*\s*=)(?![^\[]*\])")
+
+
+def split_names(given: Sequence[str], known: Sequence[str]) -> list[str]:
+    """``--cells`` as typed, each a cell name or a comma list of them (``a,b``), as a list of names: a value
+    that is itself a cell's name (a grid point's, ``recon_weight=0.1,lr=0.01``) is kept whole."""
+    return [n.strip() for g in given for n in ([g] if g in known else g.split(",")) if n.strip()]
 
 
 def matches(axes: dict[str, Any], where: dict[str, str]) -> bool:
@@ -228,6 +240,7 @@ def select_specs(
         MatrixError: a name that is no cell, an axis no cell has, or no run left.
     """
     known = list(dict.fromkeys(s.cell for s in specs))
+    cells = split_names(cells, known)
     unknown = [c for c in cells if c not in known]
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.5)

@@ -9,35 +9,24 @@
 - :mod:`~orchestrator.report.context`: what a report is about (data, budget, commit...), in every format.
 - :mod:`~orchestrator.report.html`: the HTML page (the answer, the context, the table, the figures).
 - :mod:`~orchestrator.report.plots`: the curve and image figures.
+- :mod:`~orchestrator.report.selection`: which runs and cells a report judges (:class:`Selection`).
+
+Names are imported on first use: building a :class:`Selection` loads neither MLflow nor matplotlib.
 """
 
-from orchestrator.report.build import FORMATS, Report, build_comparison, build_report
-from orchestrator.report.collect import CellData, ReportError, Selection, collect_cells, judge_cells
-from orchestrator.report.html import to_html
-from orchestrator.report.plots import curves_figure, images_figure, plot_curves, plot_images
-from orchestrator.report.render import headline, to_csv, to_json, to_markdown
-from orchestrator.report.terminal import render_summary, render_table, render_wide
+from __future__ import annotations
 
-__all__ = [
-    "FORMATS",
-    "CellData",
-    "Report",
-    "ReportError",
-    "Selection",
-    "build_comparison",
-    "build_report",
-    "collect_cells",
-    "curves_figure",
-    "images_figure",
-    "judge_cells",
-    "plot_curves",
-    "headline",
-    "plot_images",
-    "render_summary",
-    "render_table",
-    "render_wide",
-    "to_csv",
-    "to_html",
-    "to_json",
-    "to_markdown",
-]
+from orchestrator.lazy import lazy_attributes
+
+__all__, __getattr__ = lazy_attributes(
+    __name__,
+    {
+        "build": ("FORMATS", "Report", "build_comparison", "build_report"),
+        "collect": ("CellData", "ReportError", "collect_cells", "judge_cells"),
+        "selection": ("Selection",),
+        "html": ("to_html",),
+        "plots": ("curves_figure", "images_figure", "plot_curves", "plot_images"),
+        "render": ("headline", "to_csv", "to_json", "to_markdown"),
+        "terminal": ("render_summary", "render_table", "render_wide"),
+    },
+)

@@ -48,8 +48,9 @@ def scale_label(scale: float) -> str:
 def budget_scales(tracker: Tracker, matrix: Matrix, root: Path | None = None) -> list[float]:
     """The budget scales ``matrix``'s cells have runs at in its experiment, ascending.
 
-    A run of a cell counts at scale ``steps / steps_1``: its logged ``trainer.steps_per_epoch`` against
-    the cell's at scale 1. Runs of other cells (other matrices, ablation steps) are not counted.
+    A run of a cell counts at scale ``steps / steps_1``: its ``trainer.steps_per_epoch`` (tag
+    ``orch.steps_per_epoch``) against the cell's at scale 1. Runs of other cells (other matrices, ablation
+    steps) are not counted.
 
     Raises:
         MatrixError: the matrix cannot be expanded at scale 1.
@@ -65,7 +66,7 @@ def budget_scales(tracker: Tracker, matrix: Matrix, root: Path | None = None) ->
     for rec in records:
         steps_1 = base.get(rec.cell)
         try:
-            steps = int(rec.params.get("trainer.steps_per_epoch", ""))
+            steps = int(rec.budget("trainer.steps_per_epoch") or "")
         except ValueError:
             continue
         if steps_1:

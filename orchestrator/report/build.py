@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
+import importlib.util
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from orchestrator.report.collect import CellData, ReportError, Selection, collec
 from orchestrator.report.context import report_context
 from orchestrator.report.html import to_html
 from orchestrator.report.layout import Fitted
-from orchestrator.report.plots import plot_curves, plot_images
 from orchestrator.report.render import to_csv, to_json, to_markdown
 from orchestrator.report.terminal import render_summary, render_wide
 from orchestrator.report.views import Comparison, compare, group_cells, select_cells
@@ -29,7 +29,7 @@ from orchestrator.tracking import Tracker
 from orchestrator.tracking.errors import os_reason
 from orchestrator.tracking.images import image_columns
 from orchestrator.tracking.store import follow_move, sqlite_path
-from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE
+from orchestrator.tracking.vocabulary import TAG_VERDICT, TAG_VERDICT_CHANGE, cell_metric
 from orchestrator.verdict import CellVerdict, VerdictSettings
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -91,9 +91,10 @@ def build_report(
     written, in its folder now, never in the old one.
 
     With ``record`` (the sweep's own report), the verdicts and the settings that produced them are logged
-    to the sweep's parent run under ``report/`` (also as a table), and each judged run gets its cell's
-    verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by it; the
-    runs of an experiment with no sweep parent run (logged by another tool) get them from any report.
+    to the sweep's parent run under ``report/`` (also as a table), the report in markdown becomes its
+    description and each cell's results its metrics (:data:`CELL_METRICS`), and each judged run gets its
+    cell's verdict as tags (``orch.verdict``, ``orch.verdict_change``) so that ``mlflow ui`` can filter by
+    it; the runs of an experiment with no sweep parent run (logged by another tool) get them from any report.
     Without, they go to the parent run (``parent_run_id``, else the experiment's latest sweep) under
     ``reports/<label>/``, a label of the settings and selection: another report never overwrites the
     sweep's record, nor one made with other settings.
@@ -132,6 +133,7 @@ def build_report(
             parent, json.dumps(_provenance(settings, select), indent=2), f"{folder}/settings.json"
         )
     if record and parent:
+        _answer_in_mlflow(tracker, parent, report)
         tracker.log_table(parent, _table(verdicts), "report/verdicts_table.json")
     if record or parent is None:  # the sweep's own report, or runs no orch sweep records (another tool's)
         for cell, verdict in zip(data, verdicts, strict=True):
@@ -249,6 +251,27 @@ def _provenance(settings: VerdictSettings, select: Selection) -> dict[str, Any]:
     return {"verdict": settings.model_dump(mode="json"), "runs": select.describe()}
 
 
+#: What the sweep's parent run logs of each cell as a metric, ``cell.<cell>.<name>`` (README "MLflow"):
+#: name -> the verdict's field (where the metric ends, its relative change over the window, and where it
+#: ends against the constant prediction).
+CELL_METRICS = {"end": "end", "change": "rel_change", "vs_const": "vs_baseline"}
+
+
+def _answer_in_mlflow(tracker: Tracker, parent: str, report: Report) -> None:
+    """The answer where `mlflow ui` shows a run first: the report in markdown as the parent run's
+    description (the answer, the table, the context), and each cell's results as its metrics."""
+    cut = "*Cut at MLflow's limit: the whole report is `report/verdicts.json`, or run `orch report`.*"
+    tracker.describe_run(parent, report.render("markdown"), cut=cut)
+    values = {
+        cell_metric(v.cell, name): value
+        for v in report.verdicts
+        for name, field in CELL_METRICS.items()
+        if (value := getattr(v, field)) is not None and math.isfinite(value)
+    }
+    if values:
+        tracker.log_values(parent, values)
+
+
 def _table(verdicts: Sequence[CellVerdict]) -> dict[str, list[Any]]:
     """The verdicts as columns, for MLflow's table view of the parent run."""
     return {
@@ -288,6 +311,8 @@ def _figures(
         )
         digest = _digest([{k: [c.tolist() for c in v] for k, v in curves.items()}, settings.metric, args])
         if not _unchanged(figures["curves"], digest):  # the same curves draw the same figure
+            from orchestrator.report.plots import plot_curves  # matplotlib: only to draw
+
             plot_curves(curves, settings.metric, figures["curves"], **args)
             _remember(figures["curves"], digest)
     shown = [c for c in cells if c.run_ids]
@@ -303,6 +328,8 @@ def _figures(
     _forget(png, keep=bool(images))  # an older report's grid is not left beside this report's figures
     if images:
         figures["x_a_from_b"] = png
+        from orchestrator.report.plots import plot_images
+
         plot_images(images, png, column_labels=labels, captions=captions)
         _remember(png, digest)
     return figures
@@ -323,7 +350,10 @@ def _digest(data: Any) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _drawing_code() -> str:
-    return hashlib.sha256(Path(inspect.getfile(plot_curves)).read_bytes()).hexdigest()
+    """The digest of the drawing code's file, read without importing it (and matplotlib)."""
+    spec = importlib.util.find_spec("orchestrator.report.plots")
+    assert spec is not None and spec.origin is not None
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
 
 def _unchanged(png: Path, digest: str) -> bool:

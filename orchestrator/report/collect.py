@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.matrix import RunSpec
-from orchestrator.report.grouping import Grouping, logged_keys
+from orchestrator.report.grouping import logged_keys
+from orchestrator.report.selection import Selection
 from orchestrator.tracking import RunRecord, RunStatus, Tracker, TrackingError, axes_from_tags, flatten
-from orchestrator.tracking.vocabulary import TAG_CODE, TAG_EPOCHS, TAG_EXPECT, TAG_FAILURE
+from orchestrator.tracking.vocabulary import TAG_EXPECT, TAG_FAILURE, TAG_KEY
 from orchestrator.verdict import CellData, CellVerdict, VerdictSettings, judge_cell
 
 
@@ -23,48 +24,6 @@ def _pick(runs: list[RunRecord]) -> RunRecord:
     finished = [r for r in runs if r.status.has_curve]
     pool = finished or runs
     return max(pool, key=lambda r: r.start_time)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which of a matrix's runs a report judges, and which of its cells it shows.
-
-    By default, the runs of the code and data installed now (their run keys are the matrix's). ``code``
-    (a code fingerprint, or its first characters) or ``sweep`` (a sweep id, or its first characters)
-    select runs of the matrix's configs made by other code or by one sweep, for comparison. ``cells`` and
-    ``where`` (axis -> value) keep some cells; ``group_by`` judges one pseudo-cell per value of that axis
-    (:mod:`~orchestrator.report.views`). ``grouping`` makes the cells of an experiment's runs from their
-    params or tags instead of orch's tags (:mod:`~orchestrator.report.grouping`).
-    """
-
-    code: str | None = None
-    sweep: str | None = None
-    cells: Sequence[str] = ()
-    where: Mapping[str, str] | None = None
-    group_by: str | None = None
-    grouping: Grouping | None = None
-
-    def view(self) -> dict[str, Any]:
-        """The cells shown, as a report's label records them."""
-        view = {"cells": list(self.cells), "where": dict(self.where or {}), "group_by": self.group_by}
-        if self.grouping is not None:  # only then: the labels of reports made before grouping stay theirs
-            view["grouping"] = self.grouping.describe()
-        return view
-
-    @property
-    def current(self) -> bool:
-        return self.code is None and self.sweep is None
-
-    def admits(self, rec: RunRecord) -> bool:
-        return (self.code is None or rec.tags.get(TAG_CODE, "").startswith(self.code)) and (
-            self.sweep is None or rec.sweep.startswith(self.sweep)
-        )
-
-    def describe(self) -> str:
-        parts = [f"code {self.code}" if self.code else "", f"sweep {self.sweep}" if self.sweep else ""]
-        if self.grouping is not None:
-            parts.append(f"every run, {self.grouping.describe()}")
-        return ", ".join(p for p in parts if p) or "the current code and data"
 
 
 def collect_cells(
@@ -122,12 +81,21 @@ def collect_cells(
             by_cell_seed.setdefault((r.cell, r.seed), []).append(r)
         for (name, seed), runs in sorted(by_cell_seed.items()):
             rec = _pick(runs)
-            cell = cells.setdefault(
-                name,
-                CellData(name, axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT), config=dict(rec.params)),
-            )
+            if name not in cells:
+                axes, expect = axes_from_tags(rec.tags), rec.tags.get(TAG_EXPECT)
+                cells[name] = CellData(name, axes, expect, config=_run_config(tracker, rec))
+            cell = cells[name]
             _add(cell, rec, seed, metric)
     return list(cells.values())
+
+
+def _run_config(tracker: Tracker, rec: RunRecord) -> dict[str, Any]:
+    """A run's flat resolved config, for the report's context (its data, its budget): its params when they
+    hold it (runs logged with their whole config as params, others' runs), else its ``config.json`` (a
+    sweep's runs log only their axes as params; a run orch did not make has no config.json)."""
+    if "data.source" in rec.params or TAG_KEY not in rec.tags:
+        return dict(rec.params)
+    return tracker.run_config(rec.run_id) or dict(rec.params)
 
 
 def _check_records(
@@ -196,7 +164,7 @@ def _add(cell: CellData, rec: RunRecord, seed: int, metric: str) -> None:
     cell.seeds.append(seed)
     cell.curves.append(curve)
     cell.run_ids.append(rec.run_id)
-    budget = rec.params.get("trainer.epochs") or rec.tags.get(TAG_EPOCHS)  # a function's runs: the tag
+    budget = rec.budget("trainer.epochs")  # its orch.epochs tag (a function's runs too), else its param
     if rec.status is RunStatus.STOPPED and budget is not None:  # judged over the budget's window
         cell.planned_epochs = max(cell.planned_epochs or 0, int(budget) + 1)
     for name, points in rec.history.items():

@@ -21,7 +21,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.matrix import matches
+from orchestrator.matrix import matches, split_names
 from orchestrator.report.collect import CellData, ReportError
 from orchestrator.report.render import verdict_text
 from orchestrator.verdict import CellVerdict
@@ -49,6 +49,7 @@ def select_cells(
         ReportError: a name that is no cell, an axis no cell has, or no cell left.
     """
     known = [c.name for c in cells]
+    names = split_names(names, known)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ReportError(

@@ -79,7 +79,8 @@ class RunTarget(ABC):
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
-        """The mapping logged as the run's MLflow params (flattened) and ``config.json``."""
+        """The mapping logged as the run's ``config.json`` (and, flattened, as an ``orch train`` run's MLflow
+        params; a sweep's runs log only the axes that vary between its cells)."""
 
     def tags(self) -> dict[str, Any]:
         """Further ``orch.<name>`` tags of its run (none by default)."""

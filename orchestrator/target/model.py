@@ -31,6 +31,12 @@ class ModelTarget(RunTarget):
     def describe(self) -> dict[str, Any]:
         return self.config.to_dict()
 
+    def tags(self) -> dict[str, Any]:
+        """Its budget as tags (``orch.epochs``, ``orch.steps_per_epoch``): a sweep's runs log only the axes
+        that vary as params; no steps per epoch (one pass over the data) leaves that tag out."""
+        tc = self.config.trainer
+        return {"epochs": tc.epochs, "steps_per_epoch": tc.steps_per_epoch}
+
     @classmethod
     def preflight(cls, targets: Sequence[RunTarget]) -> None:
         """A device this machine lacks; data that is missing or unusable (each distinct source opened once

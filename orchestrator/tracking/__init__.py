@@ -4,8 +4,10 @@
 - :mod:`~orchestrator.tracking.store`: opening or creating the store once, before workers start
   (:mod:`~orchestrator.tracking.sqlite_store`: an SQLite store built whole or not at all).
 - :mod:`~orchestrator.tracking.errors`: :class:`TrackingError` (no MLflow import).
+- :mod:`~orchestrator.tracking.uri`: where a store's URI points (no MLflow import).
 - :mod:`~orchestrator.tracking.tracker`: :class:`Tracker`, the writes and reads of runs.
-- :mod:`~orchestrator.tracking.records`: runs as read back (:class:`Attempt`, :class:`RunRecord`).
+- :mod:`~orchestrator.tracking.single`: ``orch train``'s tracked run (:func:`open_single_run`).
+- :mod:`~orchestrator.tracking.records`: the runs as read back (:class:`RunRecord`, no MLflow import).
 
 The vocabulary is imported at once; the names that need MLflow on first use, so that a worker process can
 read the vocabulary without importing MLflow.
@@ -20,9 +22,11 @@ _LAZY, __getattr__ = lazy_attributes(
     __name__,
     {
         "errors": ("TrackingError",),
-        "store": ("check_reachable", "normalize_uri", "prepare_store"),
-        "records": ("Attempt", "RunRecord"),
-        "tracker": ("Tracker", "check_experiment_name", "flatten", "open_single_run"),
+        "store": ("check_reachable", "prepare_store"),
+        "uri": ("normalize_uri", "sqlite_path"),
+        "records": ("Attempt", "RunRecord", "flatten"),
+        "tracker": ("Tracker", "check_experiment_name"),
+        "single": ("open_single_run",),
     },
 )
 __all__ = ["RunKind", "RunStatus", "axes_from_tags", "run_tags", *_LAZY]

@@ -1,6 +1,6 @@
-"""Runs as read back from the store: :class:`Attempt` (how one attempt at a run ended, with its identity)
-and :class:`RunRecord` (a run with its curves, as a report judges it). No MLflow import: they are built
-from MLflow's run objects by :class:`~orchestrator.tracking.tracker.Tracker`."""
+"""Runs as orch reads them back from the store: :class:`Attempt` (how a run of a (cell, seed) ended, and
+which code and data it ran) and :class:`RunRecord` (a child run with its tags and curves), and
+:func:`flatten`, the flat ``a.b`` names of a nested config. No MLflow import."""
 
 from __future__ import annotations
 
@@ -13,12 +13,26 @@ from orchestrator.tracking.vocabulary import (
     TAG_CODE,
     TAG_CONFIG_KEY,
     TAG_DATA,
+    TAG_EPOCHS,
     TAG_GIT_COMMIT,
     TAG_KEY,
+    TAG_STEPS,
     RunStatus,
 )
 
-__all__ = ["Attempt", "RunRecord"]
+__all__ = ["Attempt", "RunRecord", "flatten"]
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,16 @@ class RunRecord:
     sweep: str
     tags: dict[str, str]
     params: dict[str, str]
-    start_time: int = 0
+    start_time: int = 0  # ms since the epoch, as MLflow keeps it
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    end_time: int | None = None  # ms; None while it runs
+
+    def budget(self, field: str) -> str | None:
+        """The run's ``trainer.epochs`` or ``trainer.steps_per_epoch``: its budget tag, else its param of that
+        name (runs logged with their whole config as params, and others' runs)."""
+        tag = {"trainer.epochs": TAG_EPOCHS, "trainer.steps_per_epoch": TAG_STEPS}[field]
+        value = self.tags.get(tag, self.params.get(field))
+        return None if value in (None, "None") else value
 
     def curve(self, metric: str) -> np.ndarray:
         """Values of ``metric`` by step (epoch), NaN where an epoch is missing."""

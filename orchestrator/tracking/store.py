@@ -14,6 +14,7 @@ folder now when it is opened: :mod:`~orchestrator.tracking.relocate`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import logging
 import os
@@ -24,7 +25,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -39,31 +40,12 @@ from orchestrator.tracking.errors import LOCKED, TrackingError, fault_of, first_
 from orchestrator.tracking.reach import database_unreachable, redact_url  # noqa: E402
 from orchestrator.tracking.relocate import detect_move, relocate  # noqa: E402
 from orchestrator.tracking.sqlite_store import ensure_store, refuse_folder, set_wal  # noqa: E402
+from orchestrator.tracking.uri import artifact_root, normalize_uri, sqlite_path  # noqa: E402
 
 for _name in ("mlflow", "alembic"):  # mlflow resets its loggers on import
     logging.getLogger(_name).setLevel(logging.WARNING if _name == "alembic" else logging.ERROR)
 # it logs every database error with its traceback before raising it: orch says each once, in words
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-
-
-def normalize_uri(uri: str) -> str:
-    """Make a relative SQLite store absolute (MLflow caches stores by URI, whatever the cwd)."""
-    db = sqlite_path(uri)
-    return f"sqlite:///{db.resolve()}" if db is not None and not db.is_absolute() else uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///"))
-
-
-def artifact_root(uri: str) -> str | None:
-    """``sqlite:///runs/mlflow.db`` keeps its artifacts in ``runs/artifacts``."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None
-    return (db.resolve().parent / "artifacts").as_uri()
 
 
 def prepare_store(uri: str) -> str:
@@ -250,3 +232,29 @@ def _store_of(fn: object) -> str:
     uri = str(getattr(client, "tracking_uri", "") or "")
     db = sqlite_path(uri)
     return str(db) if db is not None else uri or "(the tracking store)"
+
+
+#: The searches a block of reads shares (:func:`shared_searches`): key -> runs; None outside one.
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("orch_shared_searches", default=None)
+
+
+@contextlib.contextmanager
+def shared_searches() -> Iterator[None]:
+    """Within the block, each search of a store's runs is made once and its result reused: for a command
+    that reads the same runs several times and writes none of them (`orch report`: its verdicts, then the
+    verdict at each budget; `orch status`: its plan, then the runs' epochs)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared(key: tuple, search: Callable[[], list]) -> list:
+    """``search()``, or inside :func:`shared_searches` the result of the first search under ``key``."""
+    memo = _SHARED.get()
+    if memo is None:
+        return search()
+    if key not in memo:
+        memo[key] = search()
+    return memo[key]

@@ -18,38 +18,39 @@ import re
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH, MAX_TAG_VAL_LENGTH
 
 from model.config import RunConfig
-from model.trainer import EpochResult
-from orchestrator.identity import code_context, identify
+from orchestrator.identity import code_context
 from orchestrator.tracking.curves import fetch_curves
 from orchestrator.tracking.errors import first_line
 from orchestrator.tracking.images import label_grids, read_layout, unlabel
 from orchestrator.tracking.integrity import StoreFile, log_whole_checkpoint, unwritten
-from orchestrator.tracking.records import Attempt, RunRecord
+from orchestrator.tracking.records import Attempt, RunRecord, flatten
 from orchestrator.tracking.store import (
     TrackingError,
     artifact_root,
     check_reachable,
     normalize_uri,
-    prepare_store,
     retry,
+    shared,
 )
 from orchestrator.tracking.vocabulary import (
+    NOTE,
     TAG_CELL,
     TAG_CHECKPOINT,
     TAG_CONFIG_KEY,
+    TAG_DESCRIPTION,
     TAG_FAILURE,
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
@@ -64,17 +65,8 @@ from orchestrator.tracking.vocabulary import (
     run_tags,
 )
 
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out |= flatten(value, f"{name}.")
-        else:
-            out[name] = value
-    return out
+if TYPE_CHECKING:
+    from model.trainer import EpochResult  # torch: not for a report
 
 
 def check_experiment_name(name: str) -> None:
@@ -146,6 +138,17 @@ class Tracker:
                 ) from None
             return self._active(exp)
 
+    def describe_experiment(self, name: str, text: str) -> None:
+        """Set experiment ``name``'s description in ``mlflow ui`` (tag ``mlflow.note.content``) to ``text``,
+        unless someone wrote another one there since orch last did (``orch.description`` keeps orch's)."""
+        exp_id = self.experiment_id(name)
+        tags = retry(self.client.get_experiment, exp_id).tags
+        shown = tags.get(NOTE)
+        if not text or shown == text or (shown and shown != tags.get(TAG_DESCRIPTION)):
+            return
+        for key in (NOTE, TAG_DESCRIPTION):
+            retry(self.client.set_experiment_tag, exp_id, key, text)
+
     def _active(self, exp: Any) -> str:
         """An experiment's id, unless it was deleted (MLflow keeps it, and refuses new runs in it)."""
         if exp.lifecycle_stage == LifecycleStage.DELETED:
@@ -179,13 +182,16 @@ class Tracker:
         *,
         name: str,
         tags: dict[str, str],
+        params: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> str:
-        """Create a run with the resolved config (or a function's params) as params and ``config.json``;
-        returns its id.
+        """Create a run with its resolved config (or a function's params) as ``config.json``; returns its id.
 
         Args:
             tags: the run's tags (:func:`~orchestrator.tracking.vocabulary.run_tags`).
+            params: its MLflow params (a sweep's: the axes that differ between its cells,
+                :func:`~orchestrator.matrix.varying_axes`); None: every field of the config (``orch
+                train``, ``orch diagnose``).
         """
         data = config if isinstance(config, dict) else config.to_dict()
         exp_id = self.experiment_id(experiment)
@@ -194,11 +200,10 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent_id
         run = retry(self.client.create_run, exp_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
-        params = [
-            Param(k, json.dumps(v) if isinstance(v, list) else str(v)) for k, v in flatten(data).items()
-        ]
-        for i in range(0, len(params), 100):
-            retry(self.client.log_batch, run_id, params=params[i : i + 100])
+        logged = flatten(data) if params is None else params
+        listed = [Param(k, _param_text(v, compact=params is not None)) for k, v in logged.items()]
+        for i in range(0, len(listed), 100):
+            retry(self.client.log_batch, run_id, params=listed[i : i + 100])
         retry(self.client.log_dict, run_id, data, "config.json")
         return run_id
 
@@ -225,6 +230,19 @@ class Tracker:
     def log_table(self, run_id: str, columns: dict[str, list[Any]], artifact_file: str) -> None:
         """A table artifact that MLflow's UI shows as one (``columns``: name -> values)."""
         retry(self.client.log_table, run_id, columns, artifact_file)
+
+    def describe_run(self, run_id: str, markdown: str, *, cut: str) -> None:
+        """Set the run's description in ``mlflow ui`` (tag ``mlflow.note.content``) to ``markdown``; text
+        over MLflow's limit for a tag (8,000 characters) is cut at a line, and ``cut`` said after it."""
+        if len(markdown) > MAX_TAG_VAL_LENGTH:
+            room = MAX_TAG_VAL_LENGTH - len(cut) - 2
+            markdown = markdown[: markdown.rfind("\n", 0, room) + 1] + "\n" + cut
+        self.set_tags(run_id, {NOTE: markdown})
+
+    def log_values(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Metrics logged once (step 0), in one call: a sweep's results on its parent run."""
+        ts = int(time.time() * 1000)
+        retry(self.client.log_batch, run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -292,14 +310,18 @@ class Tracker:
             flt = " and ".join(
                 f for f in (f"tags.`{TAG_KIND}` = '{kind.value}'" if kind else "", filter_string) if f
             )
-            token = None
-            while True:
-                page = retry(self.client.search_runs, [exp_id], flt, max_results=1000, page_token=token)
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    break
+            runs.extend(shared((self.uri, exp_id, flt), lambda flt=flt: self._pages(exp_id, flt)))
         return runs
+
+    def _pages(self, exp_id: str, flt: str) -> list[Any]:
+        """Every page of runs of experiment ``exp_id`` that match ``flt``."""
+        runs, token = [], None
+        while True:
+            page = retry(self.client.search_runs, [exp_id], flt, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
     def attempts(self, experiment: str) -> list[Attempt]:
         """Every child run of a sweep in ``experiment``, oldest first."""
@@ -407,12 +429,32 @@ class Tracker:
                 tags=dict(tags),
                 params=dict(run.data.params),
                 start_time=run.info.start_time or 0,
+                end_time=run.info.end_time,
             )
             rec.history.update(curves[run.info.run_id])
             for name, value in run.data.metrics.items():
                 rec.history.setdefault(name, [(-1, value)])
             out.append(rec)
         return out
+
+    def run_config(self, run_id: str) -> dict[str, Any] | None:
+        """A run's resolved config as its ``config.json`` holds it, flat (``{"data.size": 32}``); None when
+        it has none (a run orch did not make)."""
+        try:
+            return flatten(self._read_artifact(run_id, "config.json", lambda f: json.loads(f.read_text())))
+        except (MlflowException, OSError, ValueError, AttributeError):
+            return None
+
+    def _read_artifact(self, run_id: str, path: str, read: Callable[[Path], Any]) -> Any:
+        """``read`` of the run's artifact ``path``: in place in a local store, else downloaded first."""
+        root = retry(self.client.get_run, run_id).info.artifact_uri
+        if root.startswith("file://"):  # a local store: read the file where it is
+            return read(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
+            )
+            return read(Path(local))
 
     def images(self, run_id: str, key: str) -> np.ndarray | None:
         """The last logged image grid ``key`` of a run, as uint8 (H, W[, C]) without column names, or None."""
@@ -431,18 +473,21 @@ class Tracker:
             return None
         from PIL import Image
 
-        path = steps[max(steps)]
-        run = retry(self.client.get_run, run_id)
-        layout, root = read_layout(run.data.tags.get(TAG_IMAGE_LAYOUT), key), run.info.artifact_uri
-        if root.startswith("file://"):  # a local store: read the file where it is
-            with Image.open(Path(urllib.parse.unquote(urllib.parse.urlparse(root).path)) / path) as img:
+        layout = read_layout(retry(self.client.get_run, run_id).data.tags.get(TAG_IMAGE_LAYOUT), key)
+
+        def read(file: Path) -> np.ndarray:
+            with Image.open(file) as img:
                 return unlabel(np.asarray(img), layout)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=path, tracking_uri=self.uri, dst_path=tmp
-            )
-            with Image.open(local) as img:
-                return unlabel(np.asarray(img), layout)
+
+        return self._read_artifact(run_id, steps[max(steps)], read)
+
+
+def _param_text(value: Any, *, compact: bool) -> str:
+    """A param's value as MLflow keeps it: lists as JSON (``compact``: without spaces, as a sweep's axes
+    are logged, so that an image card's param line stays short), anything else as ``str``."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":")) if compact else json.dumps(value)
+    return str(value)
 
 
 def _seed(run_id: str, tags: dict[str, str]) -> int:
@@ -452,24 +497,3 @@ def _seed(run_id: str, tags: dict[str, str]) -> int:
     except ValueError:
         value = tags[TAG_SEED]
         raise TrackingError(f"run {run_id}: its tag {TAG_SEED} is {value!r}, not an integer") from None
-
-
-class _SingleRun:
-    """`orch train`'s tracked run: ``log_epoch`` and ``finish`` bound to one run id."""
-
-    def __init__(self, tracker: Tracker, run_id: str) -> None:
-        self.tracker, self.run_id = tracker, run_id
-
-    def log_epoch(self, result: EpochResult) -> None:
-        self.tracker.log_epoch(self.run_id, result)
-
-    def finish(self, status: RunStatus, reason: str | None = None) -> None:
-        self.tracker.finish(self.run_id, status, reason)
-
-
-def open_single_run(uri: str, config: RunConfig, *, name: str, experiment: str = "orch-train") -> _SingleRun:
-    """A standalone tracked run for ``orch train`` (experiment ``orch-train``)."""
-    tracker = Tracker(prepare_store(uri))
-    tags = run_tags(RunKind.TRAIN, **identify(config).tags())
-    run_id = tracker.start_run(experiment, config, name=name, tags=tags)
-    return _SingleRun(tracker, run_id)

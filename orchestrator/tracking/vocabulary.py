@@ -10,17 +10,20 @@ run, ``run`` for its child runs, ``trial`` for a search trial's, ``train`` and `
 commands'), ``orch.sweep``, ``orch.cell``, ``orch.seed``, ``orch.run_key``, ``orch.axis.<name>``,
 ``orch.expect``, ``orch.status`` (a :class:`RunStatus` value), ``orch.failure`` (why a run failed:
 ``nan: ...`` for a diverged run, else the exception), ``orch.early_stop`` (why it stopped early), the
+run's budget (``orch.epochs``, ``orch.steps_per_epoch``: a sweep's runs log only their axes as params), the
 run's identity (``orch.config_key``, ``orch.code``, ``orch.data``; :mod:`orchestrator.identity`), the
 code it ran (``orch.git_commit``, ``orch.git_dirty``, ``orch.version.<package>``), the verdict of its
 cell as the sweep judged it (``orch.verdict``, ``orch.verdict_change``), the epoch of its resumable
 checkpoint (``orch.checkpoint_epoch``, artifact ``checkpoint/last.pt``), how its image grids were
 labelled (``orch.image_layout``; :mod:`orchestrator.tracking.images`); a run of the user's own training
-function also carries ``orch.entrypoint`` and its budget ``orch.epochs`` (docs/own_training.md).
+function also carries ``orch.entrypoint`` (docs/own_training.md). A sweep's parent run's description
+(``mlflow.note.content``) is its report in markdown; the experiment's is the matrix's ``description``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -44,8 +47,11 @@ TAG_VERDICT = "orch.verdict"  # the cell's verdict, set on its runs by the sweep
 TAG_VERDICT_CHANGE = "orch.verdict_change"
 TAG_CHECKPOINT = "orch.checkpoint_epoch"  # the epoch its logged checkpoint ends (checkpoint/last.pt)
 TAG_IMAGE_LAYOUT = "orch.image_layout"  # JSON: image key -> the label band and scale of its logged grids
+NOTE = "mlflow.note.content"  # MLflow's description of a run or an experiment (markdown, mlflow ui shows it)
+TAG_DESCRIPTION = "orch.description"  # on the experiment: the matrix's description orch set as its note
 TAG_ENTRYPOINT = "orch.entrypoint"  # a run of the user's own training function: its module:function
-TAG_EPOCHS = "orch.epochs"  # ... and its budget (the built-in model's is its param trainer.epochs)
+TAG_EPOCHS = "orch.epochs"  # the run's budget in epochs, the built-in model's and the user's function's alike
+TAG_STEPS = "orch.steps_per_epoch"  # the built-in model's trainer.steps_per_epoch (absent: one pass an epoch)
 
 #: ``orch.failure`` of a diverged run starts with this (the MLflow contract: "why: nan, or the exception").
 _NAN = "nan"
@@ -152,6 +158,17 @@ def run_tags(
         tags[TAG_EXPECT] = expect
     tags |= {f"orch.{k}": _tag_value(v) for k, v in extra.items() if v is not None}
     return tags
+
+
+def cell_metric(cell: str, name: str) -> str:
+    """The name of a cell's result logged on its sweep's parent run: ``cell.<cell>.<name>`` (``end``,
+    ``change``, ``vs_const``), characters MLflow refuses in a metric name (``=``, ``,``...) as ``_``."""
+    safe = _REFUSED_IN_METRIC_NAMES.sub("_", cell)
+    return f"cell.{safe}.{name}"
+
+
+#: What MLflow refuses in a metric name: anything but letters, digits, ``_ - . / :`` and spaces.
+_REFUSED_IN_METRIC_NAMES = re.compile(r"[^\w.\- /:]")
 
 
 def axes_from_tags(tags: Mapping[str, str]) -> dict[str, str]:

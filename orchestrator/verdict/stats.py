@@ -5,12 +5,12 @@ relative change over the analysis window (:func:`fit_window`) and the level a li
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 # ---------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -67,7 +67,7 @@ def mann_kendall_hamed_rao(
         return tau, 1.0
     var_s *= _hamed_rao_factor(y, acf_alpha)
     z = (s - np.sign(s)) / math.sqrt(var_s)
-    return tau, float(min(1.0, 2.0 * stats.norm.sf(abs(z))))
+    return tau, float(min(1.0, 2.0 * normal_sf(abs(z))))
 
 
 @dataclass(frozen=True)
@@ -268,20 +268,37 @@ def _hamed_rao_factor(y: np.ndarray, acf_alpha: float) -> float:
     if n < 4:
         return 1.0
     resid = y - theil_sen(y) * np.arange(n)
-    ranks = stats.rankdata(resid)
+    ranks = rank_average(resid)
     centred = ranks - ranks.mean()
     den = float(centred @ centred)
     if den <= 0:
         return 1.0
     lags = np.arange(1, n - 1)
     acf = np.array([float(centred[:-k] @ centred[k:]) / den for k in lags])
-    bound = stats.norm.ppf(1.0 - acf_alpha / 2.0) / math.sqrt(n)
+    bound = statistics.NormalDist().inv_cdf(1.0 - acf_alpha / 2.0) / math.sqrt(n)
     sig = np.abs(acf) > bound
     weights = (n - lags) * (n - lags - 1.0) * (n - lags - 2.0)
     factor = 1.0 + 2.0 / (n * (n - 1.0) * (n - 2.0)) * float(np.sum(weights[sig] * acf[sig]))
     # In short series, lags that look significantly negative are mostly chance; never let them make the test
     # more liberal than the uncorrected one.
     return max(1.0, factor)
+
+
+def normal_sf(z: float) -> float:
+    """The standard normal's survival function, P(Z > z) (scipy's ``norm.sf``, without importing scipy:
+    ``scipy.stats`` takes about a second to import)."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def rank_average(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given the mean of their ranks (scipy's ``rankdata``, method ``average``)."""
+    x = np.asarray(x).ravel()
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    dense = np.cumsum(starts)[np.argsort(order, kind="mergesort")]  # (n,) tie group of each value, from 1
+    bounds = np.r_[np.flatnonzero(starts), x.size]  # where each group starts, and the end
+    return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
 
 
 def _rel(start: Any, end: Any) -> Any:

@@ -417,6 +417,20 @@ def test_select_specs_by_cell_and_axis(tmp_path: Path, tiny: dict) -> None:
         select_specs(specs, where={"upmode": "add"})
 
 
+def test_cells_and_where_take_comma_lists(tmp_path: Path, tiny: dict) -> None:
+    from orchestrator.matrix import parse_where, select_specs
+
+    cells = {"a": {}, "b": {"lr": 0.002}, "c": {"lr": 0.003, "up_mode": "add"}}
+    _, specs = load_matrix(_write(tmp_path, {"name": "t", "base": tiny, "cells": cells}))
+    assert {s.cell for s in select_specs(specs, cells=["a,b"])} == {"a", "b"}
+    assert {s.cell for s in select_specs(specs, cells=["a", "b,c"])} == {"a", "b", "c"}
+    with pytest.raises(MatrixError, match="no cell named 'd'"):
+        select_specs(specs, cells=["a,d"])
+    assert parse_where(["lr=0.003,up_mode=add"]) == {"lr": "0.003", "up_mode": "add"}
+    assert parse_where(["decoder_features=[8, 4],lr=0.1"]) == {"decoder_features": "[8, 4]", "lr": "0.1"}
+    assert {s.cell for s in select_specs(specs, where=parse_where(["lr=0.003,up_mode=add"]))} == {"c"}
+
+
 def test_budget_scale_multiplies_the_steps_per_epoch_under_new_keys(tmp_path: Path, tiny: dict) -> None:
     m = {
         "name": "t",

@@ -29,7 +29,7 @@ from orchestrator.execute.workqueue import open_storage
 from orchestrator.matrix import Matrix, base_config, check_axes, resolve_point
 from orchestrator.names import folder_name
 from orchestrator.tracking import RunKind, check_experiment_name, run_tags
-from orchestrator.tracking.store import sqlite_path
+from orchestrator.tracking.uri import sqlite_path
 from orchestrator.verdict.objective import Objective
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -144,9 +144,12 @@ def run_search(
         edits={k: v for k, v in (edits or {}).items() if v} or None,
     )
     with (
-        SweepContext.open(matrix.name, tracking_uri, matrix_path=matrix_path) as ctx,
+        SweepContext.open(
+            matrix.name, tracking_uri, matrix_path=matrix_path, description=matrix.description
+        ) as ctx,
         ctx.parent_run(tags, label="search", sweep_id=f"search-{name}"),
     ):
+        ctx.param_axes = list(space.distributions)  # what a trial samples (a round's trials may agree)
         search = SearchRounds(ctx, matrix, base, opened, space, objective, display, root=root)
         try:
             for asked in range(0, trials, size):

@@ -56,7 +56,7 @@ def test_each_step_changes_one_axis_reuses_finished_runs_and_names_the_flip(walk
     runs = _children(walk)
     assert len(runs) == 8
     keys = {r.data.tags["orch.run_key"]: r.data.params for r in runs if r.data.tags["orch.seed"] == "0"}
-    # one step after the other, each differs from the previous in the config fields of one axis
+    # one step after the other, each differs from the previous in one axis (the params: the path's axes)
     path = [{"recon": "0.5", "content": "1.0", "lr": "0.001"}]
     path.append({**path[-1], "lr": "1e-12"})
     path.append({**path[-1], "recon": "1.0"})
@@ -66,7 +66,7 @@ def test_each_step_changes_one_axis_reuses_finished_runs_and_names_the_flip(walk
         (p,) = [
             p
             for p in keys.values()
-            if (p["trainer.loss_weights.recon"], p["trainer.loss_weights.content"], p["trainer.lr"])
+            if (p["recon_weight"], p["content_weight"], p["lr"])
             == (want["recon"], want["content"], want["lr"])
         ]
         params.append(p)

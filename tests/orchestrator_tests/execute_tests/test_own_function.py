@@ -261,7 +261,11 @@ def test_the_functions_own_pydantic_model_catches_typos_before_anything_runs(
     res = sweep({"a": {"width": 16}})  # the function got its model, validated: it reads params.lr
     assert res.exit_code == 0, res.output
     (run,) = _runs(MlflowClient(tracking_uri=uri), "typed")
-    assert run.data.tags["orch.status"] == "finished" and run.data.params == {"lr": "0.1", "width": "16"}
+    # the run's params are its cell's axes (what varies); its whole params are config.json, its budget a tag
+    assert run.data.tags["orch.status"] == "finished" and run.data.params == {"width": "16"}
+    assert run.data.tags["orch.epochs"] == "3" and run.data.tags["orch.entrypoint"] == "typed_fit:fit"
+    config = MlflowClient(tracking_uri=uri).download_artifacts(run.info.run_id, "config.json", str(tmp_path))
+    assert json.loads(Path(config).read_text()) == {"lr": 0.1, "width": 16}
 
 
 def test_the_fingerprint_covers_the_module_or_its_whole_package_not_its_comments(tmp_path: Path) -> None:

@@ -77,9 +77,14 @@ def test_two_workers_log_every_run_with_the_contract_names(in_tmp: Path, tiny: d
         assert r.data.tags["orch.run_key"] in keys
         assert r.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
         assert r.data.tags["orch.sweep"] == parent.data.tags["orch.sweep"]
-        assert r.data.params["trainer.seed"] == r.data.tags["orch.seed"]
+        # params: the axes that differ between the cells; the whole config is the artifact config.json
+        skip = {"orig": "use_source", "nse": "no_skip"}[r.data.tags["orch.cell"]]
+        assert r.data.params == {"cross_skip": skip}
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"config.json", "images"} <= arts
+        config = client.download_artifacts(r.info.run_id, "config.json", str(in_tmp))
+        assert json.loads(Path(config).read_text())["trainer"]["seed"] == int(r.data.tags["orch.seed"])
+        assert (r.data.tags["orch.epochs"], "orch.steps_per_epoch" in r.data.tags) == ("2", False)
         # concurrent workers lose nothing: every metric at every epoch
         for metric in ("content", "recon", "cross", "total", "cross_floor", "noise_leak", "cross_psnr_clean"):
             assert [m.step for m in client.get_metric_history(r.info.run_id, metric)] == [0, 1, 2], metric

@@ -14,6 +14,9 @@ from orchestrator.cli import app
 
 runner = CliRunner()
 
+#: The swept matrix's description (the experiment's description in mlflow ui).
+DESCRIPTION = "Three constructed cells: one learns, one cannot move (lr 0), one diverges."
+
 
 def sweep_matrix(tmp: Path, matrix: dict) -> None:
     """Write ``matrix`` as ``tmp/m.yaml`` and sweep it into ``tmp/runs`` (figures under ``tmp/runs/``)."""
@@ -36,6 +39,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base["trainer"]["lr"] = 0.003
     m = {
         "name": "constructed",
+        "description": DESCRIPTION,
         "base": base,
         "seeds": [0, 1, 2],
         "cells": {

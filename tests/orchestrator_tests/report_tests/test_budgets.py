@@ -54,9 +54,9 @@ def test_a_scaled_sweep_has_its_own_runs_and_the_report_pairs_the_budgets(
     runs = _children(tmp_path)
     scaled = {r.data.tags["orch.run_key"] for r in runs} - first
     assert len(runs) == 8 and len(scaled) == 4  # new runs under their own keys
-    steps = {r.data.tags["orch.run_key"]: r.data.params["trainer.steps_per_epoch"] for r in runs}
+    steps = {r.data.tags["orch.run_key"]: r.data.tags["orch.steps_per_epoch"] for r in runs}
     assert {steps[k] for k in first} == {"3"} and {steps[k] for k in scaled} == {"12"}
-    assert {r.data.params["trainer.epochs"] for r in runs} == {"12"}  # the same epochs: the same window
+    assert {r.data.tags["orch.epochs"] for r in runs} == {"12"}  # the same epochs: the same window
     for again in (["budget.scale=1"], ["--budget-scale", "1"], []):  # at 1 the keys are the old ones
         res = _orch(tmp_path, "sweep", m, *again, "--workers", "1")
         assert res.exit_code == 0 and "4 runs, 4 already finished, 0 to run" in res.output, res.output

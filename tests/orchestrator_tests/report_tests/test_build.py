@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.cli.common import console
 from tests.browser import chromium, page_layout
+from tests.orchestrator_tests.report_tests.conftest import DESCRIPTION
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -76,6 +77,12 @@ def test_report_by_experiment_and_figures_logged_to_the_sweep(swept: Path) -> No
     (parent,) = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'sweep'")
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/cross_curves.png" in logged and "report/x_a_from_b_last_epoch.png" in logged
+    # without the matrix, the context's data and budget come from the runs' config.json (their params
+    # are only the axes that differ between the cells) and their budget tags
+    res = _report(swept, "--experiment", "constructed", "--format", "json")
+    context = json.loads(res.output)[0]["report"]["context"]
+    assert context["data"] == "synthetic phantoms 16x16, noise 0.05, 48 pairs"
+    assert context["budget"] == "12 epochs after epoch 0, 12 steps of 8 pairs an epoch"
 
 
 def test_the_sweeps_verdicts_are_recorded_once_and_tagged_on_its_runs(swept: Path) -> None:
@@ -178,6 +185,31 @@ def test_piped_output_follows_columns_and_ends_no_line_with_spaces(swept: Path) 
         assert lines and not [line for line in lines if line != line.rstrip()]
         assert max(len(line) for line in lines) <= 80, res.stdout  # --wide too: one block a cell
     assert "guards failed" in res.stdout and "cross_psnr_clean" in res.stdout  # every column, named
+
+
+def test_the_answer_is_where_mlflow_ui_shows_a_sweep_first(swept: Path) -> None:
+    """The experiment's description is the matrix's; the sweep's parent run is named for its sweep id, its
+    description is the report in markdown, and each cell's results are its metrics."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{swept}/runs/mlflow.db")
+    exp = client.get_experiment_by_name("constructed")
+    assert exp.tags["mlflow.note.content"] == DESCRIPTION
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`orch.kind` = 'sweep'")
+    assert parent.info.run_name == f"sweep-{parent.data.tags['orch.sweep']}"
+    note = " ".join(parent.data.tags["mlflow.note.content"].replace("\\*", "*").split())
+    answer, context = _answer_and_context(swept)
+    for line in [*answer, *context.values()]:
+        assert " ".join(line.split()) in note, line
+    assert note.startswith("## constructed: does cross fall after the warm-up?") and "| learns |" in note
+    res = _report(swept, str(swept / "m.yaml"), "--format", "json")
+    logged = parent.data.metrics
+    for v in json.loads(res.output):
+        measured = {"end": v["end"]["mean"], "change": v["rel_change"], "vs_const": v["vs_baseline"]}
+        for name, value in measured.items():
+            if value is None:
+                assert f"cell.{v['cell']}.{name}" not in logged
+            else:
+                assert logged[f"cell.{v['cell']}.{name}"] == pytest.approx(value), (v["cell"], name)
+    assert "cell.learns.change" in logged and "cell.learns.end" in logged
 
 
 def test_every_format_carries_the_same_answer_and_context(

@@ -54,6 +54,9 @@ def test_select_by_name_and_by_axis_values(cells: list[CellData]) -> None:
         select_cells(cells, where={"up_mode": "none"})
     with pytest.raises(MatrixError, match="expected axis=value"):
         parse_where(["up_mode"])
+    # a comma list, as Hydra users type them (a name that holds commas itself is kept whole, above)
+    picked = select_cells(cells, where=parse_where(["up_mode=add,recon_weight=5e-2"]))
+    assert [c.name for c in picked] == ["recon_weight=0.05,up_mode=add"]
 
 
 def test_compare_marks_the_cells_whose_verdict_changed(cells: list[CellData]) -> None:

@@ -44,6 +44,22 @@ def test_epochs_status_and_config_read_back(tracker: Tracker, tiny: dict) -> Non
     assert run.info.status == "FAILED" and run.data.tags["orch.failure"].startswith("nan")
 
 
+def test_a_sweeps_params_are_its_axes_and_the_config_is_read_from_config_json(
+    tracker: Tracker, tiny: dict
+) -> None:
+    tags = run_tags(RunKind.RUN, sweep="s", cell="c", seed=0, run_key="k", epochs=2, steps_per_epoch=None)
+    params = {"recon_weight": 0.5, "decoder_features": [8, 4], "same_domain_skip": True}
+    run_id = tracker.start_run("exp", load_config(tiny), name="c/seed0", tags=tags, params=params)
+    tracker.finish(run_id, RunStatus.FINISHED)
+    (rec,) = tracker.records("exp", [])
+    # a list without spaces, so that an image card's param line stays short in mlflow ui
+    assert rec.params == {"recon_weight": "0.5", "decoder_features": "[8,4]", "same_domain_skip": "True"}
+    assert rec.budget("trainer.epochs") == "2" and rec.budget("trainer.steps_per_epoch") is None
+    config = tracker.run_config(run_id)
+    assert config is not None and config["trainer.batch_size"] == 8 and config["data.size"] == 16
+    assert tracker.run_config(_run(tracker, tiny, key="old"))["model.encoder.features"] == [4, 8]
+
+
 def test_attempts_are_listed_oldest_first_with_their_identity(tracker: Tracker, tiny: dict) -> None:
     first = _run(tracker, tiny, key="k")
     tracker.finish(first, RunStatus.CRASHED, "boom")
