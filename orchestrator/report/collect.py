@@ -64,8 +64,7 @@ def collect_cells(
             by_key.setdefault(r.config_key if by_config else r.run_key, []).append(r)
         for spec in specs:
             if spec.cell not in cells:
-                raw = spec.config if isinstance(spec.config, dict) else spec.config.to_dict()
-                config = flatten(raw)
+                config = flatten(spec.target.describe())  # the resolved config, or a function's params
                 cells[spec.cell] = CellData(
                     spec.cell, dict(spec.axes), spec.expect, tuple(spec.guards), config=config
                 )
